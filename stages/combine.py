@@ -1,0 +1,36 @@
+"""Stage combine: build the single `text` column and integer `label` for every split."""
+
+import argparse
+
+import pandas as pd
+
+from quantpipe.cli import run_stage
+from quantpipe.data import combine, raw_path
+from quantpipe.errors import QuantpipeError
+from quantpipe.io import atomic_dir
+from quantpipe.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--raw", default="data/raw")
+    parser.add_argument("--out", default="data/prepared")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    num_labels = len(params.base_model.labels)
+    with atomic_dir(args.out) as tmp:
+        for name, spec in params.data.datasets.items():
+            for role in spec.splits():
+                source = raw_path(args.raw, name, role)
+                if not source.is_file():
+                    raise QuantpipeError(f"{source}: raw split not found (run the download stage)")
+                out = combine(pd.read_parquet(source), spec, name, num_labels)
+                path = raw_path(tmp, name, role)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                out.to_parquet(path, index=False)
+                print(f"{name}/{role}: {len(out)} texts, labels {out['label'].value_counts().to_dict()}")
+
+
+if __name__ == "__main__":
+    run_stage(main)
