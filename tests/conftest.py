@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -53,3 +58,56 @@ def texts() -> pd.DataFrame:
     """Forty labelled sentences from the shipped SST-2 validation copy."""
     frame = pd.read_csv(REPO / "data/offline/sst2/validation.tsv", sep="\t", quoting=3).head(40)
     return frame.rename(columns={"sentence": "text"})
+
+
+# The real pipeline on tiny params in a temporary git + DVC copy of the repository, shared by the
+# end-to-end pipeline and remote tests (built once per session).
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+       "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def tiny_params(model_dir: Path) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    sets = params["data"]["datasets"]
+    sets["sst2"].update(train_split="train[:64]", eval_split="validation[:40]")
+    sets["amazon"].update(eval_split="validation[:24]")
+    params["base_model"].update(encoder=str(model_dir))
+    params["base_model"]["train"].update(max_samples=64, batch_size=16, learning_rate=1e-3, max_length=32)
+    for cal in params["calibrations"].values():
+        cal.update(num_samples=16, max_length=32)
+    params["evaluate"].update(batch_size=16, max_length=64)
+    return params
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory, tiny_model) -> Path:
+    root = tmp_path_factory.mktemp("e2e") / "project"
+    files = run(REPO, "git", "ls-files", "-z").stdout.split("\0")
+    for name in filter(None, files):
+        if name == "dvc.lock" or name.startswith(("metrics/", "reports/")) or not (REPO / name).exists():
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model), sort_keys=False))
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny project")
+    run(root, "dvc", "repro")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "first run")
+    return root
+
+

@@ -1,0 +1,120 @@
+"""Sharing models and results through DVC remotes: a local directory remote and SSH over loopback."""
+
+from __future__ import annotations
+
+import filecmp
+import getpass
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ENV, run
+
+pytestmark = pytest.mark.e2e
+SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
+
+
+def onnx_files(root: Path) -> list[Path]:
+    return sorted(p.relative_to(root) for p in (root / "models").rglob("*.onnx"))
+
+
+def assert_same_models(a: Path, b: Path) -> None:
+    files = onnx_files(a)
+    assert files and files == onnx_files(b)
+    for rel in files:
+        assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
+
+
+def fresh_clone(project: Path, name: str) -> Path:
+    clone = project.parent / name
+    run(project.parent, "git", "clone", "-q", str(project), str(clone))
+    return clone
+
+
+def test_default_local_remote_round_trip(project):
+    assert "storage" in run(project, "dvc", "remote", "default").stdout
+    run(project, "dvc", "push")
+    assert (project.parent / "quantpipe-dvc-storage").is_dir()  # the documented sibling directory
+    clone = fresh_clone(project, "colleague")
+    run(clone, "dvc", "pull")
+    assert "up to date" in run(clone, "dvc", "status").stdout
+    assert "Running stage" not in run(clone, "dvc", "repro").stdout
+    assert_same_models(project, clone)
+    metrics = run(clone, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout
+    assert "metrics/eval/dynamic_int8/sst2.json" in metrics
+
+
+def test_remote_errors_are_clear_and_harmless(project, tmp_path):
+    proc = run(project, "dvc", "push", "-r", "nosuch", check=False)
+    assert proc.returncode != 0 and "nosuch" in proc.stderr
+    clone = fresh_clone(project, "never-pushed")
+    empty = tmp_path / "empty-remote"
+    empty.mkdir()
+    run(clone, "dvc", "remote", "modify", "--local", "storage", "url", str(empty))
+    proc = run(clone, "dvc", "pull", check=False)
+    assert proc.returncode != 0 and "missing" in (proc.stdout + proc.stderr).lower()
+    assert (clone / "dvc.yaml").is_file() and (clone / "params.yaml").is_file()
+    run(clone, "dvc", "remote", "modify", "--local", "storage", "url", "ssh://127.0.0.1:1/nowhere")
+    proc = subprocess.run(["dvc", "pull"], cwd=clone, env=ENV, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "error" in proc.stderr.lower()
+    assert (clone / "dvc.yaml").is_file()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    if not SSHD:
+        pytest.skip("no sshd here (install Debian's openssh-server); the local-remote round trip still ran")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "client")], check=True)
+    shutil.copy(keys / "client.pub", keys / "authorized_keys")
+    port = free_port()
+    config = tmp_path / "sshd_config"
+    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+                      f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
+                      "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                      "PermitRootLogin prohibit-password\nUsePAM no\nSubsystem sftp internal-sftp\n")
+    Path("/run/sshd").mkdir(exist_ok=True)
+    server = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
+    for _ in range(50):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if server.poll() is not None:
+            pytest.skip(f"sshd did not start: {server.stderr.read()[-300:]}")
+        time.sleep(0.1)
+    yield {"port": port, "key": keys / "client", "user": getpass.getuser(), "root": tmp_path / "ssh-remote"}
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def use_ssh_remote(repo: Path, ssh: dict) -> None:
+    run(repo, "dvc", "remote", "add", "--local", "-f", "-d", "ssh", f"ssh://127.0.0.1{ssh['root']}")
+    for key, value in (("port", str(ssh["port"])), ("user", ssh["user"]), ("keyfile", str(ssh["key"]))):
+        run(repo, "dvc", "remote", "modify", "--local", "ssh", key, value)
+
+
+def test_ssh_remote_round_trip(project, sshd):
+    use_ssh_remote(project, sshd)
+    try:
+        run(project, "dvc", "push")
+        assert any(sshd["root"].rglob("*"))
+        clone = fresh_clone(project, "over-ssh")
+        use_ssh_remote(clone, sshd)
+        run(clone, "dvc", "pull")
+        assert "up to date" in run(clone, "dvc", "status").stdout
+        assert_same_models(project, clone)
+    finally:
+        (project / ".dvc" / "config.local").unlink(missing_ok=True)
