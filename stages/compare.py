@@ -1,27 +1,34 @@
-"""Stage compare: all variants side by side -> reports/compare.md and metrics/compare.json."""
+"""Stage compare: all models side by side -> reports/compare.md (+ image), metrics/compare.json, plots data."""
 
 import argparse
 from pathlib import Path
 
 from quantpipe.cli import run_stage
-from quantpipe.io import write_json
+from quantpipe.io import read_json, write_json
 from quantpipe.params import BASELINES, load_params
-from quantpipe.report import collect_metrics, comparison_table, markdown_report, summary_metrics
+from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image, summary_metrics,
+                              write_plots)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--metrics", default="metrics/eval", type=Path)
+    parser.add_argument("--environment", default="metrics/environment.json", type=Path)
     parser.add_argument("--report", default="reports/compare.md", type=Path)
+    parser.add_argument("--image", default="reports/accuracy_vs_throughput.png", type=Path)
+    parser.add_argument("--plots", default="reports/plots", type=Path)
     parser.add_argument("--summary", default="metrics/compare.json", type=Path)
     args = parser.parse_args()
     params = load_params(args.params)
     cfg = params.compare
-    names = [*BASELINES, *params.variants]
-    metrics = collect_metrics(args.metrics, names, params.evaluate.datasets)
+    metrics = collect_metrics(args.metrics, [*BASELINES, *params.variants], params.evaluate.datasets)
     table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget)
-    report = markdown_report(table, cfg.baseline, cfg.accuracy_budget)
+    environment = read_json(args.environment) if args.environment.is_file() else None
+    render_image(table, args.image)
+    write_plots(table, args.plots)
+    image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
+    report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, environment, image)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.report.with_suffix(".md.tmp")
     tmp.write_text(report)

@@ -1,15 +1,22 @@
-"""Evaluate one model (PyTorch fp32, ONNX fp32 or a quantized variant) on the evaluation datasets."""
+"""Evaluate one model (PyTorch fp32, ONNX fp32 or a quantized variant) on the evaluation datasets.
+
+All timing and the memory figure come from a fresh child process that loads only this model, so
+variants do not pollute each other; the parent scores the predictions.
+"""
 
 from __future__ import annotations
 
-import platform
+import multiprocessing
+import resource
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from quantpipe.inference import OnnxClassifier, TorchClassifier, predict
+from quantpipe.inference import OnnxClassifier, TorchClassifier, predict, single_example_latencies
 from quantpipe.metrics import classification_metrics
 from quantpipe.params import EvaluateParams
+from quantpipe.statistics import latency_percentiles, timing_summary
 
 
 def model_size_bytes(model_dir: Path, kind: str) -> int:
@@ -18,38 +25,83 @@ def model_size_bytes(model_dir: Path, kind: str) -> int:
     return sum(f.stat().st_size for pattern in patterns for f in Path(model_dir).glob(pattern))
 
 
-def load_classifier(kind: str, model_dir: Path, threads: int):
+def load_classifier(kind: str, model_dir: Path, cfg: EvaluateParams):
     if kind == "pytorch":
-        return TorchClassifier(model_dir, threads)
-    return OnnxClassifier(Path(model_dir) / "model.onnx", threads)
+        return TorchClassifier(model_dir, cfg.threads)
+    return OnnxClassifier(Path(model_dir) / "model.onnx", cfg.threads, cfg.graph_optimization, cfg.execution_mode)
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def measure(kind: str, model_dir: str, tokenizer_dir: str, texts: dict[str, list[str]], cfg: EvaluateParams) -> dict:
+    """Load the model, then per dataset: warm-up, `repeats` timed passes over the whole split, and
+    batch-size-1 latencies. Returns predictions, timings and the process's peak resident memory."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    rss_before = _rss_bytes()
+    classifier = load_classifier(kind, Path(model_dir), cfg)
+    rss_loaded = _rss_bytes()
+    out = {}
+    for dataset, items in texts.items():
+        for _ in range(cfg.warmup):
+            predict(classifier, tokenizer, items[: cfg.batch_size * 2], cfg.batch_size, cfg.max_length)
+        runs = [predict(classifier, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} pass {i + 1}")
+                for i in range(cfg.repeats)]
+        if any(not np.array_equal(run.labels, runs[0].labels) for run in runs):
+            raise RuntimeError(f"{dataset}: predictions differ between repeated passes")
+        latencies = single_example_latencies(classifier, tokenizer, items[: cfg.latency_samples], cfg.max_length)
+        out[dataset] = {
+            "labels": runs[0].labels,
+            "throughput": [len(items) / run.total_seconds for run in runs],
+            "model_throughput": [len(items) / run.model_seconds for run in runs],
+            "tokenize_seconds": [run.tokenize_seconds for run in runs],
+            "latencies": latencies,
+        }
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"datasets": out, "rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak}
+
+
+def measure_in_child(kind: str, model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[str]],
+                     cfg: EvaluateParams) -> dict:
+    """`measure` in a fresh spawned process: its peak memory is this model's alone."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, (kind, str(model_dir), str(tokenizer_dir), texts, cfg))
 
 
 def evaluate_model(name: str, kind: str, model_dir: Path, tokenizer_dir: Path,
                    datasets: dict[str, pd.DataFrame], cfg: EvaluateParams) -> dict[str, dict]:
-    """Metrics and throughput for one model on each dataset: {dataset: metrics}."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    classifier = load_classifier(kind, model_dir, cfg.threads)
+    """Metrics with confidence intervals, throughput and latency with spread, size and memory per dataset."""
+    if cfg.max_samples:
+        datasets = {k: v.head(cfg.max_samples) for k, v in datasets.items()}
+    texts = {k: v["text"].tolist() for k, v in datasets.items()}
+    measured = measure_in_child(kind, model_dir, tokenizer_dir, texts, cfg)
     size = model_size_bytes(model_dir, kind)
+    memory = {
+        "peak_rss_mb": measured["peak_rss"] / 1e6,
+        "model_load_rss_mb": (measured["rss_after_load"] - measured["rss_before_load"]) / 1e6,
+    }
     results = {}
     for dataset, frame in datasets.items():
-        if cfg.max_samples:
-            frame = frame.head(cfg.max_samples)
-        texts = frame["text"].tolist()
-        predict(classifier, tokenizer, texts[: cfg.batch_size], cfg.batch_size, cfg.max_length)  # warm-up
-        pred = predict(classifier, tokenizer, texts, cfg.batch_size, cfg.max_length, desc=f"{name}/{dataset}")
+        m = measured["datasets"][dataset]
+        throughput = timing_summary(m["throughput"])
         results[dataset] = {
             "variant": name,
             "dataset": dataset,
-            **classification_metrics(frame["label"].to_numpy(), pred.labels),
-            "samples_per_second": len(texts) / pred.total_seconds,
-            "model_samples_per_second": len(texts) / pred.model_seconds,
-            "tokenize_seconds": pred.tokenize_seconds,
-            "model_seconds": pred.model_seconds,
+            **classification_metrics(frame["label"].to_numpy(), m["labels"], cfg.bootstrap_resamples, cfg.seed),
+            "samples_per_second": throughput["median"],
+            "throughput": throughput,
+            "model_only_samples_per_second": timing_summary(m["model_throughput"])["median"],
+            "tokenize_seconds": timing_summary(m["tokenize_seconds"])["median"],
+            "latency": {**latency_percentiles(m["latencies"]), "samples": len(m["latencies"])}
+            if m["latencies"] else {},
+            "model_size_mb": size / 1e6,
+            **memory,
             "batch_size": cfg.batch_size,
             "threads": cfg.threads,
-            "model_size_mb": size / 1e6,
-            "machine": platform.machine(),
         }
     return results

@@ -16,10 +16,15 @@ from tqdm.auto import tqdm
 from quantpipe.errors import QuantpipeError
 
 
-class OnnxClassifier:
-    """An ONNX Runtime session over `model.onnx`, with thread count and graph level from params."""
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
 
-    def __init__(self, model_path: Path, threads: int):
+
+class OnnxClassifier:
+    """An ONNX Runtime session over `model.onnx`, with the CPU session options that matter from params."""
+
+    def __init__(self, model_path: Path, threads: int, graph_optimization: str = "all",
+                 execution_mode: str = "sequential"):
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
@@ -27,7 +32,9 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
+        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel"
+                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
 
@@ -70,6 +77,16 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     """Indices grouped into batches of similar length (longest first), covering every index once."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def single_example_latencies(classifier, tokenizer, texts: list[str], max_length: int) -> list[float]:
+    """Seconds per call at batch size 1, tokenization included: the way a service calls the model."""
+    seconds = []
+    for text in texts:
+        start = time.perf_counter()
+        classifier(dict(tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")))
+        seconds.append(time.perf_counter() - start)
+    return seconds
 
 
 def predict(classifier, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str = "") -> Prediction:

@@ -111,6 +111,7 @@ class VariantParams(Section):
     format: Literal["QOperator", "QDQ"] | None = None  # None: QDQ for static, QOperator for dynamic
     calibration: str | None = None  # name in `calibrations`; required for static variants
     nodes_to_exclude: list[str] = Field(default_factory=list)
+    optimization: Literal[OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
 
     @model_validator(mode="after")
     def _static_needs_calibration(self) -> VariantParams:
@@ -120,6 +121,9 @@ class VariantParams(Section):
             raise ValueError("a dynamic variant takes no calibration (ranges are computed at run time)")
         if self.kind == "dynamic" and self.format == "QDQ":
             raise ValueError("dynamic quantization writes QOperator graphs only; use format: QOperator or kind: static")
+        if self.kind == "static" and self.optimization != "none":
+            raise ValueError("optimization before static quantization is not supported: the calibration ranges "
+                             "are computed on the unoptimized graph (use optimization: none)")
         return self
 
 
@@ -127,8 +131,15 @@ class EvaluateParams(Section):
     datasets: list[str] = Field(min_length=1)
     batch_size: int = Field(32, gt=0)
     max_length: int = Field(256, gt=0)
-    threads: int = Field(2, gt=0)
-    max_samples: int | None = Field(None, gt=0)
+    max_samples: int | None = Field(None, gt=0)  # cap per dataset (None: the whole split)
+    threads: int = Field(2, gt=0)  # intra-op threads (ONNX Runtime and torch)
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"  # ORT session level
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    warmup: int = Field(1, ge=0)  # untimed passes over the first batches before timing
+    repeats: int = Field(3, gt=0)  # timed passes over the whole split
+    latency_samples: int = Field(200, ge=0)  # texts timed one by one at batch size 1
+    bootstrap_resamples: int = Field(1000, ge=0)
+    seed: int = 0
 
 
 class CompareParams(Section):

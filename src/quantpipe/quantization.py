@@ -7,6 +7,7 @@ from pathlib import Path
 
 from quantpipe.calibration import RANGES_FILE, tensors_range
 from quantpipe.errors import QuantpipeError
+from quantpipe.export import optimize_onnx
 from quantpipe.io import read_json
 from quantpipe.params import VariantParams
 
@@ -72,7 +73,43 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
             )
         ranges = tensors_range(read_json(ranges_file))
     config = quantization_config(variant)
-    quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
-    quantizer.quantize(quantization_config=config, save_dir=out_dir, calibration_tensors_range=ranges)
-    shutil.move(Path(out_dir) / "model_quantized.onnx", Path(out_dir) / "model.onnx")
-    return Path(out_dir) / "model.onnx"
+    out = Path(out_dir) / "model.onnx"
+    if variant.optimization == "none":
+        quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
+        quantizer.quantize(quantization_config=config, save_dir=out_dir, calibration_tensors_range=ranges)
+        shutil.move(Path(out_dir) / "model_quantized.onnx", out)
+    else:
+        optimized = Path(out_dir) / "_optimized"
+        shutil.copytree(model_dir, optimized)
+        optimize_onnx(optimized, variant.optimization)
+        quantize_fused_dynamic(optimized / "model.onnx", out, config)
+        for item in optimized.iterdir():  # config, tokenizer and ORT config travel with the model
+            if item.name != "model.onnx" and not (Path(out_dir) / item.name).exists():
+                shutil.move(item, Path(out_dir) / item.name)
+        shutil.rmtree(optimized)
+    return out
+
+
+def quantize_fused_dynamic(model_path: Path, out_path: Path, config) -> None:
+    """Dynamic quantization of an ORTOptimizer-fused graph with onnxruntime.quantization directly.
+
+    Optimum's ORTQuantizer cannot type the fused contrib ops (Attention, SkipLayerNormalization, ...);
+    `DefaultTensorType` tells ONNX Runtime's quantizer to treat untyped tensors as float.
+    """
+    import onnx
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(
+        model_input=model_path,
+        model_output=out_path,
+        op_types_to_quantize=list(config.operators_to_quantize),
+        per_channel=config.per_channel,
+        reduce_range=config.reduce_range,
+        weight_type=config.weights_dtype,
+        nodes_to_exclude=list(config.nodes_to_exclude),
+        extra_options={
+            "DefaultTensorType": onnx.TensorProto.FLOAT,
+            "WeightSymmetric": config.weights_symmetric,
+            "ActivationSymmetric": config.activations_symmetric,
+        },
+    )

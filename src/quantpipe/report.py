@@ -1,4 +1,4 @@
-"""The comparison: every variant side by side against the baseline, as a table, a markdown report and JSON."""
+"""The comparison: every model side by side against the baseline, as tables, plots data, an image and JSON."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json
-
-COLUMNS = ["dataset", "variant", "accuracy", "accuracy_delta", "f1", "samples_per_second", "speed_ratio",
-           "model_size_mb", "n"]
+from quantpipe.io import read_json, write_json
+from quantpipe.statistics import ratio_spread
 
 
 def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd.DataFrame:
@@ -26,52 +24,139 @@ def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd
 
 
 def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: float) -> pd.DataFrame:
-    """Add accuracy delta and speed ratio against `baseline` on the same dataset; mark the fastest
-    variant whose accuracy is within `accuracy_budget` of the baseline."""
+    """Add accuracy delta and speed ratio (median, and a conservative interval from the quartiles)
+    against `baseline` on the same dataset; mark the fastest model within `accuracy_budget` of it."""
     missing = set(metrics["dataset"]) - set(metrics.loc[metrics["variant"] == baseline, "dataset"])
     if missing:
         raise QuantpipeError(f"compare.baseline: no '{baseline}' metrics for dataset(s) {sorted(missing)}")
-    base = metrics[metrics["variant"] == baseline].set_index("dataset")
     table = metrics.copy()
+    base = table[table["variant"] == baseline].set_index("dataset")
     table["accuracy_delta"] = table["accuracy"] - table["dataset"].map(base["accuracy"])
-    table["speed_ratio"] = table["samples_per_second"] / table["dataset"].map(base["samples_per_second"])
+    if "throughput" not in table:  # point figures only: no spread
+        table["throughput"] = [{"median": s, "q1": s, "q3": s} for s in table["samples_per_second"]]
+    spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
+    table["speed_ratio"] = [s["median"] for s in spreads]
+    table["speed_ratio_low"] = [s["low"] for s in spreads]
+    table["speed_ratio_high"] = [s["high"] for s in spreads]
     within = table["accuracy_delta"] >= -accuracy_budget - 1e-12
     table["best_within_budget"] = False
     for _, group in table[within].groupby("dataset"):
         table.loc[group["samples_per_second"].idxmax(), "best_within_budget"] = True
-    return table.sort_values(["dataset", "samples_per_second"], ascending=[True, False])[
-        [*COLUMNS, "best_within_budget"]
-    ].reset_index(drop=True)
+    return table.sort_values(["dataset", "samples_per_second"], ascending=[True, False]).reset_index(drop=True)
 
 
-def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float) -> str:
+def _fmt_ci(row, name: str) -> str:
+    if f"{name}_ci_low" in row and pd.notna(row.get(f"{name}_ci_low")):
+        return f"{row[name]:.4f} [{row[f'{name}_ci_low']:.3f}, {row[f'{name}_ci_high']:.3f}]"
+    return f"{row[name]:.4f}"
+
+
+def display_table(group: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, r in group.iterrows():
+        t = r["throughput"]
+        latency = r.get("latency") if isinstance(r.get("latency"), dict) else {}
+        rows.append({
+            "variant": f"**{r['variant']}**" if r["best_within_budget"] else r["variant"],
+            "accuracy [95% CI]": _fmt_ci(r, "accuracy"),
+            "Δ acc": f"{r['accuracy_delta'] * 100:+.2f} pt",
+            "F1 [95% CI]": _fmt_ci(r, "f1"),
+            "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
+            "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
+            "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
+            "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+            if latency else "-",
+            "size MB": f"{r['model_size_mb']:.1f}",
+            "peak RSS MB": f"{r['peak_rss_mb']:.0f}" if pd.notna(r.get("peak_rss_mb")) else "-",
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, environment: dict | None = None,
+                    image: str | None = None) -> str:
     lines = [
         "# quantpipe comparison",
         "",
-        f"Baseline: `{baseline}`. Accuracy delta and speed ratio are against the baseline on the same dataset;",
-        f"**bold** marks the fastest variant within {accuracy_budget * 100:g} accuracy point(s) of it.",
-        "Speed: samples per second over the whole split, tokenization included, length-sorted batches.",
+        f"Baseline: `{baseline}`. Δ acc and speed ratio are against the baseline on the same dataset;",
+        f"**bold** marks the fastest model within {accuracy_budget * 100:g} accuracy point(s) of it.",
+        "Throughput: samples/s over the whole split, tokenization included, length-sorted batches padded per",
+        "batch; median of the repeated passes with its interquartile range and coefficient of variation.",
+        "The speed ratio's range divides the quartiles (low: q1/q3 of the baseline, high: q3/q1).",
+        "Accuracy and F1 intervals: paired bootstrap, 95%. Latency: batch size 1, tokenization included.",
         "",
     ]
+    if environment:
+        cpu, versions = environment["cpu"], environment["versions"]
+        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
+        lines += [f"Machine: {cpu['model']} ({cpu['cores']} cores; {flags}). "
+                  + ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
     for dataset, group in table.groupby("dataset", sort=True):
-        shown = group.drop(columns=["dataset"]).copy()
-        shown["variant"] = [f"**{v}**" if best else v for v, best in zip(shown["variant"], shown["best_within_budget"])]
-        shown = shown.drop(columns=["best_within_budget"])
-        shown["accuracy_delta"] = shown["accuracy_delta"].map(lambda d: f"{d * 100:+.2f} pt")
-        shown["speed_ratio"] = shown["speed_ratio"].map(lambda r: f"{r:.2f}x")
-        lines += [f"## {dataset}", "", shown.to_markdown(index=False, floatfmt=".4g"), ""]
+        lines += [f"## {dataset}", "", display_table(group).to_markdown(index=False), ""]
+    if image:
+        lines += [f"![accuracy against throughput]({image})", ""]
     return "\n".join(lines)
 
 
 def summary_metrics(table: pd.DataFrame) -> dict:
-    """Nested {dataset: {variant: {...}}} for `dvc metrics` (accuracy delta and speed ratio per variant)."""
+    """Nested {dataset: {variant: {...}}} for `dvc metrics`."""
     out: dict = {}
-    for row in table.itertuples(index=False):
-        out.setdefault(row.dataset, {})[row.variant] = {
-            "accuracy": round(row.accuracy, 6),
-            "accuracy_delta": round(row.accuracy_delta, 6),
-            "samples_per_second": round(row.samples_per_second, 3),
-            "speed_ratio": round(row.speed_ratio, 4),
-            "model_size_mb": round(row.model_size_mb, 3),
+    for _, row in table.iterrows():
+        out.setdefault(row["dataset"], {})[row["variant"]] = {
+            "accuracy": round(row["accuracy"], 6),
+            "accuracy_delta": round(row["accuracy_delta"], 6),
+            "samples_per_second": round(row["samples_per_second"], 3),
+            "speed_ratio": round(row["speed_ratio"], 4),
+            "speed_ratio_low": round(row["speed_ratio_low"], 4),
+            "speed_ratio_high": round(row["speed_ratio_high"], 4),
+            "model_size_mb": round(row["model_size_mb"], 3),
+            "best_within_budget": bool(row["best_within_budget"]),
         }
     return out
+
+
+def write_plots(table: pd.DataFrame, plots_dir: Path) -> None:
+    """Data for `dvc plots`: accuracy against throughput, and latency percentiles, one file per dataset."""
+    for dataset, group in table.groupby("dataset"):
+        write_json(Path(plots_dir) / f"pareto_{dataset}.json", [
+            {"variant": r["variant"], "samples_per_second": round(r["samples_per_second"], 3),
+             "accuracy": round(r["accuracy"], 6)} for _, r in group.iterrows()
+        ])
+        latency = [
+            {"model": f"{r['variant']} {k.removesuffix('_ms')}", "latency_ms": round(r["latency"][k], 3)}
+            for _, r in group.iterrows() if isinstance(r.get("latency"), dict) and r["latency"]
+            for k in ("p50_ms", "p95_ms", "p99_ms")
+        ]
+        write_json(Path(plots_dir) / f"latency_{dataset}.json", latency)
+
+
+def pareto_front(group: pd.DataFrame) -> pd.DataFrame:
+    """Models no other model beats on both accuracy and throughput, sorted by throughput."""
+    keep = [not ((group["accuracy"] >= r["accuracy"]) & (group["samples_per_second"] >= r["samples_per_second"])
+                 & ((group["accuracy"] > r["accuracy"]) | (group["samples_per_second"] > r["samples_per_second"]))).any()
+            for _, r in group.iterrows()]
+    return group[keep].sort_values("samples_per_second")
+
+
+def render_image(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy against throughput per dataset, the Pareto front drawn as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted(table["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        group = table[table["dataset"] == dataset]
+        ax.scatter(group["samples_per_second"], group["accuracy"])
+        for _, r in group.iterrows():
+            ax.annotate(r["variant"], (r["samples_per_second"], r["accuracy"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+        front = pareto_front(group)
+        ax.plot(front["samples_per_second"], front["accuracy"], linestyle="--", alpha=0.6)
+        ax.set(title=dataset, xlabel="samples/s (median)", ylabel="accuracy")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
