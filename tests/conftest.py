@@ -88,7 +88,7 @@ def tiny_params(model_dir: Path) -> dict:
     params["base_model"]["train"].update(max_samples=64, batch_size=16, learning_rate=1e-3, max_length=32)
     for cal in params["calibrations"].values():
         cal.update(num_samples=16, max_length=32)
-    params["evaluate"].update(batch_size=16, max_length=64)
+    params["evaluate"].update(batch_size=16, max_length=64, repeats=2, latency_samples=4, bootstrap_resamples=50)
     return params
 
 

@@ -52,7 +52,7 @@ def test_report_and_summary():
     table = comparison_table(rows(), "pytorch_fp32", accuracy_budget=0.01)
     report = markdown_report(table, "pytorch_fp32", 0.01)
     assert "## sst2" in report and "## amazon" in report
-    assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x" in report
+    assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x [2.50, 2.50]" in report
     summary = summary_metrics(table)
     assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
 

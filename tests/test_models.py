@@ -73,6 +73,7 @@ VARIANTS = {
     "dynamic_avx2_reduce": VariantParams(kind="dynamic", preset="avx2", reduce_range=True, per_channel=True),
     "static_qdq": VariantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
     "static_qoperator": VariantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
+    "dynamic_o2_fused": VariantParams(kind="dynamic", optimization="O2", operators=["MatMul", "Attention"]),
 }
 
 
@@ -81,6 +82,8 @@ def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_
     path = quantize_variant(name, VARIANTS[name], tiny_onnx, ranges_dir, tmp_path)
     graph = onnx.load(str(path)).graph
     ops = {node.op_type for node in graph.node}
+    if VARIANTS[name].optimization == "O2":
+        assert "QAttention" in ops  # optimize, then quantize the fused attention
     if VARIANTS[name].kind == "dynamic":
         assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
     elif VARIANTS[name].format == "QDQ":
@@ -122,10 +125,15 @@ def test_predict_restores_input_order(tiny_onnx):
 
 
 def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
-    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
+    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1, repeats=3, latency_samples=5,
+                         bootstrap_resamples=100)
     onnx_result = evaluate_model("onnx_fp32", "onnx", tiny_onnx, tiny_onnx, {"tiny": texts}, cfg)["tiny"]
     torch_result = evaluate_model("pytorch_fp32", "pytorch", tiny_model, tiny_model, {"tiny": texts}, cfg)["tiny"]
     for result in (onnx_result, torch_result):
         assert result["n"] == 40 and 0 <= result["accuracy"] <= 1 and result["samples_per_second"] > 0
-        assert result["model_size_mb"] > 0
+        assert result["model_size_mb"] > 0 and result["peak_rss_mb"] > 0
+        assert result["throughput"]["repeats"] == 3 and result["throughput"]["min"] <= result["samples_per_second"]
+        assert result["accuracy_ci_low"] <= result["accuracy"] <= result["accuracy_ci_high"]
+        assert result["latency"]["samples"] == 5
+        assert result["latency"]["p50_ms"] <= result["latency"]["p95_ms"] <= result["latency"]["p99_ms"]
     assert onnx_result["accuracy"] == torch_result["accuracy"]  # same weights, same predictions

@@ -30,10 +30,10 @@ def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: floa
     if missing:
         raise QuantpipeError(f"compare.baseline: no '{baseline}' metrics for dataset(s) {sorted(missing)}")
     table = metrics.copy()
-    base = table[table["variant"] == baseline].set_index("dataset")
-    table["accuracy_delta"] = table["accuracy"] - table["dataset"].map(base["accuracy"])
     if "throughput" not in table:  # point figures only: no spread
         table["throughput"] = [{"median": s, "q1": s, "q3": s} for s in table["samples_per_second"]]
+    base = table[table["variant"] == baseline].set_index("dataset")
+    table["accuracy_delta"] = table["accuracy"] - table["dataset"].map(base["accuracy"])
     spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
     table["speed_ratio"] = [s["median"] for s in spreads]
     table["speed_ratio_low"] = [s["low"] for s in spreads]
