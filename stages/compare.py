@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from quantpipe.cli import run_stage
-from quantpipe.io import read_json, write_json
+from quantpipe.io import read_json, write_json, write_text
 from quantpipe.params import BASELINES, load_params
 from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image, summary_metrics,
                               write_plots)
@@ -29,10 +29,7 @@ def main() -> None:
     write_plots(table, args.plots)
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, environment, image)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.report.with_suffix(".md.tmp")
-    tmp.write_text(report)
-    tmp.replace(args.report)
+    write_text(args.report, report)
     write_json(args.summary, summary_metrics(table))
     print(report)
 

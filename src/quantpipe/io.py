@@ -38,13 +38,18 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     os.replace(tmp, target)
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically (temp file in the same directory, then rename)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (temp file in the same directory, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
