@@ -1,4 +1,5 @@
-"""Stage calibrate: activation ranges of models/onnx on a train sample -> models/calibration/<name>/ranges.json."""
+"""Stage calibrate: activation ranges of models/onnx (optionally optimized first) on a train sample
+-> models/calibration/<name>/ranges.json (plus the optimized graph they belong to, if any)."""
 
 import argparse
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 from quantpipe.calibration import RANGES_FILE, compute_ranges
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
+from quantpipe.export import prepare_graph
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
@@ -25,7 +27,10 @@ def main() -> None:
     cfg = params.calibrations[args.name]
     texts = read_prepared(args.prepared, params.data.train_dataset, "train")["text"]
     with atomic_dir(args.out) as tmp:
-        ranges = compute_ranges(args.model, texts, cfg, tmp)
+        graph_dir = args.model
+        if cfg.optimization != "none":  # the optimized graph is stored with its ranges
+            graph_dir = prepare_graph(args.model, cfg.optimization, tmp).parent
+        ranges = compute_ranges(graph_dir, texts, cfg, tmp)
         write_json(tmp / RANGES_FILE, ranges)
         write_json(tmp / "calibration.json", cfg.model_dump())
     print(f"{args.name}: {cfg.method} ranges for {len(ranges)} tensors from {cfg.num_samples} samples")

@@ -31,3 +31,28 @@ def optimize_onnx(model_dir: Path, level: str) -> None:
     optimizer.optimize(save_dir=scratch, optimization_config=AutoOptimizationConfig.with_optimization_level(level))
     shutil.move(scratch / "model_optimized.onnx", model_dir / MODEL_FILE)
     shutil.rmtree(scratch)
+
+
+def infer_shapes(model_path: Path) -> None:
+    """Type every tensor of a fused graph in place with ONNX Runtime's symbolic shape inference.
+
+    ONNX's own inference cannot type contrib-op outputs (Attention, SkipLayerNormalization, ...);
+    without types, the calibrator skips those tensors and static quantization finds no range for them.
+    """
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    model = SymbolicShapeInference.infer_shapes(onnx.load(str(model_path)), auto_merge=True)
+    onnx.save(model, str(model_path))
+
+
+def prepare_graph(model_dir: Path, level: str, out_dir: Path) -> Path:
+    """Copy the model directory to `out_dir`, optimize it at `level` and type its tensors; the model path."""
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / MODEL_FILE).is_file():
+        raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
+    shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
+    if level != "none":
+        optimize_onnx(out_dir, level)
+        infer_shapes(out_dir / MODEL_FILE)
+    return out_dir / MODEL_FILE

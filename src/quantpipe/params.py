@@ -15,6 +15,14 @@ from quantpipe.errors import QuantpipeError
 
 PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
+FUSED_ATTENTION_LEVELS = ("O2", "O3", "O4")  # ORTOptimizer levels that fuse self-attention into `Attention`
+# onnxruntime.quantization extra_options a variant may set (see quantize_static's docstring).
+EXTRA_OPTIONS = (
+    "ActivationSymmetric", "WeightSymmetric", "ForceQuantizeNoInputCheck", "MatMulConstBOnly",
+    "AddQDQPairToWeight", "OpTypesToExcludeOutputQuantization", "DedicatedQDQPair",
+    "QDQOpTypePerChannelSupportToAxis", "UseQDQContribOps", "MinimumRealRange", "QDQKeepRemovableActivations",
+    "QDQDisableWeightAdjustForInt32Bias",
+)
 BASELINES = ("pytorch_fp32", "onnx_fp32")
 
 
@@ -96,6 +104,9 @@ class CalibrationParams(Section):
     percentile: float = Field(99.999, gt=0, le=100)
     batch_size: int = Field(16, gt=0)
     seed: int = 42
+    # ORTOptimizer level applied (then symbolic shape inference) before calibrating; the ranges belong
+    # to that graph, which is stored with them, and serve static variants with the same `optimization`.
+    optimization: Literal[OPT_LEVELS] = "none"
 
 
 class VariantParams(Section):
@@ -112,6 +123,8 @@ class VariantParams(Section):
     calibration: str | None = None  # name in `calibrations`; required for static variants
     nodes_to_exclude: list[str] = Field(default_factory=list)
     optimization: Literal[OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
+    # Passed to onnxruntime.quantization (static: with the stored ranges; dynamic: on a fused graph).
+    extra_options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _static_needs_calibration(self) -> VariantParams:
@@ -121,9 +134,19 @@ class VariantParams(Section):
             raise ValueError("a dynamic variant takes no calibration (ranges are computed at run time)")
         if self.kind == "dynamic" and self.format == "QDQ":
             raise ValueError("dynamic quantization writes QOperator graphs only; use format: QOperator or kind: static")
-        if self.kind == "static" and self.optimization != "none":
-            raise ValueError("optimization before static quantization is not supported: the calibration ranges "
-                             "are computed on the unoptimized graph (use optimization: none)")
+        unknown = sorted(set(self.extra_options) - set(EXTRA_OPTIONS))
+        if "SmoothQuant" in unknown:
+            raise ValueError("extra_options.SmoothQuant: not available (it needs neural-compressor and calibration "
+                             "data inside quantize_static; ranges here come from the calibrate stage)")
+        if unknown:
+            raise ValueError(f"extra_options: unknown option(s) {unknown} (known: {list(EXTRA_OPTIONS)})")
+        if self.extra_options and self.kind == "dynamic" and self.optimization == "none":
+            raise ValueError("extra_options on a dynamic variant need optimization O1-O4 "
+                             "(the unoptimized dynamic path is Optimum's ORTQuantizer, which ignores them)")
+        if self.kind == "static" and "Attention" in (self.operators or []) \
+                and self.optimization not in FUSED_ATTENTION_LEVELS:
+            raise ValueError(f"operators: Attention exists only in a fused graph; set optimization to one of "
+                             f"{list(FUSED_ATTENTION_LEVELS)} (got {self.optimization})")
         return self
 
 
@@ -165,6 +188,12 @@ class Params(Section):
                 raise ValueError(
                     f"variants.{name}.calibration: '{variant.calibration}' is not one of calibrations "
                     f"{sorted(self.calibrations)}"
+                )
+            if variant.calibration and self.calibrations[variant.calibration].optimization != variant.optimization:
+                raise ValueError(
+                    f"variants.{name}: optimization {variant.optimization} differs from calibrations."
+                    f"{variant.calibration}.optimization {self.calibrations[variant.calibration].optimization} "
+                    "(ranges belong to the graph they were computed on)"
                 )
         for name in self.evaluate.datasets:
             if name not in self.data.datasets:

@@ -1,4 +1,5 @@
-"""Quantize the fp32 ONNX model into one variant with Optimum's ORTQuantizer and AutoQuantizationConfig."""
+"""Quantize the fp32 ONNX model into one variant: Optimum's ORTQuantizer and AutoQuantizationConfig for the
+plain cases, ONNX Runtime's quantizers directly for optimized (fused) graphs and extra options."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from quantpipe.calibration import RANGES_FILE, tensors_range
 from quantpipe.errors import QuantpipeError
-from quantpipe.export import optimize_onnx
+from quantpipe.export import MODEL_FILE, prepare_graph
 from quantpipe.io import read_json
 from quantpipe.params import VariantParams
 
@@ -50,22 +51,28 @@ def check_operators(config) -> None:
         known, mode = QDQRegistry, "static QDQ"
     else:
         known, mode = QLinearOpsRegistry, "static QOperator"
+    if config.is_static:  # a fused Attention is quantized in its own QOperator pass (quantize_static_with_ranges)
+        known = {*known, "Attention"}
     unknown = [op for op in config.operators_to_quantize if op not in known]
     if unknown:
         raise QuantpipeError(f"operators: {unknown} cannot be quantized in {mode} mode (known: {sorted(known)})")
 
 
+def uses_optimum(variant: VariantParams) -> bool:
+    """Optimum's ORTQuantizer serves the plain cases; fused graphs and extra options need ONNX Runtime directly."""
+    return variant.optimization == "none" and not variant.extra_options
+
+
 def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path | None,
                      out_dir: Path) -> Path:
     """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant."""
-    from optimum.onnxruntime import ORTQuantizer
-
-    model_dir = Path(model_dir)
-    if not (model_dir / "model.onnx").is_file():
-        raise QuantpipeError(f"{model_dir / 'model.onnx'}: ONNX model not found (run the export stage)")
-    ranges = None
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    if not (model_dir / MODEL_FILE).is_file():
+        raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
+    ranges, calibrated = None, None
     if variant.kind == "static":
-        ranges_file = Path(calibration_dir or "") / str(variant.calibration) / RANGES_FILE
+        calibrated = Path(calibration_dir or "") / str(variant.calibration)
+        ranges_file = calibrated / RANGES_FILE
         if not ranges_file.is_file():
             raise QuantpipeError(
                 f"variants.{name}.calibration: ranges for '{variant.calibration}' not found at {ranges_file} "
@@ -73,43 +80,105 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
             )
         ranges = tensors_range(read_json(ranges_file))
     config = quantization_config(variant)
-    out = Path(out_dir) / "model.onnx"
-    if variant.optimization == "none":
-        quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
+    out = out_dir / MODEL_FILE
+    if uses_optimum(variant):
+        from optimum.onnxruntime import ORTQuantizer
+
+        quantizer = ORTQuantizer.from_pretrained(model_dir, file_name=MODEL_FILE)
         quantizer.quantize(quantization_config=config, save_dir=out_dir, calibration_tensors_range=ranges)
-        shutil.move(Path(out_dir) / "model_quantized.onnx", out)
+        shutil.move(out_dir / "model_quantized.onnx", out)
+        return out
+    graph = out_dir / "_graph"
+    if variant.kind == "static" and variant.optimization != "none":
+        # the ranges belong to the optimized graph stored by the calibrate stage
+        if not (calibrated / MODEL_FILE).is_file():
+            raise QuantpipeError(f"{calibrated / MODEL_FILE}: optimized graph not found (run the calibrate stage)")
+        shutil.copytree(calibrated, graph)
     else:
-        optimized = Path(out_dir) / "_optimized"
-        shutil.copytree(model_dir, optimized)
-        optimize_onnx(optimized, variant.optimization)
-        quantize_fused_dynamic(optimized / "model.onnx", out, config)
-        for item in optimized.iterdir():  # config, tokenizer and ORT config travel with the model
-            if item.name != "model.onnx" and not (Path(out_dir) / item.name).exists():
-                shutil.move(item, Path(out_dir) / item.name)
-        shutil.rmtree(optimized)
+        prepare_graph(model_dir, variant.optimization, graph)
+    if variant.kind == "static":
+        quantize_static_with_ranges(graph / MODEL_FILE, out, config, ranges, variant.extra_options)
+    else:
+        quantize_fused_dynamic(graph / MODEL_FILE, out, config, variant.extra_options)
+    for item in graph.iterdir():  # config and tokenizer travel with the model
+        if item.name not in (MODEL_FILE, RANGES_FILE, "calibration.json") and not (out_dir / item.name).exists():
+            shutil.move(item, out_dir / item.name)
+    shutil.rmtree(graph)
     return out
 
 
-def quantize_fused_dynamic(model_path: Path, out_path: Path, config) -> None:
+def _ort_extra_options(config, extra_options: dict) -> dict:
+    import onnx
+
+    return {
+        "DefaultTensorType": onnx.TensorProto.FLOAT,  # fused contrib ops' outputs count as float
+        "WeightSymmetric": config.weights_symmetric,
+        "ActivationSymmetric": config.activations_symmetric,
+        **extra_options,
+    }
+
+
+def _op_names(config) -> list[str]:
+    return [getattr(op, "value", op) for op in config.operators_to_quantize]
+
+
+def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges, extra_options: dict) -> None:
+    """Static quantization with precomputed ranges, through ONNX Runtime's quantizers directly.
+
+    A fused `Attention` becomes `QAttention` in a first QOperator pass (ONNX Runtime ships the quantizer
+    for it but registers it for dynamic mode only); the other operators follow in `config.format`.
+    """
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantizationMode, registry
+    from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
+    from onnxruntime.quantization.operators.attention import AttentionQuant
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+
+    model = onnx.load(str(model_path))
+    extra = _ort_extra_options(config, extra_options)
+    common = dict(per_channel=config.per_channel, reduce_range=config.reduce_range,
+                  weight_qType=config.weights_dtype, activation_qType=config.activations_dtype,
+                  tensors_range=ranges, nodes_to_quantize=None, nodes_to_exclude=list(config.nodes_to_exclude),
+                  extra_options=extra)
+    ops = _op_names(config)
+    if "Attention" in ops:
+        ops.remove("Attention")
+        registered = registry.QLinearOpsRegistry.get("Attention")
+        registry.QLinearOpsRegistry["Attention"] = AttentionQuant
+        try:
+            quantizer = ONNXQuantizer(model, mode=QuantizationMode.QLinearOps, static=True,
+                                      op_types_to_quantize=["Attention"], **common)
+            quantizer.quantize_model()
+        finally:
+            if registered is None:
+                registry.QLinearOpsRegistry.pop("Attention")
+        model = quantizer.model.model
+    if ops:
+        if config.format == QuantFormat.QDQ:
+            quantizer = QDQQuantizer(model, op_types_to_quantize=ops, **common)
+        else:
+            quantizer = ONNXQuantizer(model, mode=QuantizationMode.QLinearOps, static=True,
+                                      op_types_to_quantize=ops, **common)
+        quantizer.quantize_model()
+        model = quantizer.model.model
+    onnx.save(model, str(out_path))
+
+
+def quantize_fused_dynamic(model_path: Path, out_path: Path, config, extra_options: dict | None = None) -> None:
     """Dynamic quantization of an ORTOptimizer-fused graph with onnxruntime.quantization directly.
 
     Optimum's ORTQuantizer cannot type the fused contrib ops (Attention, SkipLayerNormalization, ...);
     `DefaultTensorType` tells ONNX Runtime's quantizer to treat untyped tensors as float.
     """
-    import onnx
     from onnxruntime.quantization import quantize_dynamic
 
     quantize_dynamic(
         model_input=model_path,
         model_output=out_path,
-        op_types_to_quantize=list(config.operators_to_quantize),
+        op_types_to_quantize=_op_names(config),
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         weight_type=config.weights_dtype,
         nodes_to_exclude=list(config.nodes_to_exclude),
-        extra_options={
-            "DefaultTensorType": onnx.TensorProto.FLOAT,
-            "WeightSymmetric": config.weights_symmetric,
-            "ActivationSymmetric": config.activations_symmetric,
-        },
+        extra_options=_ort_extra_options(config, extra_options or {}),
     )
