@@ -6,8 +6,8 @@ from pathlib import Path
 from quantpipe.cli import run_stage
 from quantpipe.io import read_json, write_json, write_text
 from quantpipe.params import BASELINES, load_params
-from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image, summary_metrics,
-                              write_plots)
+from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image,
+                              sensitivity_markdown, summary_metrics, write_plots)
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("--image", default="reports/accuracy_vs_throughput.png", type=Path)
     parser.add_argument("--plots", default="reports/plots", type=Path)
     parser.add_argument("--summary", default="metrics/compare.json", type=Path)
+    parser.add_argument("--sensitivity", default="metrics/sensitivity.json", type=Path)
     args = parser.parse_args()
     params = load_params(args.params)
     cfg = params.compare
@@ -29,6 +30,8 @@ def main() -> None:
     write_plots(table, args.plots)
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, environment, image)
+    if params.sensitivity and args.sensitivity.is_file():
+        report += "\n" + sensitivity_markdown(read_json(args.sensitivity))
     write_text(args.report, report)
     write_json(args.summary, summary_metrics(table))
     print(report)

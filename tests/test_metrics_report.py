@@ -62,3 +62,22 @@ def test_missing_baseline_is_an_error():
     frame = frame[~((frame.variant == "pytorch_fp32") & (frame.dataset == "amazon"))]
     with pytest.raises(QuantpipeError, match=r"compare\.baseline: no 'pytorch_fp32' metrics.*amazon"):
         comparison_table(frame, "pytorch_fp32", 0.01)
+
+
+def test_sensitivity_section_shows_each_part_and_the_sums():
+    from quantpipe.report import sensitivity_markdown
+
+    rows = [
+        {"kind": "none", "part": "fp32", "nodes": 0, "accuracy": 0.90, "accuracy_delta": 0.0, "speed_ratio": 1.0},
+        {"kind": "all", "part": "all", "nodes": 5, "accuracy": 0.85, "accuracy_delta": -0.05, "speed_ratio": 1.3},
+        {"kind": "operator", "part": "MatMul", "nodes": 3, "accuracy": 0.88, "accuracy_delta": -0.02,
+         "speed_ratio": 1.4},
+        {"kind": "operator", "part": "Add", "nodes": 2, "accuracy": 0.89, "accuracy_delta": -0.01, "speed_ratio": 0.9},
+        {"kind": "layer", "part": "layer.0", "nodes": 5, "accuracy": 0.86, "accuracy_delta": -0.04,
+         "speed_ratio": 1.0},
+    ]
+    text = sensitivity_markdown({"variant": "naive", "dataset": "sst2", "examples": 100, "rows": rows})
+    assert "## Sensitivity of `naive` on sst2 (100 examples)" in text
+    assert "| operator MatMul" in text and "-2.00 pt" in text and "1.40x" in text and "| layer layer.0" in text
+    assert "Sum of the operator rows' Δ acc: -3.00 pt; the whole variant: -5.00 pt." in text
+    assert "Sum of the layer rows' Δ acc: -4.00 pt" in text

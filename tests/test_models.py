@@ -13,7 +13,9 @@ from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import OnnxClassifier, TorchClassifier, length_sorted_batches, predict
 from quantpipe.io import write_json
 from quantpipe.params import BaseModelParams, CalibrationParams, EvaluateParams, TrainParams, VariantParams
+from quantpipe.export import prepare_graph
 from quantpipe.quantization import quantize_variant
+from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,9 @@ def ranges_dir(tiny_onnx, texts, tmp_path_factory):
     cfg = CalibrationParams(method="minmax", num_samples=16, max_length=16, batch_size=8)
     (out / "mm").mkdir()
     write_json(out / "mm" / "ranges.json", compute_ranges(tiny_onnx, texts["text"], cfg, out / "mm"))
+    # the calibrate stage's optimized case: the O2-fused, shape-inferred graph stored with its ranges
+    graph = prepare_graph(tiny_onnx, "O2", out / "mm_o2").parent
+    write_json(out / "mm_o2" / "ranges.json", compute_ranges(graph, texts["text"], cfg, graph))
     return out
 
 
@@ -74,6 +79,10 @@ VARIANTS = {
     "static_qdq": VariantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
     "static_qoperator": VariantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
     "dynamic_o2_fused": VariantParams(kind="dynamic", optimization="O2", operators=["MatMul", "Attention"]),
+    "static_o2_fused": VariantParams(kind="static", calibration="mm_o2", optimization="O2", per_channel=True,
+                                     operators=["Attention", "MatMul"], format="QDQ",
+                                     extra_options={"MatMulConstBOnly": True,
+                                                    "OpTypesToExcludeOutputQuantization": ["MatMul"]}),
 }
 
 
@@ -84,6 +93,7 @@ def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_
     ops = {node.op_type for node in graph.node}
     if VARIANTS[name].optimization == "O2":
         assert "QAttention" in ops  # optimize, then quantize the fused attention
+        assert "SkipLayerNormalization" in ops
     if VARIANTS[name].kind == "dynamic":
         assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul"}
     elif VARIANTS[name].format == "QDQ":
@@ -94,6 +104,75 @@ def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_
     batch = {"input_ids": np.array([[2, 5, 6, 3]]), "attention_mask": np.ones((1, 4), dtype=np.int64),
              "token_type_ids": np.zeros((1, 4), dtype=np.int64)}
     assert OnnxClassifier(path, threads=1)(batch).shape == (1, 2)
+
+
+def test_optimized_calibration_types_the_fused_outputs(ranges_dir):
+    from quantpipe.io import read_json
+
+    graph = onnx.load(str(ranges_dir / "mm_o2" / "model.onnx")).graph
+    fused = [n for n in graph.node if n.op_type in ("Attention", "SkipLayerNormalization")]
+    assert fused
+    ranges = read_json(ranges_dir / "mm_o2" / "ranges.json")
+    assert all(out in ranges for n in fused for out in n.output if out)  # typed, so calibrated
+
+
+def _quantized_ops(variant, tiny_onnx, ranges_dir, out):
+    from collections import Counter
+
+    path = quantize_variant("v", variant, tiny_onnx, ranges_dir, out)
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def test_static_extra_options_reach_onnxruntime(tiny_onnx, ranges_dir, tmp_path):
+    plain = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
+    with_options = plain.model_copy(update={"extra_options": {"OpTypesToExcludeOutputQuantization": ["MatMul"]}})
+    ops_plain = _quantized_ops(plain, tiny_onnx, ranges_dir, tmp_path / "plain")
+    ops_options = _quantized_ops(with_options, tiny_onnx, ranges_dir, tmp_path / "options")
+    assert ops_plain["MatMul"] == ops_options["MatMul"] > 0
+    # MatMul outputs are no longer requantized: fewer QuantizeLinear nodes
+    assert ops_options["QuantizeLinear"] < ops_plain["QuantizeLinear"]
+
+
+def test_static_attention_becomes_qattention_only_when_listed(tiny_onnx, ranges_dir, tmp_path):
+    base = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
+    listed = base.model_copy(update={"operators": ["Attention", "MatMul"]})
+    assert "QAttention" not in _quantized_ops(base, tiny_onnx, ranges_dir, tmp_path / "a")
+    assert _quantized_ops(listed, tiny_onnx, ranges_dir, tmp_path / "b")["QAttention"] == 2  # one per layer
+    from onnxruntime.quantization import registry
+
+    assert "Attention" not in registry.QLinearOpsRegistry  # the registration does not leak
+
+
+def test_static_optimized_variant_needs_its_graph(tiny_onnx, ranges_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(ranges_dir / "mm", tmp_path / "cal" / "mm_o2")  # ranges without the optimized graph
+    variant = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"])
+    with pytest.raises(QuantpipeError, match="optimized graph not found"):
+        quantize_variant("s", variant, tiny_onnx, tmp_path / "cal", tmp_path / "out")
+
+
+def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, ranges_dir, texts):
+    from transformers import AutoTokenizer
+
+    from quantpipe.params import SensitivityParams
+
+    variant = VariantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
+    parts = sensitivity_parts(tiny_onnx / "model.onnx", ["MatMul", "Add", "Conv"])
+    assert [(k, p) for k, p, _, _ in parts] == [
+        ("operator", "MatMul"), ("operator", "Add"),  # Conv: not in the graph, no row
+        ("layer", "embeddings"), ("layer", "layer.0"), ("layer", "layer.1")]  # head: Gemm only, not listed
+    layer0 = next(nodes for k, p, _, nodes in parts if p == "layer.0")
+    assert layer0 and all("layer.0" in n for n in layer0)
+    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
+    rows = sensitivity_table("v", variant, tiny_onnx, ranges_dir, AutoTokenizer.from_pretrained(tiny_onnx),
+                             texts["text"].tolist()[:16], texts["label"].to_numpy()[:16], cfg,
+                             SensitivityParams(variant="v", dataset="tiny", repeats=1))
+    assert [r["part"] for r in rows[:2]] == ["fp32", "all"]
+    assert {r["part"] for r in rows if r["kind"] == "layer"} == {"embeddings", "layer.0", "layer.1", "head"}
+    assert rows[0]["accuracy_delta"] == 0 and rows[0]["speed_ratio"] == 1
+    assert all(0 <= r["accuracy"] <= 1 and r["samples_per_second"] > 0 for r in rows)
+    assert sum(r["nodes"] for r in rows if r["kind"] == "operator") == rows[1]["nodes"]
 
 
 def test_static_variant_without_ranges_is_an_error(tiny_onnx, tmp_path):

@@ -84,3 +84,51 @@ def test_missing_params_file_and_bad_yaml(tmp_path):
     bad.write_text("variants: [unclosed\n")
     with pytest.raises(QuantpipeError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_static_optimization_must_match_its_calibration(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"].update(optimization="O3"))
+    assert "variants.static_int8" in msg and "calibrations.minmax_320_o2.optimization O2" in msg
+
+
+def test_calibration_optimization_level_is_checked(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["calibrations"]["minmax_320_o2"].update(optimization="O9"))
+    assert "calibrations.minmax_320_o2.optimization" in msg and "O9" in msg
+
+
+def test_static_attention_needs_a_fused_graph(tmp_path):
+    def mutate(d):
+        d["variants"]["static_int8"].update(optimization="none", calibration="minmax_320")
+    msg = error_for(tmp_path, mutate)
+    assert "variants.static_int8" in msg and "Attention exists only in a fused graph" in msg
+
+
+def test_unknown_extra_option(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"]["extra_options"].update(MatMulConstOnly=True))
+    assert "extra_options: unknown option(s) ['MatMulConstOnly']" in msg and "MatMulConstBOnly" in msg
+
+
+def test_smooth_quant_is_refused_with_the_reason(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"]["extra_options"].update(SmoothQuant=True))
+    assert "SmoothQuant: not available" in msg and "neural-compressor" in msg
+
+
+def test_extra_options_on_plain_dynamic_are_refused(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(extra_options={"MatMulConstBOnly": True}))
+    assert "variants.dynamic_int8" in msg and "need optimization O1-O4" in msg
+
+
+def test_sensitivity_references(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["sensitivity"].update(variant="nope"))
+    assert "sensitivity.variant: 'nope'" in msg
+    msg = error_for(tmp_path, lambda d: d["sensitivity"].update(dataset="imdb"))
+    assert "sensitivity.dataset: 'imdb'" in msg
+
+
+def test_new_static_levers_are_read(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    static = params.variants["static_int8"]
+    assert static.optimization == "O2" and params.calibrations[static.calibration].optimization == "O2"
+    assert static.operators == ["Attention", "MatMul"] and static.format == "QDQ"
+    assert static.extra_options == {"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]}
+    assert params.variants["static_naive"].preset == "arm64" and params.sensitivity.variant == "static_naive"

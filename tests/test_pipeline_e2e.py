@@ -29,6 +29,7 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
     report = (project / "reports/compare.md").read_text()
     for name in variant_names(project):
         assert name in report
+    assert "## Sensitivity of `static_naive` on sst2 (16 examples)" in report and "| layer layer.1" in report
     summary = json.loads((project / "metrics/compare.json").read_text())
     assert set(summary) == {"sst2", "amazon"}
     assert summary["sst2"]["pytorch_fp32"]["speed_ratio"] == 1.0

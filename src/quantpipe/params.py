@@ -165,6 +165,15 @@ class EvaluateParams(Section):
     seed: int = 0
 
 
+class SensitivityParams(Section):
+    """Quantize one operator type, then one layer, of `variant` at a time; score and time each on `dataset`."""
+
+    variant: str
+    dataset: str
+    max_samples: int | None = Field(None, gt=0)  # cap on the dataset (None: the whole split)
+    repeats: int = Field(3, gt=0)  # timed passes per model (median reported)
+
+
 class CompareParams(Section):
     baseline: Literal[BASELINES] = "pytorch_fp32"
     accuracy_budget: float = Field(0.01, ge=0)
@@ -177,10 +186,17 @@ class Params(Section):
     calibrations: dict[str, CalibrationParams] = Field(default_factory=dict)
     variants: dict[str, VariantParams] = Field(default_factory=dict)
     evaluate: EvaluateParams
+    sensitivity: SensitivityParams | None = None
     compare: CompareParams = CompareParams()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Params:
+        if self.sensitivity and self.sensitivity.variant not in self.variants:
+            raise ValueError(f"sensitivity.variant: '{self.sensitivity.variant}' is not one of variants "
+                             f"{sorted(self.variants)}")
+        if self.sensitivity and self.sensitivity.dataset not in self.evaluate.datasets:
+            raise ValueError(f"sensitivity.dataset: '{self.sensitivity.dataset}' is not one of evaluate.datasets "
+                             f"{self.evaluate.datasets}")
         for name, variant in self.variants.items():
             if name in BASELINES:
                 raise ValueError(f"variants.{name}: the name is reserved for a baseline")

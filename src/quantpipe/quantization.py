@@ -13,6 +13,13 @@ from quantpipe.io import read_json
 from quantpipe.params import VariantParams
 
 
+def graph_to_quantize(variant: VariantParams, model_dir: Path, calibration_dir: Path | None) -> Path:
+    """The fp32 graph a variant starts from: the calibrated optimized graph for an optimized static variant."""
+    if variant.kind == "static" and variant.optimization != "none":
+        return Path(calibration_dir or "") / str(variant.calibration) / MODEL_FILE
+    return Path(model_dir) / MODEL_FILE
+
+
 def quantization_config(variant: VariantParams):
     """`AutoQuantizationConfig.<preset>(...)` from the variant's params."""
     from onnxruntime.quantization import QuantFormat
@@ -64,8 +71,9 @@ def uses_optimum(variant: VariantParams) -> bool:
 
 
 def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path | None,
-                     out_dir: Path) -> Path:
-    """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant."""
+                     out_dir: Path, nodes_to_quantize: list[str] | None = None) -> Path:
+    """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant; `nodes_to_quantize`, if
+    given, restricts it to those nodes (the sensitivity analysis quantizes one layer at a time)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / MODEL_FILE).is_file():
         raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
@@ -80,6 +88,8 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
             )
         ranges = tensors_range(read_json(ranges_file))
     config = quantization_config(variant)
+    if nodes_to_quantize is not None:
+        config.nodes_to_quantize = list(nodes_to_quantize)
     out = out_dir / MODEL_FILE
     if uses_optimum(variant):
         from optimum.onnxruntime import ORTQuantizer
@@ -138,7 +148,7 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
     extra = _ort_extra_options(config, extra_options)
     common = dict(per_channel=config.per_channel, reduce_range=config.reduce_range,
                   weight_qType=config.weights_dtype, activation_qType=config.activations_dtype,
-                  tensors_range=ranges, nodes_to_quantize=None, nodes_to_exclude=list(config.nodes_to_exclude),
+                  tensors_range=ranges, nodes_to_quantize=list(config.nodes_to_quantize) or None, nodes_to_exclude=list(config.nodes_to_exclude),
                   extra_options=extra)
     ops = _op_names(config)
     if "Attention" in ops:
@@ -179,6 +189,7 @@ def quantize_fused_dynamic(model_path: Path, out_path: Path, config, extra_optio
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         weight_type=config.weights_dtype,
+        nodes_to_quantize=list(config.nodes_to_quantize) or None,
         nodes_to_exclude=list(config.nodes_to_exclude),
         extra_options=_ort_extra_options(config, extra_options or {}),
     )

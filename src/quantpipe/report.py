@@ -97,6 +97,38 @@ def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, 
     return "\n".join(lines)
 
 
+def sensitivity_markdown(sensitivity: dict) -> str:
+    """The sensitivity rows as a section: each part quantized alone, against the fp32 graph."""
+    rows = pd.DataFrame(sensitivity["rows"])
+    others = rows[~rows["kind"].isin(["none", "all"])]
+    table = pd.DataFrame({
+        "quantized alone": [r["part"] if r["kind"] in ("none", "all") else f"{r['kind']} {r['part']}"
+                            for _, r in rows.iterrows()],
+        "nodes": rows["nodes"],
+        "accuracy": rows["accuracy"].map("{:.4f}".format),
+        "Δ acc": (rows["accuracy_delta"] * 100).map("{:+.2f} pt".format),
+        "model-only speed vs fp32": rows["speed_ratio"].map("{:.2f}x".format),
+    })
+    whole = rows.loc[rows["kind"] == "all", "accuracy_delta"]
+    lines = [
+        f"## Sensitivity of `{sensitivity['variant']}` on {sensitivity['dataset']} ({sensitivity['examples']} examples)",
+        "",
+        "Each row quantizes only that operator type, or only that part of the network, with the variant's",
+        "settings and ranges; `all` is the whole variant. Speed: model time only, median of the repeated passes,",
+        "measured in one process against the fp32 graph.",
+        "",
+        table.to_markdown(index=False),
+        "",
+    ]
+    if len(whole):
+        for kind in ("operator", "layer"):
+            part_sum = others.loc[others["kind"] == kind, "accuracy_delta"].sum()
+            lines.append(f"Sum of the {kind} rows' Δ acc: {part_sum * 100:+.2f} pt; the whole variant: "
+                         f"{whole.iloc[0] * 100:+.2f} pt.")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def summary_metrics(table: pd.DataFrame) -> dict:
     """Nested {dataset: {variant: {...}}} for `dvc metrics`."""
     out: dict = {}
