@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from quantpipe.inference import OnnxClassifier, predict
 from quantpipe.params import EvaluateParams, SensitivityParams, VariantParams
-from quantpipe.quantization import _op_names, graph_to_quantize, quantization_config, quantize_variant
+from quantpipe.quantization import graph_to_quantize, quantization_config, quantize_variant
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
 
@@ -47,13 +47,23 @@ def sensitivity_parts(model_path: Path, operators: list[str]) -> list[tuple[str,
     return rows
 
 
-def _score(model_path: Path, tokenizer, texts: list[str], labels: np.ndarray, cfg: EvaluateParams,
-           repeats: int) -> dict:
-    classifier = OnnxClassifier(model_path, cfg.threads, cfg.graph_optimization, cfg.execution_mode)
-    predict(classifier, tokenizer, texts[: cfg.batch_size * 2], cfg.batch_size, cfg.max_length)  # warm-up
-    runs = [predict(classifier, tokenizer, texts, cfg.batch_size, cfg.max_length) for _ in range(repeats)]
-    return {"accuracy": float(accuracy_score(labels, runs[0].labels)),
-            "samples_per_second": float(np.median([len(texts) / r.model_seconds for r in runs]))}
+def score_side_by_side(models: dict[str, Path], tokenizer, texts: list[str], labels: np.ndarray,
+                       cfg: EvaluateParams, repeats: int) -> dict[str, dict]:
+    """Accuracy and model-only samples/s (median) per ONNX model; the timed passes alternate between the
+    models, so a change in machine load shifts them all rather than one."""
+    classifiers = {name: OnnxClassifier(Path(path), cfg.threads, cfg.graph_optimization, cfg.execution_mode)
+                   for name, path in models.items()}
+    out = {}
+    for name, model in classifiers.items():  # untimed pass: warm-up and the predictions
+        out[name] = {"accuracy": float(accuracy_score(
+            labels, predict(model, tokenizer, texts, cfg.batch_size, cfg.max_length).labels))}
+    speeds = {name: [] for name in classifiers}
+    for _ in tqdm(range(repeats), desc="timed passes", unit="pass"):
+        for name, model in classifiers.items():
+            speeds[name].append(len(texts) / predict(model, tokenizer, texts, cfg.batch_size, cfg.max_length).model_seconds)
+    for name in out:
+        out[name]["samples_per_second"] = float(np.median(speeds[name]))
+    return out
 
 
 def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path,
@@ -62,23 +72,23 @@ def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path
     """One row per part (plus `fp32` and `all`): accuracy, its change and the model-only speed ratio
     against the fp32 graph the variant starts from."""
     fp32_graph = graph_to_quantize(variant, model_dir, calibration_dir)
-    operators = _op_names(quantization_config(variant))
+    operators = [getattr(op, "value", op) for op in quantization_config(variant).operators_to_quantize]
     parts = sensitivity_parts(fp32_graph, operators)
-    rows = [{"kind": "none", "part": "fp32", "nodes": 0, **_score(fp32_graph, tokenizer, texts, labels, cfg,
-                                                                  sens.repeats)}]
-    plan = [("all", "all", None, None)] + parts
+    all_nodes = sum(len(nodes) for kind, _, _, nodes in parts if kind == "operator")
+    rows = [{"kind": "none", "part": "fp32", "nodes": 0}, {"kind": "all", "part": "all", "nodes": all_nodes}]
+    rows += [{"kind": kind, "part": part, "nodes": len(nodes)} for kind, part, _, nodes in parts]
     with tempfile.TemporaryDirectory(prefix="sensitivity-") as scratch:
-        for i, (kind, part, ops, nodes) in enumerate(tqdm(plan, desc=f"sensitivity of {variant_name}", unit="model")):
+        models = {"fp32": fp32_graph}
+        plan = [("all", None, None)] + [(kind, ops, nodes) for kind, _, ops, nodes in parts]
+        for i, (kind, ops, nodes) in enumerate(tqdm(plan, desc=f"quantizing parts of {variant_name}", unit="model")):
             one = variant if ops is None else variant.model_copy(update={"operators": ops})
             out = Path(scratch) / str(i)
             out.mkdir()
-            path = quantize_variant(variant_name, one, model_dir, calibration_dir, out,
-                                    nodes_to_quantize=None if kind != "layer" else nodes)
-            n_nodes = sum(len(p[3]) for p in parts if p[0] == "operator") if kind == "all" else len(nodes)
-            rows.append({"kind": kind, "part": part, "nodes": n_nodes,
-                         **_score(path, tokenizer, texts, labels, cfg, sens.repeats)})
-    base = rows[0]
-    for row in rows:
-        row["accuracy_delta"] = row["accuracy"] - base["accuracy"]
-        row["speed_ratio"] = row["samples_per_second"] / base["samples_per_second"]
+            models[str(i)] = quantize_variant(variant_name, one, model_dir, calibration_dir, out,
+                                              nodes_to_quantize=nodes if kind == "layer" else None)
+        scores = list(score_side_by_side(models, tokenizer, texts, labels, cfg, sens.repeats).values())
+    for row, score in zip(rows, scores):
+        row.update(score)
+        row["accuracy_delta"] = row["accuracy"] - scores[0]["accuracy"]
+        row["speed_ratio"] = row["samples_per_second"] / scores[0]["samples_per_second"]
     return rows
