@@ -30,7 +30,7 @@ def main() -> None:
     write_plots(table, args.plots)
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, environment, image)
-    if params.sensitivity and args.sensitivity.is_file():
+    if args.sensitivity.is_file():
         report += "\n" + sensitivity_markdown(read_json(args.sensitivity))
     write_text(args.report, report)
     write_json(args.summary, summary_metrics(table))

@@ -5,7 +5,6 @@ from pathlib import Path
 
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
-from quantpipe.errors import QuantpipeError
 from quantpipe.io import write_json
 from quantpipe.params import load_params
 from quantpipe.sensitivity import sensitivity_table
@@ -22,8 +21,6 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     sens = params.sensitivity
-    if sens is None:
-        raise QuantpipeError("sensitivity: section missing from params")
     from transformers import AutoTokenizer
 
     frame = read_prepared(args.prepared, sens.dataset, "eval")

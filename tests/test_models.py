@@ -141,6 +141,12 @@ def test_static_attention_becomes_qattention_only_when_listed(tiny_onnx, ranges_
     from onnxruntime.quantization import registry
 
     assert "Attention" not in registry.QLinearOpsRegistry  # the registration does not leak
+    sentinel = object()
+    registry.QLinearOpsRegistry["Attention"] = sentinel  # an existing registration is put back
+    try:
+        assert _quantized_ops(listed, tiny_onnx, ranges_dir, tmp_path / "c")["QAttention"] == 2
+    finally:
+        assert registry.QLinearOpsRegistry.pop("Attention") is sentinel
 
 
 def test_static_optimized_variant_needs_its_graph(tiny_onnx, ranges_dir, tmp_path):

@@ -125,10 +125,30 @@ def test_sensitivity_references(tmp_path):
     assert "sensitivity.dataset: 'imdb'" in msg
 
 
-def test_new_static_levers_are_read(tmp_path):
-    params = load_params(REPO / "params.yaml")
-    static = params.variants["static_int8"]
-    assert static.optimization == "O2" and params.calibrations[static.calibration].optimization == "O2"
-    assert static.operators == ["Attention", "MatMul"] and static.format == "QDQ"
-    assert static.extra_options == {"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]}
-    assert params.variants["static_naive"].preset == "arm64" and params.sensitivity.variant == "static_naive"
+def test_symmetry_goes_through_the_typed_fields(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"]["extra_options"].update(ActivationSymmetric=True))
+    assert "use symmetric_activations / symmetric_weights" in msg
+
+
+def test_qdq_only_options_need_a_static_qdq_variant(tmp_path):
+    def mutate(d):
+        d["variants"]["static_int8"].update(format="QOperator")
+        d["variants"]["static_int8"]["extra_options"].update(AddQDQPairToWeight=True)
+    msg = error_for(tmp_path, mutate)
+    assert "variants.static_int8" in msg and "['AddQDQPairToWeight'] apply to static QDQ variants only" in msg
+    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(extra_options={"DedicatedQDQPair": True}))
+    assert "variants.dynamic_int8_o2" in msg and "static QDQ variants only" in msg
+
+
+def test_o4_is_refused_for_quantization(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["calibrations"]["minmax_320_o2"].update(optimization="O4"))
+    assert "calibrations.minmax_320_o2.optimization" in msg and "O4" in msg
+    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(optimization="O4"))
+    assert "variants.dynamic_int8_o2.optimization" in msg
+
+
+def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["sensitivity"].update(variant="dynamic_int8_o2"))
+    assert "sensitivity.variant: 'dynamic_int8_o2' is an optimized dynamic variant" in msg
+    msg = error_for(tmp_path, lambda d: d.pop("sensitivity"))
+    assert msg.endswith("sensitivity: Field required")

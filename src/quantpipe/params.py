@@ -15,14 +15,17 @@ from quantpipe.errors import QuantpipeError
 
 PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
-FUSED_ATTENTION_LEVELS = ("O2", "O3", "O4")  # ORTOptimizer levels that fuse self-attention into `Attention`
-# onnxruntime.quantization extra_options a variant may set (see quantize_static's docstring).
+CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothing to quantize on a CPU
+FUSED_ATTENTION_LEVELS = ("O2", "O3")  # ORTOptimizer levels that fuse self-attention into `Attention`
+# onnxruntime.quantization extra_options a variant may set (see quantize_static's docstring); the symmetry
+# options are the typed fields symmetric_activations / symmetric_weights instead.
 EXTRA_OPTIONS = (
-    "ActivationSymmetric", "WeightSymmetric", "ForceQuantizeNoInputCheck", "MatMulConstBOnly",
-    "AddQDQPairToWeight", "OpTypesToExcludeOutputQuantization", "DedicatedQDQPair",
-    "QDQOpTypePerChannelSupportToAxis", "UseQDQContribOps", "MinimumRealRange", "QDQKeepRemovableActivations",
-    "QDQDisableWeightAdjustForInt32Bias",
+    "ForceQuantizeNoInputCheck", "MatMulConstBOnly", "OpTypesToExcludeOutputQuantization", "MinimumRealRange",
+    "AddQDQPairToWeight", "DedicatedQDQPair", "QDQOpTypePerChannelSupportToAxis", "UseQDQContribOps",
+    "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias",
 )
+QDQ_ONLY_OPTIONS = ("AddQDQPairToWeight", "DedicatedQDQPair", "QDQOpTypePerChannelSupportToAxis", "UseQDQContribOps",
+                    "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias")
 BASELINES = ("pytorch_fp32", "onnx_fp32")
 
 
@@ -106,7 +109,7 @@ class CalibrationParams(Section):
     seed: int = 42
     # ORTOptimizer level applied (then symbolic shape inference) before calibrating; the ranges belong
     # to that graph, which is stored with them, and serve static variants with the same `optimization`.
-    optimization: Literal[OPT_LEVELS] = "none"
+    optimization: Literal[CPU_OPT_LEVELS] = "none"
 
 
 class VariantParams(Section):
@@ -122,7 +125,7 @@ class VariantParams(Section):
     format: Literal["QOperator", "QDQ"] | None = None  # None: QDQ for static, QOperator for dynamic
     calibration: str | None = None  # name in `calibrations`; required for static variants
     nodes_to_exclude: list[str] = Field(default_factory=list)
-    optimization: Literal[OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
+    optimization: Literal[CPU_OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
     # Passed to onnxruntime.quantization (static: with the stored ranges; dynamic: on a fused graph).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -138,8 +141,14 @@ class VariantParams(Section):
         if "SmoothQuant" in unknown:
             raise ValueError("extra_options.SmoothQuant: not available (it needs neural-compressor and calibration "
                              "data inside quantize_static; ranges here come from the calibrate stage)")
+        if {"ActivationSymmetric", "WeightSymmetric"} & set(unknown):
+            raise ValueError("extra_options: use symmetric_activations / symmetric_weights, not "
+                             "ActivationSymmetric / WeightSymmetric")
         if unknown:
             raise ValueError(f"extra_options: unknown option(s) {unknown} (known: {list(EXTRA_OPTIONS)})")
+        qdq_only = sorted(set(self.extra_options) & set(QDQ_ONLY_OPTIONS))
+        if qdq_only and not (self.kind == "static" and (self.format or "QDQ") == "QDQ"):
+            raise ValueError(f"extra_options: {qdq_only} apply to static QDQ variants only")
         if self.extra_options and self.kind == "dynamic" and self.optimization == "none":
             raise ValueError("extra_options on a dynamic variant need optimization O1-O4 "
                              "(the unoptimized dynamic path is Optimum's ORTQuantizer, which ignores them)")
@@ -186,15 +195,20 @@ class Params(Section):
     calibrations: dict[str, CalibrationParams] = Field(default_factory=dict)
     variants: dict[str, VariantParams] = Field(default_factory=dict)
     evaluate: EvaluateParams
-    sensitivity: SensitivityParams | None = None
+    sensitivity: SensitivityParams
     compare: CompareParams = CompareParams()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Params:
-        if self.sensitivity and self.sensitivity.variant not in self.variants:
+        if self.sensitivity.variant not in self.variants:
             raise ValueError(f"sensitivity.variant: '{self.sensitivity.variant}' is not one of variants "
                              f"{sorted(self.variants)}")
-        if self.sensitivity and self.sensitivity.dataset not in self.evaluate.datasets:
+        analysed = self.variants[self.sensitivity.variant]
+        if analysed.kind == "dynamic" and analysed.optimization != "none":
+            raise ValueError(f"sensitivity.variant: '{self.sensitivity.variant}' is an optimized dynamic variant; "
+                             "its fused graph is not stored, so its parts cannot be named (pick a static or "
+                             "unoptimized variant)")
+        if self.sensitivity.dataset not in self.evaluate.datasets:
             raise ValueError(f"sensitivity.dataset: '{self.sensitivity.dataset}' is not one of evaluate.datasets "
                              f"{self.evaluate.datasets}")
         for name, variant in self.variants.items():

@@ -162,6 +162,8 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
         finally:
             if registered is None:
                 registry.QLinearOpsRegistry.pop("Attention")
+            else:
+                registry.QLinearOpsRegistry["Attention"] = registered
         model = quantizer.model.model
     if ops:
         if config.format == QuantFormat.QDQ:

@@ -104,7 +104,7 @@ def sensitivity_markdown(sensitivity: dict) -> str:
     table = pd.DataFrame({
         "quantized alone": [r["part"] if r["kind"] in ("none", "all") else f"{r['kind']} {r['part']}"
                             for _, r in rows.iterrows()],
-        "nodes": rows["nodes"],
+        "candidate nodes": rows["nodes"],
         "accuracy": rows["accuracy"].map("{:.4f}".format),
         "Δ acc": (rows["accuracy_delta"] * 100).map("{:+.2f} pt".format),
         "model-only speed vs fp32": rows["speed_ratio"].map("{:.2f}x".format),
@@ -114,8 +114,9 @@ def sensitivity_markdown(sensitivity: dict) -> str:
         f"## Sensitivity of `{sensitivity['variant']}` on {sensitivity['dataset']} ({sensitivity['examples']} examples)",
         "",
         "Each row quantizes only that operator type, or only that part of the network, with the variant's",
-        "settings and ranges; `all` is the whole variant. Speed: model time only, median of the repeated passes,",
-        "measured in one process against the fp32 graph.",
+        "settings and ranges; `all` is the whole variant. Candidate nodes: nodes of the quantized operator types in",
+        "that part (before `nodes_to_exclude` and ONNX Runtime's own skips). Speed: model time only, median of the",
+        "repeated passes, alternating between the models in one process, against the fp32 graph.",
         "",
         table.to_markdown(index=False),
         "",
