@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from quantpipe.calibration import RANGES_FILE, compute_ranges
+from quantpipe.calibration import calibrate
 from quantpipe.data import read_prepared
-from quantpipe.export import prepare_graph
-from quantpipe.io import write_json
 from quantpipe.params import load_params
 from quantpipe.quantization import quantize_variant
 from quantpipe.sensitivity import score_side_by_side
@@ -51,8 +49,8 @@ def build(params, variant_name: str, scratch: Path) -> dict[str, Path]:
         if calibration_changes:
             cfg = params.calibrations[base.calibration].model_copy(update=calibration_changes)
             cal_dir = scratch / "calibration"
-            graph = prepare_graph(Path("models/onnx"), cfg.optimization, cal_dir / f"c{i}").parent
-            write_json(graph / RANGES_FILE, compute_ranges(graph, calibration_texts, cfg, graph))
+            (cal_dir / f"c{i}").mkdir(parents=True)
+            calibrate(Path("models/onnx"), calibration_texts, cfg, cal_dir / f"c{i}")
             variant = variant.model_copy(update={"calibration": f"c{i}"})
         out = scratch / f"v{i}"
         out.mkdir()

@@ -4,10 +4,9 @@
 import argparse
 from pathlib import Path
 
-from quantpipe.calibration import RANGES_FILE, compute_ranges
+from quantpipe.calibration import calibrate
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
-from quantpipe.export import prepare_graph
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
@@ -27,11 +26,7 @@ def main() -> None:
     cfg = params.calibrations[args.name]
     texts = read_prepared(args.prepared, params.data.train_dataset, "train")["text"]
     with atomic_dir(args.out) as tmp:
-        graph_dir = args.model
-        if cfg.optimization != "none":  # the optimized graph is stored with its ranges
-            graph_dir = prepare_graph(args.model, cfg.optimization, tmp).parent
-        ranges = compute_ranges(graph_dir, texts, cfg, tmp)
-        write_json(tmp / RANGES_FILE, ranges)
+        ranges = calibrate(args.model, texts, cfg, tmp)
         write_json(tmp / "calibration.json", cfg.model_dump())
     print(f"{args.name}: {cfg.method} ranges for {len(ranges)} tensors from {cfg.num_samples} samples")
 

@@ -7,13 +7,11 @@ import onnx
 import pytest
 
 from quantpipe.base_model import build_base_model, package_model_dir, resolve_model_ref
-from quantpipe.calibration import compute_ranges
+from quantpipe.calibration import calibrate
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import OnnxClassifier, TorchClassifier, length_sorted_batches, predict
-from quantpipe.io import write_json
 from quantpipe.params import BaseModelParams, CalibrationParams, EvaluateParams, TrainParams, VariantParams
-from quantpipe.export import prepare_graph
 from quantpipe.quantization import quantize_variant
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
@@ -23,10 +21,9 @@ def ranges_dir(tiny_onnx, texts, tmp_path_factory):
     out = tmp_path_factory.mktemp("calibration")
     cfg = CalibrationParams(method="minmax", num_samples=16, max_length=16, batch_size=8)
     (out / "mm").mkdir()
-    write_json(out / "mm" / "ranges.json", compute_ranges(tiny_onnx, texts["text"], cfg, out / "mm"))
-    # the calibrate stage's optimized case: the O2-fused, shape-inferred graph stored with its ranges
-    graph = prepare_graph(tiny_onnx, "O2", out / "mm_o2").parent
-    write_json(out / "mm_o2" / "ranges.json", compute_ranges(graph, texts["text"], cfg, graph))
+    calibrate(tiny_onnx, texts["text"], cfg, out / "mm")
+    # the optimized case: the O2-fused, shape-inferred graph stored with its ranges
+    calibrate(tiny_onnx, texts["text"], cfg.model_copy(update={"optimization": "O2"}), out / "mm_o2")
     return out
 
 

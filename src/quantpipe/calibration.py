@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.export import prepare_graph
+from quantpipe.io import write_json
 from quantpipe.params import CalibrationParams
 
 RANGES_FILE = "ranges.json"
@@ -60,6 +62,17 @@ def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, wo
     )
     (Path(work_dir) / "augmented_model.onnx").unlink(missing_ok=True)
     return {name: [np.asarray(bound, dtype=np.float32).tolist() for bound in t.range_value] for name, t in data.items()}
+
+
+def calibrate(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, out_dir: Path) -> dict[str, list]:
+    """Ranges of `cfg` into `out_dir/ranges.json`; with `cfg.optimization`, the graph is optimized first
+    and stored in `out_dir` next to its ranges (static variants with that optimization quantize it)."""
+    graph_dir = Path(model_dir)
+    if cfg.optimization != "none":
+        graph_dir = prepare_graph(graph_dir, cfg.optimization, out_dir).parent
+    ranges = compute_ranges(graph_dir, texts, cfg, out_dir)
+    write_json(Path(out_dir) / RANGES_FILE, ranges)
+    return ranges
 
 
 def tensors_range(ranges: dict[str, list]):

@@ -75,12 +75,12 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
     """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant; `nodes_to_quantize`, if
     given, restricts it to those nodes (the sensitivity analysis quantizes one layer at a time)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / MODEL_FILE).is_file():
         raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
-    ranges, calibrated = None, None
+    ranges = None
     if variant.kind == "static":
-        calibrated = Path(calibration_dir or "") / str(variant.calibration)
-        ranges_file = calibrated / RANGES_FILE
+        ranges_file = Path(calibration_dir or "") / str(variant.calibration) / RANGES_FILE
         if not ranges_file.is_file():
             raise QuantpipeError(
                 f"variants.{name}.calibration: ranges for '{variant.calibration}' not found at {ranges_file} "
@@ -98,22 +98,20 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
         quantizer.quantize(quantization_config=config, save_dir=out_dir, calibration_tensors_range=ranges)
         shutil.move(out_dir / "model_quantized.onnx", out)
         return out
-    graph = out_dir / "_graph"
-    if variant.kind == "static" and variant.optimization != "none":
-        # the ranges belong to the optimized graph stored by the calibrate stage
-        if not (calibrated / MODEL_FILE).is_file():
-            raise QuantpipeError(f"{calibrated / MODEL_FILE}: optimized graph not found (run the calibrate stage)")
-        shutil.copytree(calibrated, graph)
-    else:
-        prepare_graph(model_dir, variant.optimization, graph)
+    source = graph_to_quantize(variant, model_dir, calibration_dir)
+    if not source.is_file():  # an optimized static variant reads the graph its ranges belong to
+        raise QuantpipeError(f"{source}: optimized graph not found (run the calibrate stage)")
+    scratch = out_dir / "_graph"
+    if variant.kind == "dynamic":  # fuse a copy first (an optimized variant: uses_optimum is False)
+        source = prepare_graph(model_dir, variant.optimization, scratch)
     if variant.kind == "static":
-        quantize_static_with_ranges(graph / MODEL_FILE, out, config, ranges, variant.extra_options)
+        quantize_static_with_ranges(source, out, config, ranges, variant.extra_options)
     else:
-        quantize_fused_dynamic(graph / MODEL_FILE, out, config, variant.extra_options)
-    for item in graph.iterdir():  # config and tokenizer travel with the model
-        if item.name not in (MODEL_FILE, RANGES_FILE, "calibration.json") and not (out_dir / item.name).exists():
-            shutil.move(item, out_dir / item.name)
-    shutil.rmtree(graph)
+        quantize_fused_dynamic(source, out, config, variant.extra_options)
+    shutil.rmtree(scratch, ignore_errors=True)
+    for item in model_dir.iterdir():  # config and tokenizer travel with the model
+        if item.is_file() and item.name != MODEL_FILE:
+            shutil.copy2(item, out_dir / item.name)
     return out
 
 
@@ -128,7 +126,8 @@ def _ort_extra_options(config, extra_options: dict) -> dict:
     }
 
 
-def _op_names(config) -> list[str]:
+def operator_names(config) -> list[str]:
+    """The operator types a config quantizes, as strings (Optimum may hold enum members)."""
     return [getattr(op, "value", op) for op in config.operators_to_quantize]
 
 
@@ -150,7 +149,7 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
                   weight_qType=config.weights_dtype, activation_qType=config.activations_dtype,
                   tensors_range=ranges, nodes_to_quantize=list(config.nodes_to_quantize) or None, nodes_to_exclude=list(config.nodes_to_exclude),
                   extra_options=extra)
-    ops = _op_names(config)
+    ops = operator_names(config)
     if "Attention" in ops:
         ops.remove("Attention")
         registered = registry.QLinearOpsRegistry.get("Attention")
@@ -187,7 +186,7 @@ def quantize_fused_dynamic(model_path: Path, out_path: Path, config, extra_optio
     quantize_dynamic(
         model_input=model_path,
         model_output=out_path,
-        op_types_to_quantize=_op_names(config),
+        op_types_to_quantize=operator_names(config),
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
         weight_type=config.weights_dtype,

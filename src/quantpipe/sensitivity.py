@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from quantpipe.inference import OnnxClassifier, predict
 from quantpipe.params import EvaluateParams, SensitivityParams, VariantParams
-from quantpipe.quantization import graph_to_quantize, quantization_config, quantize_variant
+from quantpipe.quantization import graph_to_quantize, operator_names, quantization_config, quantize_variant
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
 
@@ -47,7 +47,7 @@ def sensitivity_parts(model_path: Path, operators: list[str]) -> list[tuple[str,
     return rows
 
 
-def score_side_by_side(models: dict[str, Path], tokenizer, texts: list[str], labels: np.ndarray,
+def score_side_by_side(models: dict, tokenizer, texts: list[str], labels: np.ndarray,
                        cfg: EvaluateParams, repeats: int) -> dict[str, dict]:
     """Accuracy and model-only samples/s (median) per ONNX model; the timed passes alternate between the
     models, so a change in machine load shifts them all rather than one."""
@@ -72,23 +72,25 @@ def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path
     """One row per part (plus `fp32` and `all`): accuracy, its change and the model-only speed ratio
     against the fp32 graph the variant starts from."""
     fp32_graph = graph_to_quantize(variant, model_dir, calibration_dir)
-    operators = [getattr(op, "value", op) for op in quantization_config(variant).operators_to_quantize]
-    parts = sensitivity_parts(fp32_graph, operators)
+    parts = sensitivity_parts(fp32_graph, operator_names(quantization_config(variant)))
     all_nodes = sum(len(nodes) for kind, _, _, nodes in parts if kind == "operator")
-    rows = [{"kind": "none", "part": "fp32", "nodes": 0}, {"kind": "all", "part": "all", "nodes": all_nodes}]
-    rows += [{"kind": kind, "part": part, "nodes": len(nodes)} for kind, part, _, nodes in parts]
+    plan = [("all", "all", None, None), *parts]
+    rows = [{"kind": "none", "part": "fp32", "nodes": 0}]
+    rows += [{"kind": kind, "part": part, "nodes": all_nodes if nodes is None else len(nodes)}
+             for kind, part, _, nodes in plan]
+    models = {("none", "fp32"): fp32_graph}
     with tempfile.TemporaryDirectory(prefix="sensitivity-") as scratch:
-        models = {"fp32": fp32_graph}
-        plan = [("all", None, None)] + [(kind, ops, nodes) for kind, _, ops, nodes in parts]
-        for i, (kind, ops, nodes) in enumerate(tqdm(plan, desc=f"quantizing parts of {variant_name}", unit="model")):
+        for i, (kind, part, ops, nodes) in enumerate(tqdm(plan, desc=f"quantizing parts of {variant_name}",
+                                                          unit="model")):
             one = variant if ops is None else variant.model_copy(update={"operators": ops})
             out = Path(scratch) / str(i)
             out.mkdir()
-            models[str(i)] = quantize_variant(variant_name, one, model_dir, calibration_dir, out,
-                                              nodes_to_quantize=nodes if kind == "layer" else None)
-        scores = list(score_side_by_side(models, tokenizer, texts, labels, cfg, sens.repeats).values())
-    for row, score in zip(rows, scores):
-        row.update(score)
-        row["accuracy_delta"] = row["accuracy"] - scores[0]["accuracy"]
-        row["speed_ratio"] = row["samples_per_second"] / scores[0]["samples_per_second"]
+            models[kind, part] = quantize_variant(variant_name, one, model_dir, calibration_dir, out,
+                                                  nodes_to_quantize=nodes if kind == "layer" else None)
+        scores = score_side_by_side(models, tokenizer, texts, labels, cfg, sens.repeats)
+    fp32 = scores["none", "fp32"]
+    for row in rows:
+        row.update(scores[row["kind"], row["part"]])
+        row["accuracy_delta"] = row["accuracy"] - fp32["accuracy"]
+        row["speed_ratio"] = row["samples_per_second"] / fp32["samples_per_second"]
     return rows
