@@ -90,6 +90,7 @@ def tiny_params(model_dir: Path) -> dict:
         cal.update(num_samples=16, max_length=32)
     params["evaluate"].update(batch_size=16, max_length=64, repeats=2, latency_samples=4, bootstrap_resamples=50)
     params["sensitivity"].update(max_samples=16, repeats=1)
+    params["side_by_side"].update(rounds=2)
     return params
 
 

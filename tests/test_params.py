@@ -152,3 +152,8 @@ def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
     assert "sensitivity.variant: 'dynamic_int8_o2' is an optimized dynamic variant" in msg
     msg = error_for(tmp_path, lambda d: d.pop("sensitivity"))
     assert msg.endswith("sensitivity: Field required")
+
+
+def test_side_by_side_needs_at_least_one_round(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["side_by_side"].update(rounds=0))
+    assert "side_by_side.rounds" in msg

@@ -183,6 +183,12 @@ class SensitivityParams(Section):
     repeats: int = Field(3, gt=0)  # timed passes per model (median reported)
 
 
+class SideBySideParams(Section):
+    """Every model timed in one process; each round times each model once per dataset, order rotated."""
+
+    rounds: int = Field(5, gt=0)
+
+
 class CompareParams(Section):
     baseline: Literal[BASELINES] = "pytorch_fp32"
     accuracy_budget: float = Field(0.01, ge=0)
@@ -196,6 +202,7 @@ class Params(Section):
     variants: dict[str, VariantParams] = Field(default_factory=dict)
     evaluate: EvaluateParams
     sensitivity: SensitivityParams
+    side_by_side: SideBySideParams = SideBySideParams()
     compare: CompareParams = CompareParams()
 
     @model_validator(mode="after")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json
-from quantpipe.statistics import ratio_spread
+from quantpipe.side_by_side import paired_ratio
+from quantpipe.statistics import ratio_spread, timing_summary
 
 
 def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd.DataFrame:
@@ -23,9 +25,13 @@ def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd
     return pd.DataFrame(rows)
 
 
-def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: float) -> pd.DataFrame:
-    """Add accuracy delta and speed ratio (median, and a conservative interval from the quartiles)
-    against `baseline` on the same dataset; mark the fastest model within `accuracy_budget` of it."""
+def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: float,
+                     side_by_side: dict | None = None) -> pd.DataFrame:
+    """Add accuracy delta and speed ratio against `baseline` on the same dataset; mark the fastest model
+    within `accuracy_budget` of it. With `side_by_side` (the side_by_side stage's output), throughput and
+    speed ratio come from there (ratio: median and range of the round-by-round ratios), and each model's
+    own evaluate figure is kept as `samples_per_second_alone`; without it, from the evaluate stages (ratio
+    of medians, with a conservative range from the quartiles)."""
     missing = set(metrics["dataset"]) - set(metrics.loc[metrics["variant"] == baseline, "dataset"])
     if missing:
         raise QuantpipeError(f"compare.baseline: no '{baseline}' metrics for dataset(s) {sorted(missing)}")
@@ -34,15 +40,56 @@ def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: floa
         table["throughput"] = [{"median": s, "q1": s, "q3": s} for s in table["samples_per_second"]]
     base = table[table["variant"] == baseline].set_index("dataset")
     table["accuracy_delta"] = table["accuracy"] - table["dataset"].map(base["accuracy"])
-    spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
+    if side_by_side is None:
+        spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
+        spreads = [{"median": s["median"], "min": s["low"], "max": s["high"]} for s in spreads]
+    else:
+        rounds = [_rounds(side_by_side, d, v) for d, v in zip(table["dataset"], table["variant"])]
+        table["samples_per_second_alone"] = table["samples_per_second"]
+        table["throughput"] = [timing_summary(r) for r in rounds]
+        table["samples_per_second"] = [t["median"] for t in table["throughput"]]
+        spreads = [paired_ratio(r, _rounds(side_by_side, d, baseline)) for r, d in zip(rounds, table["dataset"])]
     table["speed_ratio"] = [s["median"] for s in spreads]
-    table["speed_ratio_low"] = [s["low"] for s in spreads]
-    table["speed_ratio_high"] = [s["high"] for s in spreads]
+    table["speed_ratio_low"] = [s["min"] for s in spreads]
+    table["speed_ratio_high"] = [s["max"] for s in spreads]
     within = table["accuracy_delta"] >= -accuracy_budget - 1e-12
     table["best_within_budget"] = False
     for _, group in table[within].groupby("dataset"):
         table.loc[group["samples_per_second"].idxmax(), "best_within_budget"] = True
     return table.sort_values(["dataset", "samples_per_second"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _rounds(side_by_side: dict, dataset: str, model: str) -> list[float]:
+    try:
+        return side_by_side["datasets"][dataset]["models"][model]["samples_per_second"]
+    except KeyError:
+        raise QuantpipeError(f"side_by_side: no rounds for '{model}' on '{dataset}' (re-run the side_by_side "
+                             "stage)") from None
+
+
+def static_against_dynamic(side_by_side: dict, kinds: dict[str, str]) -> dict[str, dict]:
+    """Per dataset: the fastest dynamic variant side by side (highest median samples/s), and each static
+    variant's speed against it, round by round."""
+    out = {}
+    for dataset, data in side_by_side["datasets"].items():
+        speeds = data["models"]
+        dynamic = [name for name, kind in kinds.items() if kind == "dynamic" and name in speeds]
+        if not dynamic:
+            continue
+        best = max(dynamic, key=lambda name: np.median(speeds[name]["samples_per_second"]))
+        out[dataset] = {"best_dynamic": best, "static": {
+            name: paired_ratio(speeds[name]["samples_per_second"], speeds[best]["samples_per_second"])
+            for name, kind in kinds.items() if kind == "static" and name in speeds}}
+    return out
+
+
+def static_against_dynamic_markdown(comparison: dict, rounds: int) -> str:
+    lines = ["## Static against the fastest dynamic int8 variant, side by side", "",
+             f"samples/s ratio, round by round ({rounds} rounds): median [min, max].", ""]
+    for dataset, c in comparison.items():
+        lines.append(f"- {dataset}: against `{c['best_dynamic']}`: " + "; ".join(
+            f"`{name}` {r['median']:.3f}x [{r['min']:.3f}, {r['max']:.3f}]" for name, r in c["static"].items()))
+    return "\n".join([*lines, ""])
 
 
 def _fmt_ci(row, name: str) -> str:
@@ -64,6 +111,7 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
             "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
             "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
             "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
+            **({"samples/s alone": f"{r['samples_per_second_alone']:.1f}"} if "samples_per_second_alone" in r else {}),
             "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
             if latency else "-",
             "size MB": f"{r['model_size_mb']:.1f}",
@@ -81,8 +129,14 @@ def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, 
         f"**bold** marks the fastest model within {accuracy_budget * 100:g} accuracy point(s) of it.",
         "Throughput: samples/s over the whole split, tokenization included, length-sorted batches padded per",
         "batch; median of the repeated passes with its interquartile range and coefficient of variation.",
-        "The speed ratio's range divides the quartiles (low: q1/q3 of the baseline, high: q3/q1).",
-        "Accuracy and F1 intervals: paired bootstrap, 95%. Latency: batch size 1, tokenization included.",
+        *(["Throughput and speed ratio are measured side by side (stage side_by_side): every model in one",
+           "process, each round timing each model once in a rotated order; the ratio is the median of the",
+           "round-by-round ratios, [min, max] over the rounds. `samples/s alone`: the model's own evaluate",
+           "stage (a fresh process per model, timed one model after another)."]
+          if "samples_per_second_alone" in table else
+          ["The speed ratio's range divides the quartiles (low: q1/q3 of the baseline, high: q3/q1)."]),
+        "Accuracy and F1 intervals: paired bootstrap, 95%. Latency, size, peak RSS: each model's own evaluate",
+        "stage. Latency: batch size 1, tokenization included.",
         "",
     ]
     if environment:
@@ -130,11 +184,17 @@ def sensitivity_markdown(sensitivity: dict) -> str:
     return "\n".join(lines)
 
 
-def summary_metrics(table: pd.DataFrame) -> dict:
-    """Nested {dataset: {variant: {...}}} for `dvc metrics`."""
+def summary_metrics(table: pd.DataFrame, static_vs_dynamic: dict | None = None) -> dict:
+    """Nested {dataset: {variant: {...}}} for `dvc metrics`; a static variant also gets its speed against
+    the fastest dynamic one (`static_against_dynamic`), when given."""
     out: dict = {}
+    for dataset, c in (static_vs_dynamic or {}).items():
+        for name, ratio in c["static"].items():
+            out.setdefault(dataset, {})[name] = {"speed_vs_best_dynamic": round(ratio["median"], 4),
+                                                 "speed_vs_best_dynamic_min": round(ratio["min"], 4),
+                                                 "speed_vs_best_dynamic_max": round(ratio["max"], 4)}
     for _, row in table.iterrows():
-        out.setdefault(row["dataset"], {})[row["variant"]] = {
+        out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update({
             "accuracy": round(row["accuracy"], 6),
             "accuracy_delta": round(row["accuracy_delta"], 6),
             "samples_per_second": round(row["samples_per_second"], 3),
@@ -143,7 +203,9 @@ def summary_metrics(table: pd.DataFrame) -> dict:
             "speed_ratio_high": round(row["speed_ratio_high"], 4),
             "model_size_mb": round(row["model_size_mb"], 3),
             "best_within_budget": bool(row["best_within_budget"]),
-        }
+            **({"samples_per_second_alone": round(row["samples_per_second_alone"], 3)}
+               if "samples_per_second_alone" in row else {}),
+        })
     return out
 
 

@@ -16,9 +16,10 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 from tqdm.auto import tqdm
 
-from quantpipe.inference import OnnxClassifier, predict
+from quantpipe.inference import OnnxClassifier
 from quantpipe.params import EvaluateParams, SensitivityParams, VariantParams
 from quantpipe.quantization import graph_to_quantize, operator_names, quantization_config, quantize_variant
+from quantpipe.side_by_side import time_side_by_side
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
 
@@ -49,21 +50,14 @@ def sensitivity_parts(model_path: Path, operators: list[str]) -> list[tuple[str,
 
 def score_side_by_side(models: dict, tokenizer, texts: list[str], labels: np.ndarray,
                        cfg: EvaluateParams, repeats: int) -> dict[str, dict]:
-    """Accuracy and model-only samples/s (median) per ONNX model; the timed passes alternate between the
-    models, so a change in machine load shifts them all rather than one."""
+    """Accuracy and model-only samples/s (median of `repeats` rounds) per ONNX model, all timed in this
+    process in rounds alternating between them (`quantpipe.side_by_side`)."""
     classifiers = {name: OnnxClassifier(Path(path), cfg.threads, cfg.graph_optimization, cfg.execution_mode)
                    for name, path in models.items()}
-    out = {}
-    for name, model in classifiers.items():  # untimed pass: warm-up and the predictions
-        out[name] = {"accuracy": float(accuracy_score(
-            labels, predict(model, tokenizer, texts, cfg.batch_size, cfg.max_length).labels))}
-    speeds = {name: [] for name in classifiers}
-    for _ in tqdm(range(repeats), desc="timed passes", unit="pass"):
-        for name, model in classifiers.items():
-            speeds[name].append(len(texts) / predict(model, tokenizer, texts, cfg.batch_size, cfg.max_length).model_seconds)
-    for name in out:
-        out[name]["samples_per_second"] = float(np.median(speeds[name]))
-    return out
+    timed = time_side_by_side(classifiers, tokenizer, texts, cfg, repeats, desc="timed passes")
+    return {name: {"accuracy": float(accuracy_score(labels, t["labels"])),
+                   "samples_per_second": float(np.median(t["model_samples_per_second"]))}
+            for name, t in timed.items()}
 
 
 def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path,

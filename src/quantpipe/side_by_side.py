@@ -1,0 +1,47 @@
+"""Every model timed in one process, in rounds that alternate between them.
+
+Timing each model in its own stage, one after the other, lets a change in the machine's load decide
+between two models of nearly equal speed. Here each round times every model once over the same texts,
+in an order rotated by one each round (so no model is always first or last), and the report divides
+the models' speeds round by round: a load change inside the run shifts every model of a round alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from quantpipe.inference import predict
+from quantpipe.params import EvaluateParams
+
+
+def rotated(names: list[str], shift: int) -> list[str]:
+    """`names` starting at position `shift` (modulo its length), wrapping around."""
+    shift %= len(names)
+    return names[shift:] + names[:shift]
+
+
+def time_side_by_side(classifiers: dict[str, Callable], tokenizer, texts: list[str], cfg: EvaluateParams,
+                      rounds: int, desc: str = "rounds") -> dict[str, dict]:
+    """Per model: its predictions (from an untimed first pass that also warms it up; every timed pass must
+    repeat them), and samples/s per round, with tokenization (`samples_per_second`) and without it
+    (`model_samples_per_second`)."""
+    names = list(classifiers)
+    out = {name: {"labels": predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length).labels,
+                  "samples_per_second": [], "model_samples_per_second": []} for name in names}
+    for r in tqdm(range(rounds), desc=desc, unit="round"):
+        for name in rotated(names, r):
+            run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
+            if not np.array_equal(run.labels, out[name]["labels"]):
+                raise RuntimeError(f"{name}: predictions differ between passes")
+            out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
+            out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)
+    return out
+
+
+def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
+    """Speed ratio round by round (num[i] / den[i], both timed in round i): median, min and max."""
+    ratios = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
+    return {"median": float(np.median(ratios)), "min": float(ratios.min()), "max": float(ratios.max())}

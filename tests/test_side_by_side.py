@@ -1,0 +1,131 @@
+"""Side-by-side timing: rotation, round-by-round ratios, and how the report uses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.params import EvaluateParams
+from quantpipe.report import (comparison_table, markdown_report, static_against_dynamic,
+                              static_against_dynamic_markdown, summary_metrics)
+from quantpipe.side_by_side import paired_ratio, rotated, time_side_by_side
+
+
+class FakeTokenizer:
+    """Token ids = the text's length in ids; pads with zeros."""
+
+    def __call__(self, texts, truncation=True, max_length=None):
+        return {"input_ids": [[1] * len(t) for t in texts], "attention_mask": [[1] * len(t) for t in texts]}
+
+    def pad(self, features, return_tensors="np"):
+        width = max(len(f["input_ids"]) for f in features)
+        return {k: np.array([f[k] + [0] * (width - len(f[k])) for f in features]) for k in features[0]}
+
+
+class Recorder:
+    """A classifier that logs the order it is called in: class 1 for batches of long texts."""
+
+    def __init__(self, name, log, flip_after=None):
+        self.name, self.log, self.calls, self.flip_after = name, log, 0, flip_after
+
+    def __call__(self, batch):
+        self.log.append(self.name)
+        self.calls += 1
+        long = batch["attention_mask"].sum(axis=1) > 3
+        if self.flip_after is not None and self.calls > self.flip_after:
+            long = ~long
+        return np.stack([~long, long], axis=1).astype(float)
+
+
+def cfg():
+    return EvaluateParams(datasets=["sst2"], batch_size=2, max_length=16)
+
+
+def test_rotated_wraps_around():
+    assert rotated(["a", "b", "c"], 0) == ["a", "b", "c"]
+    assert rotated(["a", "b", "c"], 1) == ["b", "c", "a"]
+    assert rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+
+
+def test_each_round_times_every_model_once_in_a_rotated_order():
+    log: list[str] = []
+    models = {name: Recorder(name, log) for name in ("a", "b", "c")}
+    texts = ["xx", "xxxxx", "x", "xxxxxx"]  # two batches of two
+    out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=3)
+    passes = log[::2]  # each pass calls its model once per batch
+    assert passes == ["a", "b", "c",  # the untimed pass that gives the predictions
+                      "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    for result in out.values():
+        assert result["labels"].tolist() == [0, 1, 0, 1]  # in the input order
+        assert len(result["samples_per_second"]) == len(result["model_samples_per_second"]) == 3
+        assert all(s > 0 for s in result["samples_per_second"])
+        # tokenization is timed apart, so the model-only rate is the higher one
+        assert all(m >= s for m, s in zip(result["model_samples_per_second"], result["samples_per_second"]))
+
+
+def test_predictions_that_change_between_passes_are_an_error():
+    log: list[str] = []
+    models = {"steady": Recorder("steady", log), "flaky": Recorder("flaky", log, flip_after=2)}
+    with pytest.raises(RuntimeError, match="flaky: predictions differ"):
+        time_side_by_side(models, FakeTokenizer(), ["xx", "xxxxx", "x", "xxxxxx"], cfg(), rounds=2)
+
+
+def test_paired_ratio_divides_round_by_round():
+    # a load change in round 2 slows both models: the paired ratio stays 1.1 in every round
+    r = paired_ratio([110.0, 55.0, 110.0], [100.0, 50.0, 100.0])
+    assert r == pytest.approx({"median": 1.1, "min": 1.1, "max": 1.1})
+
+
+def side_by_side_result():
+    rounds = {"pytorch_fp32": [100.0, 50.0, 100.0], "dynamic_int8": [200.0, 100.0, 180.0],
+              "dynamic_int8_o2": [210.0, 90.0, 190.0], "static_int8": [220.0, 104.0, 200.0],
+              "static_naive": [150.0, 70.0, 150.0]}
+    return {"rounds": 3, "datasets": {"sst2": {"examples": 10, "models": {
+        name: {"samples_per_second": r, "model_samples_per_second": r} for name, r in rounds.items()}}}}
+
+
+def eval_rows():
+    def row(variant, acc, sps):
+        return {"variant": variant, "dataset": "sst2", "accuracy": acc, "f1": acc, "samples_per_second": sps,
+                "model_size_mb": 23.0, "n": 10}
+
+    return pd.DataFrame([row("pytorch_fp32", 0.90, 90.0), row("dynamic_int8", 0.895, 300.0),
+                         row("dynamic_int8_o2", 0.89, 150.0), row("static_int8", 0.897, 140.0),
+                         row("static_naive", 0.85, 120.0)])
+
+
+def test_side_by_side_rounds_replace_the_one_model_at_a_time_figures():
+    table = comparison_table(eval_rows(), "pytorch_fp32", 0.01, side_by_side_result()).set_index("variant")
+    # evaluate alone put dynamic_int8 first (300 samples/s); side by side, static_int8 is the fastest
+    assert table.loc["static_int8", "samples_per_second"] == 200.0
+    assert table.loc["static_int8", "samples_per_second_alone"] == 140.0
+    assert table.loc["static_int8", "best_within_budget"] and not table.loc["dynamic_int8", "best_within_budget"]
+    assert table.loc["static_int8", "speed_ratio"] == pytest.approx(2.08)  # median of 2.2, 2.08, 2.0
+    assert table.loc["static_int8", "speed_ratio_low"] == pytest.approx(2.0)
+    assert table.loc["static_int8", "speed_ratio_high"] == pytest.approx(2.2)
+    report = markdown_report(table.reset_index(), "pytorch_fp32", 0.01)
+    assert "samples/s alone" in report and "side by side" in report
+
+
+def test_a_model_missing_from_the_side_by_side_run_is_an_error():
+    data = side_by_side_result()
+    del data["datasets"]["sst2"]["models"]["static_naive"]
+    with pytest.raises(QuantpipeError, match="side_by_side: no rounds for 'static_naive' on 'sst2'"):
+        comparison_table(eval_rows(), "pytorch_fp32", 0.01, data)
+
+
+def test_static_variants_against_the_fastest_dynamic_one():
+    kinds = {"dynamic_int8": "dynamic", "dynamic_int8_o2": "dynamic", "static_int8": "static",
+             "static_naive": "static"}
+    result = static_against_dynamic(side_by_side_result(), kinds)["sst2"]
+    assert result["best_dynamic"] == "dynamic_int8_o2"  # median 190 against 180
+    assert result["static"]["static_int8"] == pytest.approx(
+        {"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})
+    assert "`static_int8` 1.053x" in static_against_dynamic_markdown({"sst2": result}, 3)
+    table = comparison_table(eval_rows(), "pytorch_fp32", 0.01, side_by_side_result())
+    summary = summary_metrics(table, {"sst2": result})
+    assert summary["sst2"]["static_int8"]["speed_vs_best_dynamic"] == pytest.approx(200 / 190, abs=1e-4)
+    assert summary["sst2"]["static_int8"]["samples_per_second_alone"] == 140.0
+    assert "speed_vs_best_dynamic" not in summary["sst2"]["dynamic_int8"]
