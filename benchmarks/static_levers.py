@@ -30,6 +30,7 @@ LEVERS = {
     "MatMul in QOperator format": ({"format": "QOperator"}, {}),
     "Attention left fp32": ({"operators": ["MatMul"]}, {}),
     "MatMul outputs requantized": ({"extra_options": {"MatMulConstBOnly": True}}, {}),
+    "fp32 ops read the Q/DQ copy": ({"fp32_ops_read_fp32": False}, {}),
     "no graph optimization (MatMul QDQ)": ({"optimization": "none", "operators": ["MatMul"], "extra_options": {}},
                                            {"optimization": "none"}),
     "calibration: 50 samples": ({}, {"num_samples": 50}),

@@ -219,3 +219,40 @@ def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
         assert result["latency"]["samples"] == 5
         assert result["latency"]["p50_ms"] <= result["latency"]["p95_ms"] <= result["latency"]["p99_ms"]
     assert onnx_result["accuracy"] == torch_result["accuracy"]  # same weights, same predictions
+
+
+def test_fp32_ops_can_read_the_fp32_tensor_instead_of_its_qdq_copy(tiny_onnx, ranges_dir, tmp_path):
+    base = VARIANTS["static_o2_fused"]
+    fixed = base.model_copy(update={"fp32_ops_read_fp32": True})
+
+    def skip_layer_norm_inputs_from_dequantize(variant, out):
+        graph = onnx.load(str(quantize_variant("v", variant, tiny_onnx, ranges_dir, out))).graph
+        producer = {o: n.op_type for n in graph.node for o in n.output}
+        return sum(producer.get(i) == "DequantizeLinear" for n in graph.node
+                   if n.op_type == "SkipLayerNormalization" for i in n.input), graph
+
+    before, _ = skip_layer_norm_inputs_from_dequantize(base, tmp_path / "base")
+    after, graph = skip_layer_norm_inputs_from_dequantize(fixed, tmp_path / "fixed")
+    assert before > 0 and after == 0  # the residual no longer goes through int8
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "QAttention"} <= ops  # the MatMuls are still quantized
+    batch = {"input_ids": np.array([[2, 5, 6, 3]]), "attention_mask": np.ones((1, 4), dtype=np.int64),
+             "token_type_ids": np.zeros((1, 4), dtype=np.int64)}
+    assert OnnxClassifier(tmp_path / "fixed" / "model.onnx", threads=1)(batch).shape == (1, 2)
+
+
+def test_read_fp32_removes_pairs_left_without_consumers():
+    from onnx import TensorProto, helper
+
+    from quantpipe.quantization import read_fp32_in_fp32_ops
+
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+    zero = helper.make_tensor("z", TensorProto.UINT8, [], [128])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("Relu", ["xd"], ["y"], name="fp32_op")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [scale, zero])
+    model = helper.make_model(graph)
+    assert read_fp32_in_fp32_ops(model, lambda node: False) == 1
+    assert [(n.op_type, list(n.input)) for n in model.graph.node] == [("Relu", ["x"])]

@@ -157,3 +157,11 @@ def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
 def test_side_by_side_needs_at_least_one_round(tmp_path):
     msg = error_for(tmp_path, lambda d: d["side_by_side"].update(rounds=0))
     assert "side_by_side.rounds" in msg
+
+
+def test_fp32_ops_read_fp32_only_for_static_qdq(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(fp32_ops_read_fp32=True))
+    assert "fp32_ops_read_fp32: applies to static QDQ variants only" in msg
+    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"].update(format="QOperator", extra_options={},
+                                                                          fp32_ops_read_fp32=True))
+    assert "fp32_ops_read_fp32: applies to static QDQ variants only" in msg

@@ -30,9 +30,17 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
     for name in variant_names(project):
         assert name in report
     assert "## Sensitivity of `static_naive` on sst2 (16 examples)" in report and "| layer layer.1" in report
+    assert "## Static against the fastest dynamic int8 variant, side by side" in report
+    side = json.loads((project / "metrics/side_by_side.json").read_text())
+    assert side["rounds"] == 2 and side["datasets"]["amazon"]["examples"] == 24
+    for dataset in ("sst2", "amazon"):
+        assert set(side["datasets"][dataset]["models"]) == set(variant_names(project))
+        assert all(len(m["samples_per_second"]) == 2 for m in side["datasets"][dataset]["models"].values())
     summary = json.loads((project / "metrics/compare.json").read_text())
     assert set(summary) == {"sst2", "amazon"}
     assert summary["sst2"]["pytorch_fp32"]["speed_ratio"] == 1.0
+    assert summary["sst2"]["static_int8"]["speed_vs_best_dynamic"] > 0
+    assert summary["sst2"]["static_int8"]["samples_per_second_alone"] > 0
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
     assert "metrics/eval/dynamic_int8/sst2.json" in files and "metrics/compare.json" in files
@@ -48,10 +56,11 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     params["variants"]["dynamic_int8"]["per_channel"] = True
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
-    # compare reads the variant names, so it lists `variants` too; nothing upstream or in other variants changes
-    assert set(status) == {"quantize@dynamic_int8", "compare"}
+    # side_by_side (it times every model together) and compare read the variant names, so they list
+    # `variants` too; nothing upstream or in other variants changes
+    assert set(status) == {"quantize@dynamic_int8", "side_by_side", "compare"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
-        "quantize@dynamic_int8", "evaluate@dynamic_int8", "compare"}
+        "quantize@dynamic_int8", "evaluate@dynamic_int8", "side_by_side", "compare"}
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "per-channel dynamic int8")
     diff = json.loads(run(project, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)

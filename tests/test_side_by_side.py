@@ -10,7 +10,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.params import EvaluateParams
 from quantpipe.report import (comparison_table, markdown_report, static_against_dynamic,
                               static_against_dynamic_markdown, summary_metrics)
-from quantpipe.side_by_side import paired_ratio, rotated, time_side_by_side
+from quantpipe.side_by_side import paired_ratio, round_order, time_side_by_side
 
 
 class FakeTokenizer:
@@ -43,20 +43,27 @@ def cfg():
     return EvaluateParams(datasets=["sst2"], batch_size=2, max_length=16)
 
 
-def test_rotated_wraps_around():
-    assert rotated(["a", "b", "c"], 0) == ["a", "b", "c"]
-    assert rotated(["a", "b", "c"], 1) == ["b", "c", "a"]
-    assert rotated(["a", "b", "c"], 4) == ["b", "c", "a"]
+def test_round_order_rotates_and_reverses_every_other_round():
+    names = ["a", "b", "c"]
+    assert round_order(names, 0) == ["a", "b", "c"]
+    assert round_order(names, 1) == ["a", "c", "b"]  # rotated by one (b, c, a), then reversed
+    assert round_order(names, 2) == ["c", "a", "b"]
+    assert round_order(names, 3) == ["c", "b", "a"]
+    # over six rounds: every model in every position, after each of the others
+    orders = [round_order(names, r) for r in range(6)]
+    assert all({o[i] for o in orders} == set(names) for i in range(3))
+    assert {(o[i - 1], o[i]) for o in orders for i in (1, 2)} == {(x, y) for x in names for y in names if x != y}
 
 
-def test_each_round_times_every_model_once_in_a_rotated_order():
+def test_each_round_times_every_model_once_in_its_round_order():
     log: list[str] = []
     models = {name: Recorder(name, log) for name in ("a", "b", "c")}
     texts = ["xx", "xxxxx", "x", "xxxxxx"]  # two batches of two
     out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=3)
     passes = log[::2]  # each pass calls its model once per batch
     assert passes == ["a", "b", "c",  # the untimed pass that gives the predictions
-                      "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+                      *round_order(["a", "b", "c"], 0), *round_order(["a", "b", "c"], 1),
+                      *round_order(["a", "b", "c"], 2)]
     for result in out.values():
         assert result["labels"].tolist() == [0, 1, 0, 1]  # in the input order
         assert len(result["samples_per_second"]) == len(result["model_samples_per_second"]) == 3

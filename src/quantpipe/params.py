@@ -128,6 +128,8 @@ class VariantParams(Section):
     optimization: Literal[CPU_OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
     # Passed to onnxruntime.quantization (static: with the stored ranges; dynamic: on a fused graph).
     extra_options: dict[str, Any] = Field(default_factory=dict)
+    # Static QDQ: ops left in fp32 read the fp32 tensor itself, not its QuantizeLinear -> DequantizeLinear copy.
+    fp32_ops_read_fp32: bool = False
 
     @model_validator(mode="after")
     def _static_needs_calibration(self) -> VariantParams:
@@ -147,8 +149,12 @@ class VariantParams(Section):
         if unknown:
             raise ValueError(f"extra_options: unknown option(s) {unknown} (known: {list(EXTRA_OPTIONS)})")
         qdq_only = sorted(set(self.extra_options) & set(QDQ_ONLY_OPTIONS))
-        if qdq_only and not (self.kind == "static" and (self.format or "QDQ") == "QDQ"):
+        static_qdq = self.kind == "static" and (self.format or "QDQ") == "QDQ"
+        if qdq_only and not static_qdq:
             raise ValueError(f"extra_options: {qdq_only} apply to static QDQ variants only")
+        if self.fp32_ops_read_fp32 and not static_qdq:
+            raise ValueError("fp32_ops_read_fp32: applies to static QDQ variants only (other formats insert no "
+                             "DequantizeLinear before fp32 ops)")
         if self.extra_options and self.kind == "dynamic" and self.optimization == "none":
             raise ValueError("extra_options on a dynamic variant need optimization O1-O4 "
                              "(the unoptimized dynamic path is Optimum's ORTQuantizer, which ignores them)")

@@ -4,6 +4,7 @@ plain cases, ONNX Runtime's quantizers directly for optimized (fused) graphs and
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from quantpipe.calibration import RANGES_FILE, tensors_range
@@ -67,7 +68,7 @@ def check_operators(config) -> None:
 
 def uses_optimum(variant: VariantParams) -> bool:
     """Optimum's ORTQuantizer serves the plain cases; fused graphs and extra options need ONNX Runtime directly."""
-    return variant.optimization == "none" and not variant.extra_options
+    return variant.optimization == "none" and not variant.extra_options and not variant.fp32_ops_read_fp32
 
 
 def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path | None,
@@ -105,7 +106,7 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
     if variant.kind == "dynamic":  # fuse a copy first (an optimized variant: uses_optimum is False)
         source = prepare_graph(model_dir, variant.optimization, scratch)
     if variant.kind == "static":
-        quantize_static_with_ranges(source, out, config, ranges, variant.extra_options)
+        quantize_static_with_ranges(source, out, config, ranges, variant.extra_options, variant.fp32_ops_read_fp32)
     else:
         quantize_fused_dynamic(source, out, config, variant.extra_options)
     shutil.rmtree(scratch, ignore_errors=True)
@@ -131,7 +132,8 @@ def operator_names(config) -> list[str]:
     return [getattr(op, "value", op) for op in config.operators_to_quantize]
 
 
-def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges, extra_options: dict) -> None:
+def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges, extra_options: dict,
+                                fp32_ops_read_fp32: bool = False) -> None:
     """Static quantization with precomputed ranges, through ONNX Runtime's quantizers directly.
 
     A fused `Attention` becomes `QAttention` in a first QOperator pass (ONNX Runtime ships the quantizer
@@ -172,7 +174,40 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
                                       op_types_to_quantize=ops, **common)
         quantizer.quantize_model()
         model = quantizer.model.model
+        if fp32_ops_read_fp32:
+            chosen, excluded = set(config.nodes_to_quantize), set(config.nodes_to_exclude)
+            read_fp32_in_fp32_ops(model, lambda node: node.op_type in ops and node.name not in excluded
+                                  and (not chosen or node.name in chosen))
     onnx.save(model, str(out_path))
+
+
+def read_fp32_in_fp32_ops(model, quantized: Callable) -> int:
+    """Let the ops that stay fp32 read the fp32 tensor a QuantizeLinear -> DequantizeLinear pair was made
+    from, instead of its quantized copy (e.g. the residual input of SkipLayerNormalization, when the same
+    tensor also feeds a quantized MatMul); `quantized(node)` tells the quantized consumers. Pairs left
+    without consumers are removed. Returns the number of inputs reconnected."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, i))
+    reconnected = 0
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        q = producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear":  # a weight's DequantizeLinear, or a QOperator output
+            continue
+        for node, i in consumers.get(dq.output[0], []):
+            if not quantized(node):
+                node.input[i] = q.input[0]
+                reconnected += 1
+    kept_outputs = {o.name for o in graph.output}
+    for op_type in ("DequantizeLinear", "QuantizeLinear"):  # consumers first, then what fed them
+        used = {name for node in graph.node for name in node.input} | kept_outputs
+        dead = [n for n in graph.node if n.op_type == op_type and not set(n.output) & used]
+        for node in dead:
+            graph.node.remove(node)
+    return reconnected
 
 
 def quantize_fused_dynamic(model_path: Path, out_path: Path, config, extra_options: dict | None = None) -> None:

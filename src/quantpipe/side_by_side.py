@@ -2,7 +2,8 @@
 
 Timing each model in its own stage, one after the other, lets a change in the machine's load decide
 between two models of nearly equal speed. Here each round times every model once over the same texts,
-in an order rotated by one each round (so no model is always first or last), and the report divides
+in an order rotated by one each round and reversed every other round (so no model is always first, last
+or after the same neighbour), and the report divides
 the models' speeds round by round: a load change inside the run shifts every model of a round alike.
 """
 
@@ -17,10 +18,12 @@ from quantpipe.inference import predict
 from quantpipe.params import EvaluateParams
 
 
-def rotated(names: list[str], shift: int) -> list[str]:
-    """`names` starting at position `shift` (modulo its length), wrapping around."""
-    shift %= len(names)
-    return names[shift:] + names[:shift]
+def round_order(names: list[str], round_index: int) -> list[str]:
+    """The order of round `round_index`: `names` rotated by that many places, and reversed in odd rounds,
+    so each model runs in every position and after more than one neighbour."""
+    shift = round_index % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if round_index % 2 else order
 
 
 def time_side_by_side(classifiers: dict[str, Callable], tokenizer, texts: list[str], cfg: EvaluateParams,
@@ -32,7 +35,7 @@ def time_side_by_side(classifiers: dict[str, Callable], tokenizer, texts: list[s
     out = {name: {"labels": predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length).labels,
                   "samples_per_second": [], "model_samples_per_second": []} for name in names}
     for r in tqdm(range(rounds), desc=desc, unit="round"):
-        for name in rotated(names, r):
+        for name in round_order(names, r):
             run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
             if not np.array_equal(run.labels, out[name]["labels"]):
                 raise RuntimeError(f"{name}: predictions differ between passes")
