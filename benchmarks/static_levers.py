@@ -19,7 +19,7 @@ import pandas as pd
 
 from quantpipe.calibration import calibrate
 from quantpipe.data import read_prepared
-from quantpipe.params import load_params
+from quantpipe.params import CalibrationParams, VariantParams, load_params
 from quantpipe.quantization import quantize_variant
 from quantpipe.sensitivity import score_side_by_side
 
@@ -27,11 +27,12 @@ from quantpipe.sensitivity import score_side_by_side
 LEVERS = {
     "per-tensor weights": ({"per_channel": False}, {}),
     "symmetric activations": ({"symmetric_activations": True}, {}),
-    "MatMul in QOperator format": ({"format": "QOperator"}, {}),
+    "MatMul in QOperator format": ({"format": "QOperator", "fp32_ops_read_fp32": False}, {}),
     "Attention left fp32": ({"operators": ["MatMul"]}, {}),
     "MatMul outputs requantized": ({"extra_options": {"MatMulConstBOnly": True}}, {}),
     "fp32 ops read the Q/DQ copy": ({"fp32_ops_read_fp32": False}, {}),
-    "no graph optimization (MatMul QDQ)": ({"optimization": "none", "operators": ["MatMul"], "extra_options": {}},
+    "no graph optimization (MatMul QDQ)": ({"optimization": "none", "operators": ["MatMul"], "extra_options": {},
+                                            "fp32_ops_read_fp32": False},
                                            {"optimization": "none"}),
     "calibration: 50 samples": ({}, {"num_samples": 50}),
     "calibration: percentile 99.999": ({}, {"method": "percentile"}),
@@ -46,9 +47,12 @@ def build(params, variant_name: str, scratch: Path) -> dict[str, Path]:
     models = {f"{variant_name} (default)": Path("models/quantized") / variant_name / "model.onnx"}
     calibration_texts = read_prepared("data/prepared", params.data.train_dataset, "train")["text"]
     for i, (label, (variant_changes, calibration_changes)) in enumerate(LEVERS.items()):
-        cal_dir, variant = Path("models/calibration"), base.model_copy(update=variant_changes)
+        # validated like params.yaml, so a lever cannot build a combination the pipeline refuses
+        cal_dir, variant = Path("models/calibration"), VariantParams.model_validate({**base.model_dump(),
+                                                                                     **variant_changes})
         if calibration_changes:
-            cfg = params.calibrations[base.calibration].model_copy(update=calibration_changes)
+            cfg = CalibrationParams.model_validate({**params.calibrations[base.calibration].model_dump(),
+                                                    **calibration_changes})
             cal_dir = scratch / "calibration"
             (cal_dir / f"c{i}").mkdir(parents=True)
             calibrate(Path("models/onnx"), calibration_texts, cfg, cal_dir / f"c{i}")

@@ -4,6 +4,7 @@ import argparse
 from pathlib import Path
 
 from quantpipe.cli import run_stage
+from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json, write_text
 from quantpipe.params import BASELINES, load_params
 from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image,
@@ -26,10 +27,12 @@ def main() -> None:
     params = load_params(args.params)
     cfg = params.compare
     metrics = collect_metrics(args.metrics, [*BASELINES, *params.variants], params.evaluate.datasets)
-    side_by_side = read_json(args.side_by_side) if args.side_by_side.is_file() else None
+    if not args.side_by_side.is_file():
+        raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
+    side_by_side = read_json(args.side_by_side)
     table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget, side_by_side)
-    static_vs_dynamic = (static_against_dynamic(side_by_side, {n: v.kind for n, v in params.variants.items()})
-                         if side_by_side else None)
+    static_vs_dynamic = static_against_dynamic(side_by_side, {n: v.kind for n, v in params.variants.items()},
+                                               params.evaluate.datasets)
     environment = read_json(args.environment) if args.environment.is_file() else None
     render_image(table, args.image)
     write_plots(table, args.plots)

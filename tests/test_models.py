@@ -241,18 +241,49 @@ def test_fp32_ops_can_read_the_fp32_tensor_instead_of_its_qdq_copy(tiny_onnx, ra
     assert OnnxClassifier(tmp_path / "fixed" / "model.onnx", threads=1)(batch).shape == (1, 2)
 
 
-def test_read_fp32_removes_pairs_left_without_consumers():
+def _qdq_graph(nodes, outputs=("y",), extra_inits=()):
     from onnx import TensorProto, helper
+
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.UINT8, [], [128]),
+             helper.make_tensor("wq", TensorProto.INT8, [2, 2], [1, 2, 3, 4]),
+             helper.make_tensor("ws", TensorProto.FLOAT, [], [0.5]), *extra_inits]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2, 2]) for o in outputs], inits)
+    return helper.make_model(graph)
+
+
+def _pair():
+    from onnx import helper
+
+    return [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+            helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq")]
+
+
+def test_read_fp32_removes_pairs_left_without_consumers():
+    from onnx import helper
 
     from quantpipe.quantization import read_fp32_in_fp32_ops
 
-    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
-    zero = helper.make_tensor("z", TensorProto.UINT8, [], [128])
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
-             helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
-             helper.make_node("Relu", ["xd"], ["y"], name="fp32_op")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [scale, zero])
-    model = helper.make_model(graph)
-    assert read_fp32_in_fp32_ops(model, lambda node: False) == 1
-    assert [(n.op_type, list(n.input)) for n in model.graph.node] == [("Relu", ["x"])]
+    bias = helper.make_tensor("b", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
+    model = _qdq_graph([*_pair(), helper.make_node("Add", ["xd", "b"], ["y"], name="fp32_op")], extra_inits=[bias])
+    assert read_fp32_in_fp32_ops(model) == 1
+    assert [(n.op_type, list(n.input)) for n in model.graph.node] == [("Add", ["x", "b"])]
+    assert {i.name for i in model.graph.initializer} == {"b"}  # the pair's scale and zero point (and unused wq) went
+
+
+def test_read_fp32_keeps_the_pair_a_quantized_consumer_needs():
+    from onnx import helper
+
+    from quantpipe.quantization import read_fp32_in_fp32_ops
+
+    nodes = [*_pair(), helper.make_node("DequantizeLinear", ["wq", "ws"], ["wd"], name="wdq"),
+             helper.make_node("MatMul", ["xd", "wd"], ["m"], name="quantized_matmul"),  # both inputs dequantized
+             helper.make_node("Mul", ["xd", "xd"], ["sq"], name="qdq_mul"),  # the copy twice: a QDQ group too
+             helper.make_node("Add", ["m", "xd"], ["r"], name="residual_add"),  # m is fp32: an fp32 op
+             helper.make_node("Add", ["r", "sq"], ["y"], name="out")]
+    model = _qdq_graph(nodes, outputs=("y", "xd"))  # the copy is also a graph output
+    assert read_fp32_in_fp32_ops(model) == 1
+    inputs = {n.name: list(n.input) for n in model.graph.node}
+    assert inputs["quantized_matmul"] == ["xd", "wd"] and inputs["qdq_mul"] == ["xd", "xd"]
+    assert inputs["residual_add"] == ["m", "x"]
+    assert {"q", "dq", "wdq"} <= set(inputs)  # still consumed (and a graph output)

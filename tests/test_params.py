@@ -157,6 +157,8 @@ def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
 def test_side_by_side_needs_at_least_one_round(tmp_path):
     msg = error_for(tmp_path, lambda d: d["side_by_side"].update(rounds=0))
     assert "side_by_side.rounds" in msg
+    msg = error_for(tmp_path, lambda d: d.pop("side_by_side"))  # dvc.yaml reads the section
+    assert "side_by_side" in msg
 
 
 def test_fp32_ops_read_fp32_only_for_static_qdq(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.params import EvaluateParams
 from quantpipe.report import (comparison_table, markdown_report, static_against_dynamic,
                               static_against_dynamic_markdown, summary_metrics)
-from quantpipe.side_by_side import paired_ratio, round_order, time_side_by_side
+from quantpipe.side_by_side import paired_ratio, round_order, round_orders, time_side_by_side
 
 
 class FakeTokenizer:
@@ -43,16 +45,17 @@ def cfg():
     return EvaluateParams(datasets=["sst2"], batch_size=2, max_length=16)
 
 
-def test_round_order_rotates_and_reverses_every_other_round():
-    names = ["a", "b", "c"]
-    assert round_order(names, 0) == ["a", "b", "c"]
-    assert round_order(names, 1) == ["a", "c", "b"]  # rotated by one (b, c, a), then reversed
-    assert round_order(names, 2) == ["c", "a", "b"]
-    assert round_order(names, 3) == ["c", "b", "a"]
-    # over six rounds: every model in every position, after each of the others
-    orders = [round_order(names, r) for r in range(6)]
-    assert all({o[i] for o in orders} == set(names) for i in range(3))
-    assert {(o[i - 1], o[i]) for o in orders for i in (1, 2)} == {(x, y) for x in names for y in names if x != y}
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_round_orders_balance_positions_and_neighbours(n):
+    names = [f"m{i}" for i in range(n)]
+    orders = round_orders(names)
+    assert len(orders) == (2 * n if n % 2 else n)
+    assert all(sorted(order) == names for order in orders)
+    positions = Counter((order[i], i) for order in orders for i in range(n))
+    followers = Counter((order[i - 1], order[i]) for order in orders for i in range(1, n))
+    assert len(positions) == n * n and len(set(positions.values())) == 1  # every model in every position, equally
+    assert len(followers) == n * (n - 1) and len(set(followers.values())) == 1  # after every other model, equally
+    assert round_order(names, len(orders)) == orders[0]  # rounds cycle through the design
 
 
 def test_each_round_times_every_model_once_in_its_round_order():
@@ -70,6 +73,11 @@ def test_each_round_times_every_model_once_in_its_round_order():
         assert all(s > 0 for s in result["samples_per_second"])
         # tokenization is timed apart, so the model-only rate is the higher one
         assert all(m >= s for m, s in zip(result["model_samples_per_second"], result["samples_per_second"]))
+
+
+def test_no_texts_is_a_clear_error():
+    with pytest.raises(QuantpipeError, match="no texts to time"):
+        time_side_by_side({"a": Recorder("a", [])}, FakeTokenizer(), [], cfg(), rounds=1)
 
 
 def test_predictions_that_change_between_passes_are_an_error():
@@ -116,6 +124,13 @@ def test_side_by_side_rounds_replace_the_one_model_at_a_time_figures():
     assert "samples/s alone" in report and "side by side" in report
 
 
+def test_side_by_side_on_other_examples_than_evaluate_is_an_error():
+    data = side_by_side_result()
+    data["datasets"]["sst2"]["examples"] = 8
+    with pytest.raises(QuantpipeError, match="side_by_side: sst2 timed on 8 examples, evaluated on 10"):
+        comparison_table(eval_rows(), "pytorch_fp32", 0.01, data)
+
+
 def test_a_model_missing_from_the_side_by_side_run_is_an_error():
     data = side_by_side_result()
     del data["datasets"]["sst2"]["models"]["static_naive"]
@@ -126,7 +141,8 @@ def test_a_model_missing_from_the_side_by_side_run_is_an_error():
 def test_static_variants_against_the_fastest_dynamic_one():
     kinds = {"dynamic_int8": "dynamic", "dynamic_int8_o2": "dynamic", "static_int8": "static",
              "static_naive": "static"}
-    result = static_against_dynamic(side_by_side_result(), kinds)["sst2"]
+    result = static_against_dynamic(side_by_side_result(), kinds, ["sst2"])["sst2"]
+    assert static_against_dynamic(side_by_side_result(), {"dynamic_int8": "dynamic"}, ["sst2"]) == {}
     assert result["best_dynamic"] == "dynamic_int8_o2"  # median 190 against 180
     assert result["static"]["static_int8"] == pytest.approx(
         {"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})

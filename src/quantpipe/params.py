@@ -208,7 +208,7 @@ class Params(Section):
     variants: dict[str, VariantParams] = Field(default_factory=dict)
     evaluate: EvaluateParams
     sensitivity: SensitivityParams
-    side_by_side: SideBySideParams = SideBySideParams()
+    side_by_side: SideBySideParams
     compare: CompareParams = CompareParams()
 
     @model_validator(mode="after")

@@ -4,7 +4,6 @@ plain cases, ONNX Runtime's quantizers directly for optimized (fused) graphs and
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from quantpipe.calibration import RANGES_FILE, tensors_range
@@ -174,39 +173,50 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
                                       op_types_to_quantize=ops, **common)
         quantizer.quantize_model()
         model = quantizer.model.model
-        if fp32_ops_read_fp32:
-            chosen, excluded = set(config.nodes_to_quantize), set(config.nodes_to_exclude)
-            read_fp32_in_fp32_ops(model, lambda node: node.op_type in ops and node.name not in excluded
-                                  and (not chosen or node.name in chosen))
+        if fp32_ops_read_fp32 and config.format == QuantFormat.QDQ:
+            read_fp32_in_fp32_ops(model)
     onnx.save(model, str(out_path))
 
 
-def read_fp32_in_fp32_ops(model, quantized: Callable) -> int:
+def read_fp32_in_fp32_ops(model) -> int:
     """Let the ops that stay fp32 read the fp32 tensor a QuantizeLinear -> DequantizeLinear pair was made
     from, instead of its quantized copy (e.g. the residual input of SkipLayerNormalization, when the same
-    tensor also feeds a quantized MatMul); `quantized(node)` tells the quantized consumers. Pairs left
-    without consumers are removed. Returns the number of inputs reconnected."""
+    tensor also feeds a quantized MatMul). A consumer counts as quantized, as in ONNX Runtime's QDQ node
+    groups, when each of its inputs is a DequantizeLinear output or an integer tensor. Pairs, scales and
+    zero points left unused are removed; a DequantizeLinear output that is a graph output is kept.
+    Returns the number of inputs reconnected."""
+    import onnx
+
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            consumers.setdefault(name, []).append((node, i))
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    integers = {init.name for init in graph.initializer if init.data_type not in floats}
+    integers |= {v.name for v in (*graph.input, *graph.value_info)
+                 if v.type.tensor_type.elem_type and v.type.tensor_type.elem_type not in floats}
+
+    def quantized(node) -> bool:
+        return all(not name or name in integers
+                   or getattr(producer.get(name), "op_type", None) == "DequantizeLinear" for name in node.input)
+
+    copies = {dq.output[0]: q.input[0] for dq in graph.node if dq.op_type == "DequantizeLinear"
+              for q in [producer.get(dq.input[0])] if q is not None and q.op_type == "QuantizeLinear"}
     reconnected = 0
-    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
-        q = producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear":  # a weight's DequantizeLinear, or a QOperator output
-            continue
-        for node, i in consumers.get(dq.output[0], []):
-            if not quantized(node):
-                node.input[i] = q.input[0]
-                reconnected += 1
-    kept_outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" and not quantized(node):
+            for i, name in enumerate(node.input):
+                if name in copies:
+                    node.input[i] = copies[name]
+                    reconnected += 1
+    keep_outputs = {o.name for o in graph.output}
     for op_type in ("DequantizeLinear", "QuantizeLinear"):  # consumers first, then what fed them
-        used = {name for node in graph.node for name in node.input} | kept_outputs
-        dead = [n for n in graph.node if n.op_type == op_type and not set(n.output) & used]
-        for node in dead:
-            graph.node.remove(node)
+        used = {name for node in graph.node for name in node.input} | keep_outputs
+        kept = [n for n in graph.node if n.op_type != op_type or set(n.output) & used]
+        del graph.node[:]
+        graph.node.extend(kept)
+    used = {name for node in graph.node for name in node.input} | keep_outputs | {i.name for i in graph.input}
+    kept_inits = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_inits)
     return reconnected
 
 

@@ -44,6 +44,11 @@ def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: floa
         spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
         spreads = [{"median": s["median"], "min": s["low"], "max": s["high"]} for s in spreads]
     else:
+        for dataset, n in table.groupby("dataset")["n"].max().items() if "n" in table else []:
+            timed = side_by_side["datasets"].get(dataset, {}).get("examples")
+            if timed != n:
+                raise QuantpipeError(f"side_by_side: {dataset} timed on {timed} examples, evaluated on {n} "
+                                     "(re-run the side_by_side stage)")
         rounds = [_rounds(side_by_side, d, v) for d, v in zip(table["dataset"], table["variant"])]
         table["samples_per_second_alone"] = table["samples_per_second"]
         table["throughput"] = [timing_summary(r) for r in rounds]
@@ -67,14 +72,14 @@ def _rounds(side_by_side: dict, dataset: str, model: str) -> list[float]:
                              "stage)") from None
 
 
-def static_against_dynamic(side_by_side: dict, kinds: dict[str, str]) -> dict[str, dict]:
+def static_against_dynamic(side_by_side: dict, kinds: dict[str, str], datasets: list[str]) -> dict[str, dict]:
     """Per dataset: the fastest dynamic variant side by side (highest median samples/s), and each static
-    variant's speed against it, round by round."""
+    variant's speed against it, round by round (datasets with no dynamic or no static variant: left out)."""
     out = {}
-    for dataset, data in side_by_side["datasets"].items():
-        speeds = data["models"]
+    for dataset in datasets:
+        speeds = side_by_side["datasets"][dataset]["models"]
         dynamic = [name for name, kind in kinds.items() if kind == "dynamic" and name in speeds]
-        if not dynamic:
+        if not dynamic or "static" not in kinds.values():
             continue
         best = max(dynamic, key=lambda name: np.median(speeds[name]["samples_per_second"]))
         out[dataset] = {"best_dynamic": best, "static": {
