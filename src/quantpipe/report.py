@@ -135,7 +135,8 @@ def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, 
         "Throughput: samples/s over the whole split, tokenization included, length-sorted batches padded per",
         "batch; median of the repeated passes with its interquartile range and coefficient of variation.",
         *(["Throughput and speed ratio are measured side by side (stage side_by_side): every model in one",
-           "process, each round timing each model once in a rotated order; the ratio is the median of the",
+           "process, each round timing each model once, round orders from a Williams design (each model in",
+           "each position and after each other model equally often); the ratio is the median of the",
            "round-by-round ratios, [min, max] over the rounds. `samples/s alone`: the model's own evaluate",
            "stage (a fresh process per model, timed one model after another)."]
           if "samples_per_second_alone" in table else
