@@ -190,7 +190,7 @@ class SensitivityParams(Section):
 
 
 class SideBySideParams(Section):
-    """Every model timed in one process; each round times each model once per dataset, order rotated."""
+    """Every model timed in one process; each round times each model once per dataset (orders: a Williams design)."""
 
     rounds: int = Field(5, gt=0)
 
