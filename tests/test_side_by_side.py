@@ -10,8 +10,13 @@ import pytest
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.params import EvaluateParams
-from quantpipe.report import (comparison_table, markdown_report, static_against_dynamic,
-                              static_against_dynamic_markdown, summary_metrics)
+from quantpipe.report import (
+    comparison_table,
+    markdown_report,
+    static_against_dynamic,
+    static_against_dynamic_markdown,
+    summary_metrics,
+)
 from quantpipe.side_by_side import paired_ratio, round_order, round_orders, time_side_by_side
 
 
@@ -58,18 +63,23 @@ def test_round_orders_balance_positions_and_neighbours(n):
     assert round_order(names, len(orders)) == orders[0]  # rounds cycle through the design
 
 
-def test_each_round_times_every_model_once_in_its_round_order():
+# Williams designs written out by hand: every model once in each position, and right after every other
+# model equally often (3 models: twice, over the six orders; 4 models: once, over the four orders)
+WILLIAMS_ORDERS = {3: ["abc", "bca", "cab", "cba", "acb", "bac"], 4: ["abdc", "bcad", "cdba", "dacb"]}
+
+
+@pytest.mark.parametrize("n", sorted(WILLIAMS_ORDERS))
+def test_each_round_times_every_model_once_in_its_round_order(n):
     log: list[str] = []
-    models = {name: Recorder(name, log) for name in ("a", "b", "c")}
+    models = {name: Recorder(name, log) for name in "abcd"[:n]}
     texts = ["xx", "xxxxx", "x", "xxxxxx"]  # two batches of two
-    out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=3)
-    passes = log[::2]  # each pass calls its model once per batch
-    assert passes == ["a", "b", "c",  # the untimed pass that gives the predictions
-                      *round_order(["a", "b", "c"], 0), *round_order(["a", "b", "c"], 1),
-                      *round_order(["a", "b", "c"], 2)]
+    orders = [*WILLIAMS_ORDERS[n], WILLIAMS_ORDERS[n][0]]  # one round more than the design: it starts again
+    out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=len(orders))
+    timed = log[len(log) - 2 * n * len(orders):]  # the timed passes come last, after the warm-up however done
+    assert timed == [name for order in orders for name in order for _batch in range(2)]
     for result in out.values():
         assert result["labels"].tolist() == [0, 1, 0, 1]  # in the input order
-        assert len(result["samples_per_second"]) == len(result["model_samples_per_second"]) == 3
+        assert len(result["samples_per_second"]) == len(result["model_samples_per_second"]) == len(orders)
         assert all(s > 0 for s in result["samples_per_second"])
         # tokenization is timed apart, so the model-only rate is the higher one
         assert all(m >= s for m, s in zip(result["model_samples_per_second"], result["samples_per_second"]))
