@@ -1,7 +1,8 @@
-"""The docs stay true to the code: the params reference is generated from the schema."""
+"""The docs stay true to the code: the params reference is generated from the schema, links resolve."""
 
 from __future__ import annotations
 
+import re
 import runpy
 from pathlib import Path
 
@@ -25,3 +26,17 @@ def test_every_param_has_a_description(params_doc):
     missing = params_doc["undocumented"]()
     assert not missing, f"add description= to these fields in src/quantpipe/params.py, then {REFRESH}: {missing}"
 
+
+def test_readme_is_short():
+    lines = (REPO / "README.md").read_text().splitlines()
+    assert len(lines) <= 120, f"README.md has {len(lines)} lines; move details to docs/"
+
+
+@pytest.mark.parametrize("page", ["README.md", *sorted(p.relative_to(REPO).as_posix()
+                                                         for p in (REPO / "docs").glob("*.md"))])
+def test_relative_links_resolve(page):
+    path = REPO / page
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    missing = [t for t in local if t and not (path.parent / t).exists()]
+    assert not missing, f"{page}: links to missing files {missing}"
