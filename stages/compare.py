@@ -1,15 +1,24 @@
 """Stage compare: all models side by side -> reports/compare.md (+ image), metrics/compare.json, plots data."""
 
 import argparse
+from contextlib import ExitStack
 from pathlib import Path
 
 from quantpipe.cli import run_stage
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json, write_json, write_text
+from quantpipe.io import atomic_dir, atomic_file, read_json, write_json
 from quantpipe.params import BASELINES, load_params
-from quantpipe.report import (collect_metrics, comparison_table, markdown_report, render_image,
-                              sensitivity_markdown, static_against_dynamic, static_against_dynamic_markdown,
-                              summary_metrics, write_plots)
+from quantpipe.report import (
+    collect_metrics,
+    comparison_table,
+    markdown_report,
+    render_image,
+    sensitivity_markdown,
+    static_against_dynamic,
+    static_against_dynamic_markdown,
+    summary_metrics,
+    write_plots,
+)
 
 
 def main() -> None:
@@ -34,16 +43,19 @@ def main() -> None:
     static_vs_dynamic = static_against_dynamic(side_by_side, {n: v.kind for n, v in params.variants.items()},
                                                params.evaluate.datasets)
     environment = read_json(args.environment) if args.environment.is_file() else None
-    render_image(table, args.image)
-    write_plots(table, args.plots)
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
-    report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, environment, image)
+    report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, side_by_side, environment, image)
     if static_vs_dynamic:
         report += "\n" + static_against_dynamic_markdown(static_vs_dynamic, side_by_side["rounds"])
-    if args.sensitivity.is_file():
-        report += "\n" + sensitivity_markdown(read_json(args.sensitivity))
-    write_text(args.report, report)
-    write_json(args.summary, summary_metrics(table, static_vs_dynamic))
+    sensitivity = read_json(args.sensitivity) if args.sensitivity.is_file() else {}
+    if sensitivity.get("enabled"):
+        report += "\n" + sensitivity_markdown(sensitivity)
+    # all four outputs are written to temporary siblings and renamed into place only once all are complete
+    with ExitStack() as outputs:
+        render_image(table, outputs.enter_context(atomic_file(args.image)))
+        write_plots(table, outputs.enter_context(atomic_dir(args.plots)))
+        outputs.enter_context(atomic_file(args.report)).write_text(report)
+        write_json(outputs.enter_context(atomic_file(args.summary)), summary_metrics(table, static_vs_dynamic))
     print(report)
 
 

@@ -1,6 +1,7 @@
 """Stage environment: CPU model and flags, core count and library versions -> metrics/environment.json.
 
-Every evaluate stage depends on this file, so a library upgrade (pyproject.toml) re-runs the measurements.
+The stage runs on every `dvc repro` (always_changed); the file changes only when the CPU or a library
+version does, and only then do the stages that measure models (evaluate, side_by_side, sensitivity) re-run.
 """
 
 import argparse

@@ -6,6 +6,7 @@ from pathlib import Path
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
 from quantpipe.evaluation import evaluate_model
+from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
 
@@ -21,13 +22,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args()
     cfg = load_params(args.params).evaluate
+    check_max_length(args.tokenizer, cfg.max_length, "evaluate.max_length")
     frames = {name: read_prepared(args.prepared, name, "eval") for name in cfg.datasets}
     results = evaluate_model(args.name, args.kind, args.model, args.tokenizer, frames, cfg)
     with atomic_dir(args.out) as tmp:
         for dataset, metrics in results.items():
             write_json(tmp / f"{dataset}.json", metrics)
-            print(f"{args.name}/{dataset}: accuracy {metrics['accuracy']:.4f}, "
-                  f"{metrics['samples_per_second']:.1f} samples/s")
+            print(f"{args.name}/{dataset}: accuracy {metrics['accuracy']:.4f} "
+                  f"[{metrics['accuracy_ci_low']:.4f}, {metrics['accuracy_ci_high']:.4f}], "
+                  f"peak RSS {metrics['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

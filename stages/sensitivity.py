@@ -5,6 +5,7 @@ from pathlib import Path
 
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
+from quantpipe.inference import check_max_length
 from quantpipe.io import write_json
 from quantpipe.params import load_params
 from quantpipe.sensitivity import sensitivity_table
@@ -21,6 +22,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params(args.params)
     sens = params.sensitivity
+    if not sens.enabled:
+        write_json(args.out, {"enabled": False})
+        print("sensitivity: off (opt in with `dvc exp run -S sensitivity.enabled=true`)")
+        return
+    check_max_length(args.tokenizer, params.evaluate.max_length, "evaluate.max_length")
     from transformers import AutoTokenizer
 
     frame = read_prepared(args.prepared, sens.dataset, "eval")
@@ -29,7 +35,8 @@ def main() -> None:
     rows = sensitivity_table(sens.variant, params.variants[sens.variant], args.model, args.calibration,
                              AutoTokenizer.from_pretrained(args.tokenizer), frame["text"].tolist(),
                              frame["label"].to_numpy(), params.evaluate, sens)
-    write_json(args.out, {"variant": sens.variant, "dataset": sens.dataset, "examples": len(frame), "rows": rows})
+    write_json(args.out, {"enabled": True, "variant": sens.variant, "dataset": sens.dataset, "examples": len(frame),
+                          "rows": rows})
     for row in rows:
         print(f"{row['kind']:>8} {row['part']:<12} accuracy {row['accuracy']:.4f} ({row['accuracy_delta']:+.4f}) "
               f"speed x{row['speed_ratio']:.2f}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from quantpipe.cli import run_stage
 from quantpipe.data import read_prepared
 from quantpipe.evaluation import load_classifier
+from quantpipe.inference import check_max_length
 from quantpipe.io import write_json
 from quantpipe.params import load_params
 from quantpipe.side_by_side import time_side_by_side
@@ -21,17 +22,19 @@ def main() -> None:
     parser.add_argument("--out", default="metrics/side_by_side.json", type=Path)
     args = parser.parse_args()
     params = load_params(args.params)
-    cfg, rounds = params.evaluate, params.side_by_side.rounds
+    cfg, sbs = params.evaluate, params.side_by_side
+    check_max_length(args.base, cfg.max_length, "evaluate.max_length")
     from transformers import AutoTokenizer
 
     models = {"pytorch_fp32": ("pytorch", args.base), "onnx_fp32": ("onnx", args.onnx)}
     models |= {name: ("onnx", args.quantized / name) for name in params.variants}
     classifiers = {name: load_classifier(kind, path, cfg) for name, (kind, path) in models.items()}
     tokenizer = AutoTokenizer.from_pretrained(args.base)
-    result = {"rounds": rounds, "batch_size": cfg.batch_size, "threads": cfg.threads, "datasets": {}}
+    result = {"rounds": sbs.rounds, "max_samples": sbs.max_samples, "batch_size": cfg.batch_size,
+              "threads": cfg.threads, "datasets": {}}
     for dataset in cfg.datasets:
-        texts = read_prepared(args.prepared, dataset, "eval")["text"].tolist()[: cfg.max_samples]
-        timed = time_side_by_side(classifiers, tokenizer, texts, cfg, rounds, desc=f"{dataset} rounds")
+        texts = read_prepared(args.prepared, dataset, "eval")["text"].tolist()[: cfg.max_samples][: sbs.max_samples]
+        timed = time_side_by_side(classifiers, tokenizer, texts, cfg, sbs.rounds, desc=f"{dataset} rounds")
         result["datasets"][dataset] = {"examples": len(texts), "models": {
             name: {key: t[key] for key in ("samples_per_second", "model_samples_per_second")}
             for name, t in timed.items()}}

@@ -36,8 +36,17 @@ def rows():
     ])
 
 
+def side_by_side(frame: pd.DataFrame) -> dict:
+    """Two rounds per model, both at the row's samples/s."""
+    out = {"rounds": 2, "max_samples": None, "datasets": {}}
+    for _, r in frame.iterrows():
+        timed = out["datasets"].setdefault(r["dataset"], {"examples": r["n"], "models": {}})
+        timed["models"][r["variant"]] = {"samples_per_second": [r["samples_per_second"]] * 2}
+    return out
+
+
 def test_comparison_table_deltas_ratios_and_best():
-    table = comparison_table(rows(), "pytorch_fp32", accuracy_budget=0.01)
+    table = comparison_table(rows(), "pytorch_fp32", 0.01, side_by_side(rows()))
     sst2 = table[table.dataset == "sst2"].set_index("variant")
     assert sst2.loc["dynamic_int8", "accuracy_delta"] == pytest.approx(-0.005)
     assert sst2.loc["dynamic_int8", "speed_ratio"] == pytest.approx(2.5)
@@ -49,9 +58,9 @@ def test_comparison_table_deltas_ratios_and_best():
 
 
 def test_report_and_summary():
-    table = comparison_table(rows(), "pytorch_fp32", accuracy_budget=0.01)
-    report = markdown_report(table, "pytorch_fp32", 0.01)
-    assert "## sst2" in report and "## amazon" in report
+    table = comparison_table(rows(), "pytorch_fp32", 0.01, side_by_side(rows()))
+    report = markdown_report(table, "pytorch_fp32", 0.01, side_by_side(rows()))
+    assert "## sst2" in report and "## amazon" in report and "100 examples scored; the first 100 timed in 2 rounds" in report
     assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x [2.50, 2.50]" in report
     summary = summary_metrics(table)
     assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
@@ -61,7 +70,7 @@ def test_missing_baseline_is_an_error():
     frame = rows()
     frame = frame[~((frame.variant == "pytorch_fp32") & (frame.dataset == "amazon"))]
     with pytest.raises(QuantpipeError, match=r"compare\.baseline: no 'pytorch_fp32' metrics.*amazon"):
-        comparison_table(frame, "pytorch_fp32", 0.01)
+        comparison_table(frame, "pytorch_fp32", 0.01, side_by_side(rows()))
 
 
 def test_sensitivity_section_shows_each_part_and_the_sums():

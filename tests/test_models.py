@@ -6,12 +6,12 @@ import numpy as np
 import onnx
 import pytest
 
-from quantpipe.base_model import build_base_model, package_model_dir, resolve_model_ref
+from quantpipe.base_model import package_model_dir, resolve_model_ref
 from quantpipe.calibration import calibrate
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import OnnxClassifier, TorchClassifier, length_sorted_batches, predict
-from quantpipe.params import BaseModelParams, CalibrationParams, EvaluateParams, TrainParams, VariantParams
+from quantpipe.params import CalibrationParams, EvaluateParams, VariantParams
 from quantpipe.quantization import quantize_variant
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
@@ -38,16 +38,6 @@ def test_model_refs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(QuantpipeError, match="no config.json"):
         resolve_model_ref(str(tmp_path / "empty"), "p")
-
-
-def test_finetune_learns_and_saves(tiny_model, texts, tmp_path):
-    params = BaseModelParams(source="finetune", encoder=str(tiny_model),
-                             train=TrainParams(epochs=3, batch_size=8, learning_rate=1e-3, max_length=32))
-    summary = build_base_model(params, texts, tmp_path)
-    assert summary["steps"] == 15 and summary["train_samples"] == 40
-    assert (tmp_path / "config.json").is_file() and (tmp_path / "tokenizer.json").is_file()
-    model = TorchClassifier(tmp_path, threads=1)
-    assert model.model.config.id2label == {0: "negative", 1: "positive"}
 
 
 def test_export_matches_pytorch(tiny_model, tiny_onnx):
@@ -155,7 +145,36 @@ def test_static_optimized_variant_needs_its_graph(tiny_onnx, ranges_dir, tmp_pat
         quantize_variant("s", variant, tiny_onnx, tmp_path / "cal", tmp_path / "out")
 
 
-def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, ranges_dir, texts):
+@pytest.fixture(scope="module")
+def two_class_onnx(tiny_onnx, texts, tmp_path_factory):
+    """The tiny ONNX model, its classifier bias moved by the median logit gap over the first 16 texts so that
+    it gives both classes (the random model gives them all one class), and its minmax ranges in `cal/mm`."""
+    import shutil
+
+    from onnx import numpy_helper
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("two_class")
+    shutil.copytree(tiny_onnx, out / "onnx")
+    tok = AutoTokenizer.from_pretrained(tiny_onnx)
+    logits = OnnxClassifier(tiny_onnx / "model.onnx", threads=1)(
+        dict(tok(texts["text"].tolist()[:16], padding=True, return_tensors="np")))
+    model = onnx.load(str(out / "onnx" / "model.onnx"))
+    bias = next(i for i in model.graph.initializer if i.name == "classifier.bias")
+    shifted = numpy_helper.to_array(bias) - np.array([0, np.median(logits[:, 1] - logits[:, 0])], dtype=np.float32)
+    bias.CopyFrom(numpy_helper.from_array(shifted, bias.name))
+    onnx.save(model, str(out / "onnx" / "model.onnx"))
+    (out / "cal" / "mm").mkdir(parents=True)
+    calibrate(out / "onnx", texts["text"], CalibrationParams(method="minmax", num_samples=16, max_length=16),
+              out / "cal" / "mm")
+    return out
+
+
+def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_class_onnx, texts, tmp_path):
+    from collections import Counter
+
+    from optimum.onnxruntime import AutoQuantizationConfig
+    from sklearn.metrics import accuracy_score
     from transformers import AutoTokenizer
 
     from quantpipe.params import SensitivityParams
@@ -168,14 +187,30 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, ranges_d
     layer0 = next(nodes for k, p, _, nodes in parts if p == "layer.0")
     assert layer0 and all("layer.0" in n for n in layer0)
     cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
-    rows = sensitivity_table("v", variant, tiny_onnx, ranges_dir, AutoTokenizer.from_pretrained(tiny_onnx),
-                             texts["text"].tolist()[:16], texts["label"].to_numpy()[:16], cfg,
+    model_dir, calibration_dir = two_class_onnx / "onnx", two_class_onnx / "cal"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    sample, labels = texts["text"].tolist()[:16], texts["label"].to_numpy()[:16]
+    rows = sensitivity_table("v", variant, model_dir, calibration_dir, tok, sample, labels, cfg,
                              SensitivityParams(variant="v", dataset="tiny", repeats=1))
     assert [r["part"] for r in rows[:2]] == ["fp32", "all"]
     assert {r["part"] for r in rows if r["kind"] == "layer"} == {"embeddings", "layer.0", "layer.1", "head"}
-    assert rows[0]["accuracy_delta"] == 0 and rows[0]["speed_ratio"] == 1
+
+    def accuracy(model_path):  # scored here, apart from the sensitivity code
+        predicted = predict(OnnxClassifier(model_path, threads=1), tok, sample, cfg.batch_size, cfg.max_length)
+        return accuracy_score(labels, predicted.labels)
+
+    fp32 = accuracy(model_dir / "model.onnx")
+    quantized = accuracy(quantize_variant("v", variant, model_dir, calibration_dir, tmp_path))
+    assert fp32 != quantized  # so a row scored on the wrong model shows
+    assert rows[0]["accuracy"] == fp32 and rows[1]["accuracy"] == quantized
+    assert all(r["accuracy_delta"] == pytest.approx(r["accuracy"] - fp32) for r in rows)
     assert all(0 <= r["accuracy"] <= 1 and r["samples_per_second"] > 0 for r in rows)
-    assert sum(r["nodes"] for r in rows if r["kind"] == "operator") == rows[1]["nodes"]
+    # node counts: the graph's nodes of the operator types the preset quantizes, counted here
+    preset_ops = AutoQuantizationConfig.arm64(is_static=True, per_channel=False).operators_to_quantize
+    counts = Counter(n.op_type for n in onnx.load(str(model_dir / "model.onnx")).graph.node if n.op_type in preset_ops)
+    assert rows[1]["nodes"] == sum(counts.values()) > 0
+    assert {r["part"]: r["nodes"] for r in rows if r["kind"] == "operator"} == counts
+    assert sum(r["nodes"] for r in rows if r["kind"] == "layer") == sum(counts.values())  # each node in one part
 
 
 def test_static_variant_without_ranges_is_an_error(tiny_onnx, tmp_path):
@@ -199,22 +234,26 @@ def test_predict_restores_input_order(tiny_onnx):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_onnx)
-    model = OnnxClassifier(tiny_onnx / "model.onnx", threads=1)
-    texts = ["good", "the film was very very boring and bad", "fun", "it is not great but this works"]
-    batched = predict(model, tok, texts, batch_size=2, max_length=32).labels
-    one_by_one = [predict(model, tok, [t], batch_size=1, max_length=32).labels[0] for t in texts]
-    assert batched.tolist() == one_by_one
+    bad = tok.convert_tokens_to_ids("bad")
+
+    def says_bad(batch):  # class 1 for the texts with the word "bad" in them
+        found = (batch["input_ids"] == bad).any(axis=1)
+        return np.stack([~found, found], axis=1).astype(np.float32)
+
+    texts = ["good", "bad", "the film was very very boring", "it is not great , the plot was bad", "fun"]
+    # length-sorted batches: [3, 2], [0, 1], [4]; in that order the labels would read 1, 0, 0, 1, 0
+    assert predict(says_bad, tok, texts, batch_size=2, max_length=32).labels.tolist() == [0, 1, 0, 1, 0]
 
 
 def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
-    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1, repeats=3, latency_samples=5,
+    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1, latency_samples=5,
                          bootstrap_resamples=100)
     onnx_result = evaluate_model("onnx_fp32", "onnx", tiny_onnx, tiny_onnx, {"tiny": texts}, cfg)["tiny"]
     torch_result = evaluate_model("pytorch_fp32", "pytorch", tiny_model, tiny_model, {"tiny": texts}, cfg)["tiny"]
     for result in (onnx_result, torch_result):
-        assert result["n"] == 40 and 0 <= result["accuracy"] <= 1 and result["samples_per_second"] > 0
+        assert result["n"] == 40 and 0 <= result["accuracy"] <= 1
         assert result["model_size_mb"] > 0 and result["peak_rss_mb"] > 0
-        assert result["throughput"]["repeats"] == 3 and result["throughput"]["min"] <= result["samples_per_second"]
+        assert "samples_per_second" not in result  # throughput is timed once, in the side_by_side stage
         assert result["accuracy_ci_low"] <= result["accuracy"] <= result["accuracy_ci_high"]
         assert result["latency"]["samples"] == 5
         assert result["latency"]["p50_ms"] <= result["latency"]["p95_ms"] <= result["latency"]["p99_ms"]

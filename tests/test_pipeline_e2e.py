@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import ran_stages, run
+from conftest import ENV, ran_stages, run
 
 pytestmark = pytest.mark.e2e
 NAMES = ["pytorch_fp32", "onnx_fp32"]
@@ -25,7 +29,7 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
             assert metrics["variant"] == name and metrics["dataset"] == dataset and metrics["n"] == n
             for key in ("accuracy", "f1", "precision", "recall"):
                 assert 0.0 <= metrics[key] <= 1.0
-            assert metrics["samples_per_second"] > 0
+            assert metrics["latency"]["samples"] == 4 and metrics["peak_rss_mb"] > 0
     report = (project / "reports/compare.md").read_text()
     for name in variant_names(project):
         assert name in report
@@ -38,17 +42,47 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
         assert all(len(m["samples_per_second"]) == 2 for m in side["datasets"][dataset]["models"].values())
     summary = json.loads((project / "metrics/compare.json").read_text())
     assert set(summary) == {"sst2", "amazon"}
-    assert summary["sst2"]["pytorch_fp32"]["speed_ratio"] == 1.0
+    for dataset in ("sst2", "amazon"):
+        rounds = side["datasets"][dataset]["models"]
+        for name in variant_names(project):  # the report's samples/s: median of that model's side-by-side rounds
+            median = sum(rounds[name]["samples_per_second"]) / 2
+            assert summary[dataset][name]["samples_per_second"] == pytest.approx(median, abs=1e-3)
     assert summary["sst2"]["static_int8"]["speed_vs_best_dynamic"] > 0
-    assert summary["sst2"]["static_int8"]["samples_per_second_alone"] > 0
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
     files = next(iter(shown.values()))["data"]
     assert "metrics/eval/dynamic_int8/sst2.json" in files and "metrics/compare.json" in files
 
 
-def test_second_repro_runs_nothing(project):
-    assert "up to date" in run(project, "dvc", "status").stdout
-    assert ran_stages(run(project, "dvc", "repro").stdout) == set()
+def test_second_repro_runs_only_the_environment_check(project):
+    # the environment stage always runs (the machine may have changed); its output did not change, so nothing
+    # downstream of it re-runs
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    assert ran_stages(run(project, "dvc", "repro").stdout) == {"environment"}
+    assert run(project, "git", "status", "--porcelain").stdout == ""
+
+
+def test_forced_reruns_reproduce_the_locked_outputs(project):
+    # fine-tune, calibration (plain and O2-fused graph) and quantization are deterministic: forcing them again
+    # changes no hash in dvc.lock, so nothing downstream re-runs
+    stages = ["base_model", "calibrate@minmax_320_o2", "calibrate@minmax_50", "quantize@static_int8",
+              "quantize@dynamic_int8_o2"]
+    ran = ran_stages(run(project, "dvc", "repro", "-f", "-s", *stages).stdout)
+    assert ran == set(stages)
+    assert run(project, "git", "status", "--porcelain").stdout == ""
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+
+
+def test_another_cpu_makes_the_timing_stages_stale(project, tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("model name\t: Other CPU\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    env = {**ENV, "QUANTPIPE_CPUINFO": str(fake)}
+    subprocess.run(["dvc", "repro", "environment"], cwd=project, env=env, check=True, capture_output=True)
+    assert json.loads((project / "metrics/environment.json").read_text())["cpu"]["flags"]["avx512_vnni"]
+    stale = set(json.loads(run(project, "dvc", "status", "--json").stdout))
+    timing = {f"evaluate@{n}" for n in variant_names(project)[2:]} | {"evaluate_baseline@pytorch_fp32",
+                                                                       "evaluate_baseline@onnx_fp32"}
+    assert timing | {"side_by_side", "sensitivity"} <= stale
+    assert not stale & {"base_model", "export", "calibrate@minmax_320", "quantize@dynamic_int8"}
 
 
 def test_one_variant_flag_reruns_only_that_variant(project):
@@ -57,10 +91,10 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
     # side_by_side (it times every model together) and compare read the variant names, so they list
-    # `variants` too; nothing upstream or in other variants changes
-    assert set(status) == {"quantize@dynamic_int8", "side_by_side", "compare"}
+    # `variants` too; nothing upstream or in other variants changes (environment: always checked)
+    assert set(status) == {"environment", "quantize@dynamic_int8", "side_by_side", "compare"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
-        "quantize@dynamic_int8", "evaluate@dynamic_int8", "side_by_side", "compare"}
+        "environment", "quantize@dynamic_int8", "evaluate@dynamic_int8", "side_by_side", "compare"}
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "per-channel dynamic int8")
     diff = json.loads(run(project, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)
@@ -81,4 +115,25 @@ def test_failing_stage_leaves_no_output(project):
     assert "quantize@dynamic_int8" in json.loads(run(project, "dvc", "status", "--json").stdout)
     run(project, "git", "checkout", "params.yaml")
     run(project, "dvc", "checkout", "models/quantized/dynamic_int8")
-    assert "up to date" in run(project, "dvc", "status").stdout
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+
+
+@pytest.mark.parametrize("stage, args, leftover", [
+    ("calibrate", ["--name", "minmax_320", "--out", "models/calibration/minmax_320"], "models/calibration"),
+    ("download", ["--out", "data/raw"], "data"),
+])
+def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, leftover):
+    proc = subprocess.Popen([sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list((project / leftover).glob(".*.tmp-*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "the stage ended before it was killed"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((project / leftover).glob(f".*.tmp-{proc.pid}"))  # SIGKILL leaves its temporary output
+    assert run(project, "git", "status", "--porcelain").stdout == ""
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    subprocess.run([sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV, check=True,
+                   capture_output=True)  # the next run of the stage removes it
+    assert not list((project / leftover).glob(".*.tmp-*"))

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from quantpipe.io import atomic_dir
+from quantpipe.io import atomic_dir, read_json
 
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -81,3 +81,10 @@ def test_atomic_dir_keeps_nothing_on_failure_and_replaces_on_success(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_sensitivity_is_opt_in(tmp_path):
+    out = tmp_path / "sensitivity.json"
+    proc = run_stage("sensitivity.py", "--model", str(tmp_path / "absent"), "--out", str(out))
+    assert proc.returncode == 0 and "sensitivity: off" in proc.stdout
+    assert read_json(out) == {"enabled": False}

@@ -10,7 +10,7 @@ from quantpipe.environment import cpu_info, environment
 from quantpipe.io import read_json
 from quantpipe.metrics import classification_metrics
 from quantpipe.report import comparison_table, markdown_report, pareto_front, render_image, write_plots
-from quantpipe.statistics import latency_percentiles, ratio_spread, timing_summary
+from quantpipe.statistics import latency_percentiles, timing_summary
 
 
 def test_constant_timing_series_has_no_spread():
@@ -28,11 +28,6 @@ def test_timing_summary_quartiles_and_cv():
 def test_latency_percentiles_in_ms():
     p = latency_percentiles(np.arange(1, 101) / 1000.0)  # 1..100 ms
     assert p["p50_ms"] == pytest.approx(50.5) and p["p99_ms"] == pytest.approx(99.01)
-
-
-def test_ratio_spread_brackets_the_median():
-    r = ratio_spread({"median": 300, "q1": 290, "q3": 310}, {"median": 100, "q1": 95, "q3": 105})
-    assert r["median"] == 3.0 and r["low"] == pytest.approx(290 / 105) and r["high"] == pytest.approx(310 / 95)
 
 
 def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
@@ -63,23 +58,28 @@ def test_environment_records_flags_and_versions(tmp_path):
 
 
 def frame() -> pd.DataFrame:
-    def row(v, acc, med, lat):
-        return {"variant": v, "dataset": "sst2", "accuracy": acc, "accuracy_ci_low": acc - 0.02,
-                "accuracy_ci_high": acc + 0.02, "f1": acc, "samples_per_second": med,
-                "throughput": {"median": med, "q1": med * 0.95, "q3": med * 1.05, "cv": 0.03},
-                "latency": {"p50_ms": lat, "p95_ms": lat * 1.5, "p99_ms": lat * 2}, "model_size_mb": 20.0,
-                "peak_rss_mb": 300.0}
+    def row(v, acc, lat):
+        return {"variant": v, "dataset": "sst2", "accuracy": acc, "accuracy_ci_low": acc - 0.02, "n": 10,
+                "accuracy_ci_high": acc + 0.02, "f1": acc, "latency": {"p50_ms": lat, "p95_ms": lat * 1.5,
+                "p99_ms": lat * 2}, "model_size_mb": 20.0, "peak_rss_mb": 300.0}
 
-    return pd.DataFrame([row("pytorch_fp32", 0.9, 100, 10), row("onnx_fp32", 0.9, 110, 8),
-                         row("int8", 0.895, 300, 4), row("naive", 0.6, 320, 4)])
+    return pd.DataFrame([row("pytorch_fp32", 0.9, 10), row("onnx_fp32", 0.9, 8), row("int8", 0.895, 4),
+                         row("naive", 0.6, 4)])
+
+
+ROUNDS = {"pytorch_fp32": [100, 100, 100], "onnx_fp32": [110, 110, 110], "int8": [300, 270, 330],
+          "naive": [320, 320, 320]}
+SIDE_BY_SIDE = {"rounds": 3, "max_samples": None, "datasets": {"sst2": {"examples": 10, "models": {
+    name: {"samples_per_second": r} for name, r in ROUNDS.items()}}}}
 
 
 def test_report_plots_and_pareto(tmp_path):
-    table = comparison_table(frame(), "pytorch_fp32", 0.01)
-    assert table.set_index("variant").loc["int8", "speed_ratio_low"] == pytest.approx(285 / 105)
+    table = comparison_table(frame(), "pytorch_fp32", 0.01, SIDE_BY_SIDE)
+    assert table.set_index("variant").loc["int8", "speed_ratio_low"] == pytest.approx(2.7)
     assert pareto_front(table)["variant"].tolist() == ["onnx_fp32", "int8", "naive"]  # pytorch is dominated
-    report = markdown_report(table, "pytorch_fp32", 0.01, image="img.png")
-    assert "0.8950 [0.875, 0.915]" in report and "3.00x [2.71, 3.32]" in report and "**int8**" in report
+    report = markdown_report(table, "pytorch_fp32", 0.01, SIDE_BY_SIDE, image="img.png")
+    assert "0.8950 [0.875, 0.915]" in report and "3.00x [2.70, 3.30]" in report and "**int8**" in report
+    assert "300.0 [285.0, 315.0]" in report  # median over the rounds [interquartile range]
     assert "4.0/6.0/8.0" in report and "![accuracy against throughput](img.png)" in report
     write_plots(table, tmp_path / "plots")
     assert {r["variant"] for r in read_json(tmp_path / "plots/pareto_sst2.json")} == set(table["variant"])

@@ -61,7 +61,7 @@ def _load(loader, ref: str, param: str, **kwargs):
 
 def build_base_model(params: BaseModelParams, train: pd.DataFrame | None, out_dir: Path) -> dict:
     """Write the fp32 classifier and its tokenizer to `out_dir`; return a summary for the logs."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, set_seed
 
     labels = dict(enumerate(params.labels))
     label_kwargs = {"num_labels": len(labels), "id2label": labels, "label2id": {v: k for k, v in labels.items()}}
@@ -75,6 +75,7 @@ def build_base_model(params: BaseModelParams, train: pd.DataFrame | None, out_di
             raise QuantpipeError("base_model: fine-tuning needs a non-empty train split")
         ref = resolve_model_ref(params.encoder, "base_model.encoder")
         tokenizer = _load(AutoTokenizer, ref, "base_model.encoder")
+        set_seed(params.train.seed)  # the classifier head is initialised here: seed it, or every run differs
         model = _load(AutoModelForSequenceClassification, ref, "base_model.encoder", **label_kwargs)
         summary = {"source": "finetune", "encoder": params.encoder, **finetune(model, tokenizer, train, params.train)}
     model.save_pretrained(out_dir)
@@ -108,11 +109,11 @@ def finetune(model, tokenizer, train: pd.DataFrame, cfg: TrainParams) -> dict:
     texts, labels = train["text"].tolist(), train["label"].to_numpy()
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))
+    if cfg.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    if cfg.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
     rng = np.random.default_rng(cfg.seed)
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]])
     model.train()
@@ -139,4 +140,5 @@ def finetune(model, tokenizer, train: pd.DataFrame, cfg: TrainParams) -> dict:
                 bar.update()
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     model.eval()
-    return {"train_samples": len(texts), "steps": total_steps, "final_loss": float(np.mean(losses[-50:]))}
+    return {"train_samples": len(texts), "steps": total_steps, "first_loss": losses[0],
+            "final_loss": float(np.mean(losses[-50:]))}

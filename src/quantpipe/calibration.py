@@ -61,7 +61,15 @@ def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, wo
         batch_size=cfg.batch_size,
     )
     (Path(work_dir) / "augmented_model.onnx").unlink(missing_ok=True)
-    return {name: [np.asarray(bound, dtype=np.float32).tolist() for bound in t.range_value] for name, t in data.items()}
+    # float32 bounds as the shortest decimal that reads back to the same float32: stable text, no float64 noise
+    return {name: [_float32_text(bound) for bound in t.range_value] for name, t in sorted(data.items())}
+
+
+def _float32_text(bound) -> float | list:
+    values = np.asarray(bound, dtype=np.float32)
+    if values.ndim == 0:
+        return float(np.format_float_positional(values[()], unique=True, trim="-"))
+    return [float(np.format_float_positional(v, unique=True, trim="-")) for v in values]
 
 
 def calibrate(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, out_dir: Path) -> dict[str, list]:
@@ -71,7 +79,7 @@ def calibrate(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, out_dir
     if cfg.optimization != "none":
         graph_dir = prepare_graph(graph_dir, cfg.optimization, out_dir).parent
     ranges = compute_ranges(graph_dir, texts, cfg, out_dir)
-    write_json(Path(out_dir) / RANGES_FILE, ranges)
+    write_json(Path(out_dir) / RANGES_FILE, ranges, sort_keys=True)  # byte-stable: a re-run changes no hash
     return ranges
 
 

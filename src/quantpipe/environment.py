@@ -11,7 +11,10 @@ CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_t
 PACKAGES = ("onnxruntime", "onnx", "torch", "transformers", "optimum", "optimum-onnx", "datasets", "dvc")
 
 
-def cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+def cpu_info(cpuinfo: Path | None = None) -> dict:
+    """CPU model, architecture, core count and the tracked flags; `QUANTPIPE_CPUINFO` names another file to
+    read than /proc/cpuinfo (tests fake a different CPU with it)."""
+    cpuinfo = Path(cpuinfo or os.environ.get("QUANTPIPE_CPUINFO", "/proc/cpuinfo"))
     model, flags = platform.processor() or platform.machine(), set()
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():

@@ -1,7 +1,8 @@
 """Evaluate one model (PyTorch fp32, ONNX fp32 or a quantized variant) on the evaluation datasets.
 
-All timing and the memory figure come from a fresh child process that loads only this model, so
-variants do not pollute each other; the parent scores the predictions.
+Predictions, batch-size-1 latencies and the memory figure come from a fresh child process that loads only
+this model, so variants do not pollute each other; the parent scores the predictions. Throughput is timed
+in the side_by_side stage, every model in one process.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import multiprocessing
 import resource
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from quantpipe.inference import OnnxClassifier, TorchClassifier, predict, single_example_latencies
 from quantpipe.metrics import classification_metrics
 from quantpipe.params import EvaluateParams
-from quantpipe.statistics import latency_percentiles, timing_summary
+from quantpipe.statistics import latency_percentiles
 
 
 def model_size_bytes(model_dir: Path, kind: str) -> int:
@@ -38,8 +38,9 @@ def _rss_bytes() -> int:
 
 
 def measure(kind: str, model_dir: str, tokenizer_dir: str, texts: dict[str, list[str]], cfg: EvaluateParams) -> dict:
-    """Load the model, then per dataset: warm-up, `repeats` timed passes over the whole split, and
-    batch-size-1 latencies. Returns predictions, timings and the process's peak resident memory."""
+    """Load the model, then per dataset: one pass over the whole split (the predictions) and batch-size-1
+    latencies. Returns them with the process's peak resident memory. Throughput is not timed here: the
+    side_by_side stage times every model in one process."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -48,20 +49,10 @@ def measure(kind: str, model_dir: str, tokenizer_dir: str, texts: dict[str, list
     rss_loaded = _rss_bytes()
     out = {}
     for dataset, items in texts.items():
-        for _ in range(cfg.warmup):
-            predict(classifier, tokenizer, items[: cfg.batch_size * 2], cfg.batch_size, cfg.max_length)
-        runs = [predict(classifier, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} pass {i + 1}")
-                for i in range(cfg.repeats)]
-        if any(not np.array_equal(run.labels, runs[0].labels) for run in runs):
-            raise RuntimeError(f"{dataset}: predictions differ between repeated passes")
-        latencies = single_example_latencies(classifier, tokenizer, items[: cfg.latency_samples], cfg.max_length)
-        out[dataset] = {
-            "labels": runs[0].labels,
-            "throughput": [len(items) / run.total_seconds for run in runs],
-            "model_throughput": [len(items) / run.model_seconds for run in runs],
-            "tokenize_seconds": [run.tokenize_seconds for run in runs],
-            "latencies": latencies,
-        }
+        run = predict(classifier, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
+        latencies = single_example_latencies(classifier, tokenizer, items[: cfg.latency_samples], cfg.max_length,
+                                             desc=f"{dataset} latency (batch size 1)")
+        out[dataset] = {"labels": run.labels, "latencies": latencies}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return {"datasets": out, "rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak}
 
@@ -75,7 +66,7 @@ def measure_in_child(kind: str, model_dir: Path, tokenizer_dir: Path, texts: dic
 
 def evaluate_model(name: str, kind: str, model_dir: Path, tokenizer_dir: Path,
                    datasets: dict[str, pd.DataFrame], cfg: EvaluateParams) -> dict[str, dict]:
-    """Metrics with confidence intervals, throughput and latency with spread, size and memory per dataset."""
+    """Metrics with confidence intervals, batch-size-1 latency percentiles, size and memory per dataset."""
     if cfg.max_samples:
         datasets = {k: v.head(cfg.max_samples) for k, v in datasets.items()}
     texts = {k: v["text"].tolist() for k, v in datasets.items()}
@@ -88,15 +79,10 @@ def evaluate_model(name: str, kind: str, model_dir: Path, tokenizer_dir: Path,
     results = {}
     for dataset, frame in datasets.items():
         m = measured["datasets"][dataset]
-        throughput = timing_summary(m["throughput"])
         results[dataset] = {
             "variant": name,
             "dataset": dataset,
             **classification_metrics(frame["label"].to_numpy(), m["labels"], cfg.bootstrap_resamples, cfg.seed),
-            "samples_per_second": throughput["median"],
-            "throughput": throughput,
-            "model_only_samples_per_second": timing_summary(m["model_throughput"])["median"],
-            "tokenize_seconds": timing_summary(m["tokenize_seconds"])["median"],
             "latency": {**latency_percentiles(m["latencies"]), "samples": len(m["latencies"])}
             if m["latencies"] else {},
             "model_size_mb": size / 1e6,

@@ -6,6 +6,7 @@ returned in the original order. Tokenization is timed separately from the model.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
-
 
 GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                 "all": "ORT_ENABLE_ALL"}
@@ -79,10 +79,10 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def single_example_latencies(classifier, tokenizer, texts: list[str], max_length: int) -> list[float]:
+def single_example_latencies(classifier, tokenizer, texts: list[str], max_length: int, desc: str = "") -> list[float]:
     """Seconds per call at batch size 1, tokenization included: the way a service calls the model."""
     seconds = []
-    for text in texts:
+    for text in tqdm(texts, desc=desc, unit="text", leave=False, disable=not desc):
         start = time.perf_counter()
         classifier(dict(tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")))
         seconds.append(time.perf_counter() - start)
@@ -104,3 +104,17 @@ def predict(classifier, tokenizer, texts: list[str], batch_size: int, max_length
         labels[idx] = classifier(dict(batch)).argmax(axis=-1)
         model_seconds += time.perf_counter() - start
     return Prediction(labels, tokenize_seconds, model_seconds)
+
+
+def check_max_length(model_dir: str | Path, max_length: int, param: str) -> None:
+    """Refuse a `max_length` above the model's position limit (config.json `max_position_embeddings`,
+    tokenizer_config.json `model_max_length`, the smaller): longer inputs would fail deep inside the model."""
+    limits = []
+    for file, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        path = Path(model_dir) / file
+        value = json.loads(path.read_text()).get(key) if path.is_file() else None
+        if isinstance(value, int):
+            limits.append((value, str(path), key))
+    if limits and max_length > min(limits)[0]:
+        limit, path, key = min(limits)
+        raise QuantpipeError(f"{param}: {max_length} exceeds the model's position limit {limit} ({path} {key})")

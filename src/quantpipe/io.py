@@ -1,6 +1,9 @@
 """Atomic outputs: write into a temporary sibling, rename into place only when complete.
 
 An interrupted or failing stage leaves nothing at the output path that a later run could take as done.
+Temporary siblings are named `.<name>.tmp-<pid>`: `.gitignore` and `.dvcignore` hide that pattern (a stage
+killed with SIGKILL leaves one that neither git nor DVC's hashes see), and the next write of the same output
+removes the leftovers.
 """
 
 from __future__ import annotations
@@ -21,13 +24,19 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def temporary_sibling(target: Path) -> Path:
+    """`.<name>.tmp-<pid>` beside `target`, after removing what killed runs left under that pattern."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        _remove(stale)
+    return target.parent / f".{target.name}.tmp-{os.getpid()}"
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces `target`, on failure it is removed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    _remove(tmp)
+    tmp = temporary_sibling(target)
     tmp.mkdir()
     try:
         yield tmp
@@ -38,18 +47,28 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     os.replace(tmp, target)
 
 
+@contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `target`, on failure it is removed."""
+    target = Path(target)
+    tmp = temporary_sibling(target)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    os.replace(tmp, target)
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (temp file in the same directory, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
     """Write JSON atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def read_json(path: str | Path) -> Any:

@@ -62,7 +62,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: 
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     binary = set(np.union1d(y_true, y_pred).tolist()) <= {0, 1}
     resample_scorers = _binary_vectorized() if binary else _sklearn_scorers(binary)
-    out: dict[str, float] = {"n": int(len(y_true))}
+    out: dict[str, float] = {"n": len(y_true)}
     for name, score in _sklearn_scorers(binary).items():
         out[name] = float(score(y_true, y_pred))
         if n_resamples:

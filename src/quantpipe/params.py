@@ -5,8 +5,10 @@ A typo or a bad value becomes one `QuantpipeError` line naming the param, never 
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,6 +29,7 @@ EXTRA_OPTIONS = (
 QDQ_ONLY_OPTIONS = ("AddQDQPairToWeight", "DedicatedQDQPair", "QDQOpTypePerChannelSupportToAxis", "UseQDQContribOps",
                     "QDQKeepRemovableActivations", "QDQDisableWeightAdjustForInt32Bias")
 BASELINES = ("pytorch_fp32", "onnx_fp32")
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
 
 
 class Section(BaseModel):
@@ -70,6 +73,10 @@ class DataParams(Section):
                                                "`train_dataset`, `evaluate.datasets` and `sensitivity.dataset` use")
     train_dataset: str = Field(description="the dataset whose `train_split` fine-tunes the base model and "
                                "calibrates the static variants")
+    # The shipped data (data/offline) has no empty text, so a blank row in new data stops the combine stage.
+    empty_texts: Literal["error", "warn", "drop"] = Field("error", description="rows whose `text_fields` are all "
+                                                          "blank: stop the combine stage, or keep or drop them with "
+                                                          "a warning")
 
     @model_validator(mode="after")
     def _train_dataset_has_train_split(self) -> DataParams:
@@ -217,8 +224,6 @@ class EvaluateParams(Section):
         "all", description="ONNX Runtime session graph optimization level")
     execution_mode: Literal["sequential", "parallel"] = Field("sequential", description="ONNX Runtime session "
                                                               "execution mode")
-    warmup: int = Field(1, ge=0, description="untimed passes over the first batches before timing")
-    repeats: int = Field(3, gt=0, description="timed passes over the whole split")
     latency_samples: int = Field(200, ge=0, description="texts timed one by one at batch size 1 (p50/p95/p99)")
     bootstrap_resamples: int = Field(1000, ge=0, description="paired bootstrap resamples of the 95% confidence "
                                      "intervals")
@@ -228,6 +233,8 @@ class EvaluateParams(Section):
 class SensitivityParams(Section):
     """Quantize one operator type, then one layer, of `variant` at a time; score and time each on `dataset`."""
 
+    enabled: bool = Field(False, description="opt-in (`dvc exp run -S sensitivity.enabled=true`): about 6 extra "
+                          "minutes on the default params (2-core AVX2 EPYC)")
     variant: str = Field(description="name in `variants` analysed, with its operators, format and ranges (not "
                          "an optimized dynamic variant)")
     dataset: str = Field(description="name in `evaluate.datasets` scored and timed on")
@@ -238,8 +245,10 @@ class SensitivityParams(Section):
 class SideBySideParams(Section):
     """Every model timed in one process; each round times each model once per dataset (orders: a Williams design)."""
 
-    rounds: int = Field(5, gt=0, description="rounds per dataset; each times every model once over the whole "
-                        "split (ratios: median and [min, max] over the rounds)")
+    rounds: int = Field(6, gt=0, description="rounds per dataset; each times every model once over the timed "
+                        "texts (ratios: median and [min, max] over the rounds)")
+    max_samples: int | None = Field(None, gt=0, description="texts timed per dataset: the first ones of the "
+                                    "evaluated split; null: all of them")
 
 
 class CompareParams(Section):
@@ -268,6 +277,12 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Params:
+        for section, names in (("data.datasets", self.data.datasets), ("calibrations", self.calibrations),
+                               ("variants", self.variants)):
+            for name in names:
+                if not NAME.fullmatch(name):
+                    raise ValueError(f"{section}: '{name}' is not a valid name (letters, digits, `_`, `.`, `-`; not "
+                                     "starting with `.` or `-`): names become paths and command arguments")
         if self.sensitivity.variant not in self.variants:
             raise ValueError(f"sensitivity.variant: '{self.sensitivity.variant}' is not one of variants "
                              f"{sorted(self.variants)}")
@@ -301,12 +316,31 @@ class Params(Section):
         return self
 
 
+def _known_keys(loc: tuple) -> list[str]:
+    """The keys allowed beside the last part of `loc` (a validation error's location), if a section holds it."""
+    target: Any = Params
+    for part in loc[:-1]:
+        if get_origin(target) is dict:
+            target = get_args(target)[1]
+        elif isinstance(target, type) and issubclass(target, BaseModel) and part in target.model_fields:
+            target = target.model_fields[part].annotation
+        else:
+            return []
+    return list(target.model_fields) if isinstance(target, type) and issubclass(target, BaseModel) else []
+
+
 def _one_line(err: ValidationError) -> str:
-    first = err.errors()[0]
+    # A misspelt key also leaves the intended one missing: report the misspelling, with the closest known key.
+    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
     where = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(first["loc"])
+        close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
+        msg = f"unknown key (did you mean '{close[0]}'?)" if close else f"unknown key (known: {', '.join(known)})"
     got = first.get("input")
-    shown = f" (got {got!r})" if first["type"] != "value_error" and not isinstance(got, dict) else ""
+    quiet = first["type"] in ("value_error", "extra_forbidden") or isinstance(got, dict)
+    shown = "" if quiet else f" (got {got!r})"
     more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
     return f"{where + ': ' if where else ''}{msg}{shown}{more}"
 

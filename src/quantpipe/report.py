@@ -10,7 +10,7 @@ import pandas as pd
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json
 from quantpipe.side_by_side import paired_ratio
-from quantpipe.statistics import ratio_spread, timing_summary
+from quantpipe.statistics import timing_summary
 
 
 def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd.DataFrame:
@@ -25,35 +25,26 @@ def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd
     return pd.DataFrame(rows)
 
 
-def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: float,
-                     side_by_side: dict | None = None) -> pd.DataFrame:
+def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: float, side_by_side: dict) -> pd.DataFrame:
     """Add accuracy delta and speed ratio against `baseline` on the same dataset; mark the fastest model
-    within `accuracy_budget` of it. With `side_by_side` (the side_by_side stage's output), throughput and
-    speed ratio come from there (ratio: median and range of the round-by-round ratios), and each model's
-    own evaluate figure is kept as `samples_per_second_alone`; without it, from the evaluate stages (ratio
-    of medians, with a conservative range from the quartiles)."""
+    within `accuracy_budget` of it. Throughput and speed ratio come from `side_by_side` (the side_by_side
+    stage's output): samples/s per round, and the median and range of the round-by-round ratios."""
     missing = set(metrics["dataset"]) - set(metrics.loc[metrics["variant"] == baseline, "dataset"])
     if missing:
         raise QuantpipeError(f"compare.baseline: no '{baseline}' metrics for dataset(s) {sorted(missing)}")
     table = metrics.copy()
-    if "throughput" not in table:  # point figures only: no spread
-        table["throughput"] = [{"median": s, "q1": s, "q3": s} for s in table["samples_per_second"]]
     base = table[table["variant"] == baseline].set_index("dataset")
     table["accuracy_delta"] = table["accuracy"] - table["dataset"].map(base["accuracy"])
-    if side_by_side is None:
-        spreads = [ratio_spread(t, base.loc[d, "throughput"]) for t, d in zip(table["throughput"], table["dataset"])]
-        spreads = [{"median": s["median"], "min": s["low"], "max": s["high"]} for s in spreads]
-    else:
-        for dataset, n in table.groupby("dataset")["n"].max().items() if "n" in table else []:
-            timed = side_by_side["datasets"].get(dataset, {}).get("examples")
-            if timed != n:
-                raise QuantpipeError(f"side_by_side: {dataset} timed on {timed} examples, evaluated on {n} "
-                                     "(re-run the side_by_side stage)")
-        rounds = [_rounds(side_by_side, d, v) for d, v in zip(table["dataset"], table["variant"])]
-        table["samples_per_second_alone"] = table["samples_per_second"]
-        table["throughput"] = [timing_summary(r) for r in rounds]
-        table["samples_per_second"] = [t["median"] for t in table["throughput"]]
-        spreads = [paired_ratio(r, _rounds(side_by_side, d, baseline)) for r, d in zip(rounds, table["dataset"])]
+    cap = side_by_side.get("max_samples")
+    for dataset, n in table.groupby("dataset")["n"].max().items():
+        timed = side_by_side["datasets"].get(dataset, {}).get("examples")
+        if timed != min(n, cap or n):
+            raise QuantpipeError(f"side_by_side: {dataset} timed on {timed} examples, expected {min(n, cap or n)} "
+                                 f"of the {n} evaluated (re-run the side_by_side stage)")
+    rounds = [_rounds(side_by_side, d, v) for d, v in zip(table["dataset"], table["variant"])]
+    table["throughput"] = [timing_summary(r) for r in rounds]
+    table["samples_per_second"] = [t["median"] for t in table["throughput"]]
+    spreads = [paired_ratio(r, _rounds(side_by_side, d, baseline)) for r, d in zip(rounds, table["dataset"])]
     table["speed_ratio"] = [s["median"] for s in spreads]
     table["speed_ratio_low"] = [s["min"] for s in spreads]
     table["speed_ratio_high"] = [s["max"] for s in spreads]
@@ -116,7 +107,6 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
             "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
             "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
             "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
-            **({"samples/s alone": f"{r['samples_per_second_alone']:.1f}"} if "samples_per_second_alone" in r else {}),
             "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
             if latency else "-",
             "size MB": f"{r['model_size_mb']:.1f}",
@@ -125,24 +115,20 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, environment: dict | None = None,
-                    image: str | None = None) -> str:
+def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, side_by_side: dict,
+                    environment: dict | None = None, image: str | None = None) -> str:
     lines = [
         "# quantpipe comparison",
         "",
         f"Baseline: `{baseline}`. Δ acc and speed ratio are against the baseline on the same dataset;",
         f"**bold** marks the fastest model within {accuracy_budget * 100:g} accuracy point(s) of it.",
-        "Throughput: samples/s over the whole split, tokenization included, length-sorted batches padded per",
-        "batch; median of the repeated passes with its interquartile range and coefficient of variation.",
-        *(["Throughput and speed ratio are measured side by side (stage side_by_side): every model in one",
-           "process, each round timing each model once, round orders from a Williams design (each model in",
-           "each position and after each other model equally often); the ratio is the median of the",
-           "round-by-round ratios, [min, max] over the rounds. `samples/s alone`: the model's own evaluate",
-           "stage (a fresh process per model, timed one model after another)."]
-          if "samples_per_second_alone" in table else
-          ["The speed ratio's range divides the quartiles (low: q1/q3 of the baseline, high: q3/q1)."]),
-        "Accuracy and F1 intervals: paired bootstrap, 95%. Latency, size, peak RSS: each model's own evaluate",
-        "stage. Latency: batch size 1, tokenization included.",
+        "Throughput and speed ratio come from the side_by_side stage: every model loaded in one process and timed",
+        "in rounds over the same texts (tokenization included, length-sorted batches padded per batch), each round",
+        "timing each model once, in orders from a Williams design (each model in each position and after each",
+        "other model equally often). samples/s: median over the rounds [interquartile range], CV: coefficient of",
+        "variation; speed ratio: median of the round-by-round ratios to the baseline [min, max over the rounds].",
+        "Accuracy and F1 on the whole split, 95% paired bootstrap intervals. Latency, size, peak RSS: each model's",
+        "own evaluate stage (a fresh process per model). Latency: batch size 1, tokenization included.",
         "",
     ]
     if environment:
@@ -151,7 +137,9 @@ def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, 
         lines += [f"Machine: {cpu['model']} ({cpu['cores']} cores; {flags}). "
                   + ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
     for dataset, group in table.groupby("dataset", sort=True):
-        lines += [f"## {dataset}", "", display_table(group).to_markdown(index=False), ""]
+        timed = side_by_side["datasets"][dataset]["examples"]
+        lines += [f"## {dataset}", "", (f"{group['n'].max()} examples scored; the first {timed} timed in "
+                  f"{side_by_side['rounds']} rounds."), "", display_table(group).to_markdown(index=False), ""]
     if image:
         lines += [f"![accuracy against throughput]({image})", ""]
     return "\n".join(lines)
@@ -209,8 +197,6 @@ def summary_metrics(table: pd.DataFrame, static_vs_dynamic: dict | None = None) 
             "speed_ratio_high": round(row["speed_ratio_high"], 4),
             "model_size_mb": round(row["model_size_mb"], 3),
             "best_within_budget": bool(row["best_within_budget"]),
-            **({"samples_per_second_alone": round(row["samples_per_second_alone"], 3)}
-               if "samples_per_second_alone" in row else {}),
         })
     return out
 
@@ -259,5 +245,5 @@ def render_image(table: pd.DataFrame, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

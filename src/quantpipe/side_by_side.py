@@ -38,19 +38,23 @@ def round_order(names: list[str], round_index: int) -> list[str]:
 
 
 def time_side_by_side(classifiers: dict[str, Callable], tokenizer, texts: list[str], cfg: EvaluateParams,
-                      rounds: int, desc: str = "rounds") -> dict[str, dict]:
-    """Per model: its predictions (from an untimed first pass that also warms it up; every timed pass must
-    repeat them), and samples/s per round, with tokenization (`samples_per_second`) and without it
-    (`model_samples_per_second`)."""
+                      rounds: int, desc: str = "rounds", warmup_batches: int = 2) -> dict[str, dict]:
+    """Per model: samples/s per round, with tokenization (`samples_per_second`) and without it
+    (`model_samples_per_second`), and its predictions. Each model is first warmed up on `warmup_batches`
+    batches (untimed); its first timed pass gives the predictions every later pass must repeat."""
     names = list(classifiers)
     if not texts:
         raise QuantpipeError("side by side: no texts to time (empty split, or max_samples 0)")
-    out = {name: {"labels": predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length).labels,
-                  "samples_per_second": [], "model_samples_per_second": []} for name in names}
+    warmup = texts[: cfg.batch_size * warmup_batches]
+    for name in names:
+        predict(classifiers[name], tokenizer, warmup, cfg.batch_size, cfg.max_length)
+    out = {name: {"labels": None, "samples_per_second": [], "model_samples_per_second": []} for name in names}
     for r in tqdm(range(rounds), desc=desc, unit="round"):
         for name in round_order(names, r):
             run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
-            if not np.array_equal(run.labels, out[name]["labels"]):
+            if out[name]["labels"] is None:
+                out[name]["labels"] = run.labels
+            elif not np.array_equal(run.labels, out[name]["labels"]):
                 raise RuntimeError(f"{name}: predictions differ between passes")
             out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
             out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)

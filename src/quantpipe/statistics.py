@@ -35,7 +35,7 @@ def timing_summary(values: list[float] | np.ndarray) -> dict[str, float]:
         "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
         "min": float(arr.min()), "max": float(arr.max()),
         "cv": float(arr.std(ddof=1) / mean) if len(arr) > 1 and mean else 0.0,
-        "repeats": int(len(arr)),
+        "repeats": len(arr),
     }
 
 
@@ -43,12 +43,3 @@ def latency_percentiles(seconds: list[float] | np.ndarray) -> dict[str, float]:
     """p50/p95/p99 latency in milliseconds."""
     p50, p95, p99 = np.percentile(np.asarray(seconds, dtype=float) * 1000.0, [50, 95, 99])
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
-
-
-def ratio_spread(num: dict[str, float], den: dict[str, float]) -> dict[str, float]:
-    """Ratio of two timing summaries' medians, with a conservative interval from their quartiles."""
-    return {
-        "median": num["median"] / den["median"],
-        "low": num["q1"] / den["q3"],
-        "high": num["q3"] / den["q1"],
-    }

@@ -1,0 +1,51 @@
+"""Outputs that must not change when nothing changed, and what a killed stage may leave behind."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from quantpipe.calibration import calibrate
+from quantpipe.io import atomic_dir, atomic_file, read_json
+from quantpipe.params import CalibrationParams
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("optimization", ["none", "O2"])
+def test_calibration_output_is_byte_identical_on_a_rerun(tiny_onnx, texts, tmp_path, optimization):
+    cfg = CalibrationParams(num_samples=16, max_length=16, batch_size=8, optimization=optimization)
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        calibrate(tiny_onnx, texts["text"], cfg, tmp_path / run)
+    assert digests(tmp_path / "a") == digests(tmp_path / "b")
+    text = (tmp_path / "a/ranges.json").read_text()
+    ranges = read_json(tmp_path / "a/ranges.json")
+    assert list(ranges) == sorted(ranges)  # sorted keys
+    assert "0000000" not in text  # float32 bounds as their shortest decimal, no float64 noise
+
+
+def test_leftovers_of_a_killed_write_are_removed_by_the_next_one(tmp_path):
+    # what SIGKILL leaves: the temporary sibling of a directory output and of a file output
+    (tmp_path / ".ranges.tmp-4242").mkdir()
+    (tmp_path / ".ranges.tmp-4242/half.json").write_text("{")
+    (tmp_path / ".report.md.tmp-4242").write_text("half")
+    (tmp_path / ".other.tmp-4242").mkdir()  # another output's leftover: not this write's business
+    with atomic_dir(tmp_path / "ranges") as tmp:
+        (tmp / "ranges.json").write_text("{}")
+    with atomic_file(tmp_path / "report.md") as tmp:
+        tmp.write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-4242", "ranges", "report.md"]
+    assert (tmp_path / "report.md").read_text() == "done"
+
+
+def test_a_failed_file_write_leaves_the_old_file(tmp_path):
+    (tmp_path / "report.md").write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "report.md") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"] and (tmp_path / "report.md").read_text() == "old"
