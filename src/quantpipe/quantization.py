@@ -3,6 +3,7 @@ plain cases, ONNX Runtime's quantizers directly for optimized (fused) graphs and
 
 from __future__ import annotations
 
+import difflib
 import shutil
 from pathlib import Path
 
@@ -26,14 +27,14 @@ def quantization_config(variant: VariantParams):
     from optimum.onnxruntime import AutoQuantizationConfig
     from optimum.onnxruntime.configuration import default_quantization_parameters
 
-    kwargs = dict(
-        is_static=variant.kind == "static",
-        use_symmetric_activations=variant.symmetric_activations,
-        use_symmetric_weights=variant.symmetric_weights,
-        per_channel=variant.per_channel,
-        nodes_to_exclude=list(variant.nodes_to_exclude),
-        operators_to_quantize=list(variant.operators) if variant.operators else None,
-    )
+    kwargs = {
+        "is_static": variant.kind == "static",
+        "use_symmetric_activations": variant.symmetric_activations,
+        "use_symmetric_weights": variant.symmetric_weights,
+        "per_channel": variant.per_channel,
+        "nodes_to_exclude": list(variant.nodes_to_exclude),
+        "operators_to_quantize": list(variant.operators) if variant.operators else None,
+    }
     if variant.preset in ("avx2", "avx512"):
         kwargs["reduce_range"] = bool(variant.reduce_range)
     config = getattr(AutoQuantizationConfig, variant.preset)(**kwargs)
@@ -49,8 +50,8 @@ def quantization_config(variant: VariantParams):
 
 def check_operators(config) -> None:
     """Operators ONNX Runtime cannot quantize in this mode would be skipped silently: reject them."""
-    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
     from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
     if not config.is_static:
         known, mode = IntegerOpsRegistry, "dynamic"
@@ -63,6 +64,22 @@ def check_operators(config) -> None:
     unknown = [op for op in config.operators_to_quantize if op not in known]
     if unknown:
         raise QuantpipeError(f"operators: {unknown} cannot be quantized in {mode} mode (known: {sorted(known)})")
+
+
+def check_nodes_to_exclude(name: str, variant: VariantParams, model_path: Path) -> None:
+    """Names in `nodes_to_exclude` that are not nodes of the graph quantized would be ignored silently: refuse
+    them (an optimized variant's graph is the fused one, whose nodes have other names)."""
+    if not variant.nodes_to_exclude:
+        return
+    import onnx
+
+    nodes = [node.name for node in onnx.load(str(model_path), load_external_data=False).graph.node]
+    unknown = [node for node in variant.nodes_to_exclude if node not in set(nodes)]
+    if unknown:
+        graph = str(model_path) if variant.optimization == "none" else f"the {variant.optimization}-optimized graph"
+        close = sorted({match for node in unknown for match in difflib.get_close_matches(node, nodes, n=2)})
+        raise QuantpipeError(f"variants.{name}.nodes_to_exclude: {unknown} not in {graph}"
+                             + (f" (close: {close})" if close else ""))
 
 
 def uses_optimum(variant: VariantParams) -> bool:
@@ -92,6 +109,7 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
         config.nodes_to_quantize = list(nodes_to_quantize)
     out = out_dir / MODEL_FILE
     if uses_optimum(variant):
+        check_nodes_to_exclude(name, variant, model_dir / MODEL_FILE)
         from optimum.onnxruntime import ORTQuantizer
 
         quantizer = ORTQuantizer.from_pretrained(model_dir, file_name=MODEL_FILE)
@@ -104,6 +122,7 @@ def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibra
     scratch = out_dir / "_graph"
     if variant.kind == "dynamic":  # fuse a copy first (an optimized variant: uses_optimum is False)
         source = prepare_graph(model_dir, variant.optimization, scratch)
+    check_nodes_to_exclude(name, variant, source)
     if variant.kind == "static":
         quantize_static_with_ranges(source, out, config, ranges, variant.extra_options, variant.fp32_ops_read_fp32)
     else:
@@ -146,10 +165,10 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
 
     model = onnx.load(str(model_path))
     extra = _ort_extra_options(config, extra_options)
-    common = dict(per_channel=config.per_channel, reduce_range=config.reduce_range,
-                  weight_qType=config.weights_dtype, activation_qType=config.activations_dtype,
-                  tensors_range=ranges, nodes_to_quantize=list(config.nodes_to_quantize) or None, nodes_to_exclude=list(config.nodes_to_exclude),
-                  extra_options=extra)
+    common = {"per_channel": config.per_channel, "reduce_range": config.reduce_range,
+              "weight_qType": config.weights_dtype, "activation_qType": config.activations_dtype,
+              "tensors_range": ranges, "nodes_to_quantize": list(config.nodes_to_quantize) or None,
+              "nodes_to_exclude": list(config.nodes_to_exclude), "extra_options": extra}
     ops = operator_names(config)
     if "Attention" in ops:
         ops.remove("Attention")
