@@ -21,11 +21,11 @@ def main() -> None:
     num_labels = len(params.base_model.labels)
     with atomic_dir(args.out) as tmp:
         for name, spec in params.data.datasets.items():
-            for role in spec.splits():
+            for role, split in spec.splits().items():
                 source = raw_path(args.raw, name, role)
                 if not source.is_file():
                     raise QuantpipeError(f"{source}: raw split not found (run the download stage)")
-                out = combine(pd.read_parquet(source), spec, name, num_labels)
+                out = combine(pd.read_parquet(source), spec, name, num_labels, params.data.empty_texts, split)
                 path = raw_path(tmp, name, role)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 out.to_parquet(path, index=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from quantpipe.data import combine, join_fields, load_split
 from quantpipe.errors import QuantpipeError
 from quantpipe.params import DatasetParams
@@ -71,7 +71,7 @@ def test_empty_split_is_an_error(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     spec = DatasetParams(path="json", data_files={"validation": str(empty)}, text_fields=["text"])
-    with pytest.raises(QuantpipeError, match=r"data\.datasets\.tiny: split 'validation' is empty"):
+    with pytest.raises(QuantpipeError, match=r"empty\.jsonl: the file is empty"):
         load_split("tiny", spec, "validation")
     header_only = tmp_path / "header.tsv"
     header_only.write_text("sentence\tlabel\n")

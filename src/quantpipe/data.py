@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +14,79 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.params import DatasetParams
 
 TERMINAL_PUNCTUATION = (".", "!", "?")
+CSV_DIALECT_KWARGS = ("quotechar", "escapechar", "doublequote", "skipinitialspace")
+
+log = logging.getLogger(__name__)
+
+
+def check_data_file(path: str | Path, spec: DatasetParams) -> None:
+    """Refuse a local csv/json data file that `datasets` would choke on with a traceback or a vague message:
+    not UTF-8, empty, a csv row whose field count differs from the header's, a JSON Lines line that is not a
+    JSON object, a label that is not a class id (without `label_map`), or a key whose type changes."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, column = raw[: exc.start].count(b"\n") + 1, exc.start - raw.rfind(b"\n", 0, exc.start)
+        raise QuantpipeError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column})"
+        ) from None
+    if not text.strip():
+        raise QuantpipeError(f"{path}: the file is empty")
+    if spec.path == "csv":
+        _check_csv(path, text, spec.load_kwargs)
+    elif spec.path == "json" and "field" not in spec.load_kwargs and not text.lstrip().startswith("["):
+        _check_json_lines(path, text, spec)
+
+
+def _check_csv(path: str | Path, text: str, load_kwargs: dict) -> None:
+    delimiter = load_kwargs.get("delimiter", load_kwargs.get("sep", ","))
+    if len(delimiter) != 1:  # a regular expression: pandas' business
+        return
+    dialect = {key: load_kwargs[key] for key in CSV_DIALECT_KWARGS if key in load_kwargs}
+    quoting = load_kwargs.get("quoting", csv.QUOTE_MINIMAL)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting, **dialect)
+    try:
+        header = next(reader)
+        for row in reader:
+            if row and len(row) != len(header):
+                raise QuantpipeError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}"
+                )
+    except csv.Error as exc:
+        raise QuantpipeError(f"{path}: line {reader.line_num}: {exc}") from None
+
+
+def _json_type(value: object) -> str:
+    for kind, name in ((bool, "a boolean"), ((int, float), "a number"), (str, "a string"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return "an object"
+
+
+def _check_json_lines(path: str | Path, text: str, spec: DatasetParams) -> None:
+    first_type: dict[str, tuple[str, int]] = {}  # key -> (type, line) where first seen
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise QuantpipeError(f"{path}: line {number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise QuantpipeError(f"{path}: line {number}: not a JSON object")
+        label = row.get(spec.label_field)
+        if not spec.label_map and label is not None and _json_type(label) != "a number":
+            raise QuantpipeError(
+                f"{path}: line {number}: {spec.label_field} {label!r} is not a class id "
+                "(labels are integers, or set label_map)"
+            )
+        for key, value in row.items():
+            if value is None:
+                continue
+            kind, seen = first_type.setdefault(key, (_json_type(value), number))
+            if _json_type(value) != kind:
+                raise QuantpipeError(f"{path}: line {number}: {key} is {_json_type(value)}, line {seen} has {kind}")
 
 
 def load_split(name: str, spec: DatasetParams, split: str) -> pd.DataFrame:
@@ -20,10 +97,11 @@ def load_split(name: str, spec: DatasetParams, split: str) -> pd.DataFrame:
         for key, file in spec.data_files.items():
             if not Path(file).is_file():
                 raise QuantpipeError(f"data.datasets.{name}.data_files.{key}: file not found: {file}")
+            check_data_file(file, spec)
     datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(spec.path, spec.name, data_files=spec.data_files, split=split, **spec.load_kwargs)
-    except Exception as exc:  # datasets raises many types; the user needs the first line only
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types; the user needs the first line only
         if isinstance(exc, StopIteration) or "corresponds to no data" in str(exc):
             raise QuantpipeError(f"data.datasets.{name}: split '{split}' is empty") from None
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -43,8 +121,12 @@ def join_fields(parts: list[object]) -> str:
     return " ".join(head + texts[-1:])
 
 
-def combine(frame: pd.DataFrame, spec: DatasetParams, name: str, num_labels: int) -> pd.DataFrame:
-    """Return a frame with a single `text` column and an integer `label` column."""
+def combine(
+    frame: pd.DataFrame, spec: DatasetParams, name: str, num_labels: int, empty_texts: str = "error", split: str = ""
+) -> pd.DataFrame:
+    """Return a frame with a single `text` column and an integer `label` column. Rows whose text is empty
+    (every text field blank) stop the stage (`empty_texts: error`), or are kept (`warn`) or dropped (`drop`)
+    with a warning; `split` names the split in the messages."""
     needed = [*spec.text_fields, spec.label_field]
     missing = [col for col in needed if col not in frame.columns]
     if missing:
@@ -69,8 +151,19 @@ def combine(frame: pd.DataFrame, spec: DatasetParams, name: str, num_labels: int
             f"(or set label_map); got {frame[spec.label_field][bad].iloc[0]!r}"
         )
     out = pd.DataFrame({"text": texts, "label": labels.astype("int64")})
-    if (out["text"] == "").all():
+    empty = out["text"] == ""
+    if empty.all():
         raise QuantpipeError(f"data.datasets.{name}: every text is empty after combining {spec.text_fields}")
+    if empty.any():
+        found = (
+            f"data.datasets.{name}, split '{split}': {empty.sum()} of {len(out)} texts are empty after "
+            f"combining {spec.text_fields} (first: row {empty.to_numpy().argmax() + 1})"
+        )
+        if empty_texts == "error":
+            raise QuantpipeError(f"{found}; set data.empty_texts to warn (keep them) or drop")
+        log.warning(f"{found}; {'dropped' if empty_texts == 'drop' else 'kept'} (data.empty_texts: {empty_texts})")
+        if empty_texts == "drop":
+            out = out[~empty].reset_index(drop=True)
     return out
 
 
