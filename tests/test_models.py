@@ -51,13 +51,30 @@ def test_export_matches_pytorch(tiny_model, tiny_onnx):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_calibration_ranges(ranges_dir):
+def test_calibration_ranges(ranges_dir, tiny_onnx, texts):
+    import onnxruntime as ort
+    from transformers import AutoTokenizer
+
     from quantpipe.io import read_json
 
     ranges = read_json(ranges_dir / "mm" / "ranges.json")
     assert len(ranges) > 10
-    assert all(np.all(np.asarray(lo) <= np.asarray(hi)) for lo, hi in ranges.values())
     assert not (ranges_dir / "mm" / "augmented_model.onnx").exists()
+    # minmax: a tensor's range is the lowest and highest value it takes on the calibration sample. Run the fp32
+    # graph here on the fixture's sample (16 texts drawn with the default seed, padded to 16 tokens), two
+    # intermediate tensors exposed as graph outputs, and compare.
+    model = onnx.load(str(tiny_onnx / "model.onnx"))
+    tensors = [next(n.output[0] for n in model.graph.node if n.op_type == "MatMul"),  # layer 0's query
+               [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"][-1]]  # the last layer's output
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sample = texts["text"].sample(n=16, random_state=CalibrationParams().seed).tolist()
+    encoded = AutoTokenizer.from_pretrained(tiny_onnx)(sample, padding="max_length", truncation=True, max_length=16,
+                                                       return_tensors="np")
+    values = session.run(tensors, {i.name: encoded[i.name].astype(np.int64) for i in session.get_inputs()})
+    for name, observed in zip(tensors, values):
+        stored = np.asarray(ranges[name], dtype=np.float32).ravel()  # [lowest, highest]
+        np.testing.assert_allclose(stored, [observed.min(), observed.max()], rtol=1e-5, err_msg=name)
 
 
 VARIANTS = {
