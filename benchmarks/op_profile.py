@@ -54,8 +54,10 @@ def main() -> None:
     texts = read_prepared("data/prepared", args.dataset, "eval")["text"].tolist()[: args.max_samples]
     encoded = tokenizer(texts, truncation=True, max_length=cfg.max_length)
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-    batches = [dict(tokenizer.pad([features[i] for i in idx], return_tensors="np"))
-               for idx in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], cfg.batch_size)]
+    batches = [
+        dict(tokenizer.pad([features[i] for i in idx], return_tensors="np"))
+        for idx in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], cfg.batch_size)
+    ]
     for name in args.models:
         path = Path("models/onnx/model.onnx") if name == "onnx_fp32" else Path("models/quantized") / name / "model.onnx"
         times = kernel_time_by_op(path, batches, cfg.threads)

@@ -34,7 +34,9 @@ def reference_way(model_dir: Path, texts: list[str], threads: int) -> float:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    model = ORTModelForSequenceClassification.from_pretrained(model_dir, file_name="model.onnx", session_options=options)
+    model = ORTModelForSequenceClassification.from_pretrained(
+        model_dir, file_name="model.onnx", session_options=options
+    )
     clf = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(model_dir))
     clf(texts[:8])  # warm-up
     start = time.perf_counter()
@@ -83,9 +85,11 @@ def main() -> None:
         ref_ratios.append(figures["ours_int8"][-1] / figures["reference"][-1])
         best_ratios.append(figures["best"][-1] / figures["pytorch"][-1])
     env = environment()
-    print(f"dataset {args.dataset}: {len(texts)} texts, batch size {cfg.batch_size}, {cfg.threads} threads; "
-          f"CPU {env['cpu']['model']} flags {[f for f, on in env['cpu']['flags'].items() if on]}; "
-          f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}")
+    print(
+        f"dataset {args.dataset}: {len(texts)} texts, batch size {cfg.batch_size}, {cfg.threads} threads; "
+        f"CPU {env['cpu']['model']} flags {[f for f, on in env['cpu']['flags'].items() if on]}; "
+        f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}"
+    )
     for name, values in figures.items():
         print(f"  {name:10s} samples/s: median {np.median(values):.1f} (min {min(values):.1f}, max {max(values):.1f})")
     print(f"our path vs the reference's way, same int8 model ({args.int8}): {summary(ref_ratios)}")

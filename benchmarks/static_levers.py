@@ -31,9 +31,10 @@ LEVERS = {
     "Attention left fp32": ({"operators": ["MatMul"]}, {}),
     "MatMul outputs requantized": ({"extra_options": {"MatMulConstBOnly": True}}, {}),
     "fp32 ops read the Q/DQ copy": ({"fp32_ops_read_fp32": False}, {}),
-    "no graph optimization (MatMul QDQ)": ({"optimization": "none", "operators": ["MatMul"], "extra_options": {},
-                                            "fp32_ops_read_fp32": False},
-                                           {"optimization": "none"}),
+    "no graph optimization (MatMul QDQ)": (
+        {"optimization": "none", "operators": ["MatMul"], "extra_options": {}, "fp32_ops_read_fp32": False},
+        {"optimization": "none"},
+    ),
     "calibration: 50 samples": ({}, {"num_samples": 50}),
     "calibration: percentile 99.999": ({}, {"method": "percentile"}),
     "calibration: entropy": ({}, {"method": "entropy"}),
@@ -48,11 +49,14 @@ def build(params, variant_name: str, scratch: Path) -> dict[str, Path]:
     calibration_texts = read_prepared("data/prepared", params.data.train_dataset, "train")["text"]
     for i, (label, (variant_changes, calibration_changes)) in enumerate(LEVERS.items()):
         # validated like params.yaml, so a lever cannot build a combination the pipeline refuses
-        cal_dir, variant = Path("models/calibration"), VariantParams.model_validate({**base.model_dump(),
-                                                                                     **variant_changes})
+        cal_dir, variant = (
+            Path("models/calibration"),
+            VariantParams.model_validate({**base.model_dump(), **variant_changes}),
+        )
         if calibration_changes:
-            cfg = CalibrationParams.model_validate({**params.calibrations[base.calibration].model_dump(),
-                                                    **calibration_changes})
+            cfg = CalibrationParams.model_validate(
+                {**params.calibrations[base.calibration].model_dump(), **calibration_changes}
+            )
             cal_dir = scratch / "calibration"
             (cal_dir / f"c{i}").mkdir(parents=True)
             calibrate(Path("models/onnx"), calibration_texts, cfg, cal_dir / f"c{i}")
@@ -78,21 +82,27 @@ def main() -> None:
     frames = {d: read_prepared("data/prepared", d, "eval").head(args.max_samples) for d in cfg.datasets}
     with tempfile.TemporaryDirectory(prefix="static-levers-") as scratch:
         models = {"onnx_fp32": Path("models/onnx/model.onnx")}
-        models |= {name: Path("models/quantized") / name / "model.onnx"
-                   for name, v in params.variants.items() if v.kind == "dynamic"}
+        models |= {
+            name: Path("models/quantized") / name / "model.onnx"
+            for name, v in params.variants.items()
+            if v.kind == "dynamic"
+        }
         models |= build(params, args.variant, Path(scratch))
         rows = {name: {} for name in models}
         for dataset, frame in frames.items():
-            scores = score_side_by_side(models, tokenizer, frame["text"].tolist(), frame["label"].to_numpy(), cfg,
-                                        args.repeats)
+            scores = score_side_by_side(
+                models, tokenizer, frame["text"].tolist(), frame["label"].to_numpy(), cfg, args.repeats
+            )
             for name, score in scores.items():
                 delta = (score["accuracy"] - scores["onnx_fp32"]["accuracy"]) * 100
                 rows[name][f"{dataset} accuracy"] = f"{score['accuracy']:.4f} ({delta:+.2f} pt)"
                 rows[name][f"{dataset} samples/s"] = f"{score['samples_per_second']:.1f}"
     table = pd.DataFrame.from_dict(rows, orient="index")
-    print(f"\n{args.variant}: one lever at a time; model-only samples/s, median of {args.repeats} alternating "
-          f"passes, batch size {cfg.batch_size}, {cfg.threads} threads; "
-          + ", ".join(f"{d}: {len(f)} examples" for d, f in frames.items()))
+    print(
+        f"\n{args.variant}: one lever at a time; model-only samples/s, median of {args.repeats} alternating "
+        f"passes, batch size {cfg.batch_size}, {cfg.threads} threads; "
+        + ", ".join(f"{d}: {len(f)} examples" for d, f in frames.items())
+    )
     print(table.to_markdown())
 
 

@@ -28,8 +28,13 @@ Every key of `params.yaml`; each stage validates the whole file at start and sto
 key. *default* is the value used when the key is absent (the committed `params.yaml` sets some keys to other
 values); *required* keys have none. `<name>` entries are yours to name (a dataset, a calibration, a variant).
 """
-CONSTRAINTS = ((at.Gt, "gt", "> {}"), (at.Ge, "ge", ">= {}"), (at.Lt, "lt", "< {}"), (at.Le, "le", "<= {}"),
-               (at.MinLen, "min_length", "at least {} item(s)"))
+CONSTRAINTS = (
+    (at.Gt, "gt", "> {}"),
+    (at.Ge, "ge", ">= {}"),
+    (at.Lt, "lt", "< {}"),
+    (at.Le, "le", "<= {}"),
+    (at.MinLen, "min_length", "at least {} item(s)"),
+)
 
 
 def type_name(tp) -> str:
@@ -59,8 +64,9 @@ def cell(text: str) -> str:
 
 
 def row(key: str, field) -> str:
-    limits = [fmt.format(getattr(m, attr)) for m in field.metadata for cls, attr, fmt in CONSTRAINTS
-              if isinstance(m, cls)]
+    limits = [
+        fmt.format(getattr(m, attr)) for m in field.metadata for cls, attr, fmt in CONSTRAINTS if isinstance(m, cls)
+    ]
     kind = ", ".join([type_name(field.annotation), *limits])
     if field.is_required():
         default = "*required*"
@@ -73,7 +79,14 @@ def row(key: str, field) -> str:
 def section(path: str, model: type[BaseModel], description: str | None, level: int = 2) -> list[str]:
     """A heading, the model's docstring (else the field's description), its table, then its nested sections."""
     text = inspect.cleandoc(model.__dict__.get("__doc__") or "") or description or ""
-    lines = [f"{'#' * level} `{path}`", "", text, "", "| key | type | default | description |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"{'#' * level} `{path}`",
+        "",
+        text,
+        "",
+        "| key | type | default | description |",
+        "| --- | --- | --- | --- |",
+    ]
     nested = []
     for key, field in model.model_fields.items():
         lines.append(row(key, field))

@@ -40,8 +40,9 @@ def main() -> None:
         raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
     side_by_side = read_json(args.side_by_side)
     table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget, side_by_side)
-    static_vs_dynamic = static_against_dynamic(side_by_side, {n: v.kind for n, v in params.variants.items()},
-                                               params.evaluate.datasets)
+    static_vs_dynamic = static_against_dynamic(
+        side_by_side, {n: v.kind for n, v in params.variants.items()}, params.evaluate.datasets
+    )
     environment = read_json(args.environment) if args.environment.is_file() else None
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, side_by_side, environment, image)

@@ -28,9 +28,11 @@ def main() -> None:
     with atomic_dir(args.out) as tmp:
         for dataset, metrics in results.items():
             write_json(tmp / f"{dataset}.json", metrics)
-            print(f"{args.name}/{dataset}: accuracy {metrics['accuracy']:.4f} "
-                  f"[{metrics['accuracy_ci_low']:.4f}, {metrics['accuracy_ci_high']:.4f}], "
-                  f"peak RSS {metrics['peak_rss_mb']:.0f} MB")
+            print(
+                f"{args.name}/{dataset}: accuracy {metrics['accuracy']:.4f} "
+                f"[{metrics['accuracy_ci_low']:.4f}, {metrics['accuracy_ci_high']:.4f}], "
+                f"peak RSS {metrics['peak_rss_mb']:.0f} MB"
+            )
 
 
 if __name__ == "__main__":

@@ -32,14 +32,26 @@ def main() -> None:
     frame = read_prepared(args.prepared, sens.dataset, "eval")
     if sens.max_samples:
         frame = frame.head(sens.max_samples)
-    rows = sensitivity_table(sens.variant, params.variants[sens.variant], args.model, args.calibration,
-                             AutoTokenizer.from_pretrained(args.tokenizer), frame["text"].tolist(),
-                             frame["label"].to_numpy(), params.evaluate, sens)
-    write_json(args.out, {"enabled": True, "variant": sens.variant, "dataset": sens.dataset, "examples": len(frame),
-                          "rows": rows})
+    rows = sensitivity_table(
+        sens.variant,
+        params.variants[sens.variant],
+        args.model,
+        args.calibration,
+        AutoTokenizer.from_pretrained(args.tokenizer),
+        frame["text"].tolist(),
+        frame["label"].to_numpy(),
+        params.evaluate,
+        sens,
+    )
+    write_json(
+        args.out,
+        {"enabled": True, "variant": sens.variant, "dataset": sens.dataset, "examples": len(frame), "rows": rows},
+    )
     for row in rows:
-        print(f"{row['kind']:>8} {row['part']:<12} accuracy {row['accuracy']:.4f} ({row['accuracy_delta']:+.4f}) "
-              f"speed x{row['speed_ratio']:.2f}")
+        print(
+            f"{row['kind']:>8} {row['part']:<12} accuracy {row['accuracy']:.4f} ({row['accuracy_delta']:+.4f}) "
+            f"speed x{row['speed_ratio']:.2f}"
+        )
 
 
 if __name__ == "__main__":

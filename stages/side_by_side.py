@@ -30,14 +30,23 @@ def main() -> None:
     models |= {name: ("onnx", args.quantized / name) for name in params.variants}
     classifiers = {name: load_classifier(kind, path, cfg) for name, (kind, path) in models.items()}
     tokenizer = AutoTokenizer.from_pretrained(args.base)
-    result = {"rounds": sbs.rounds, "max_samples": sbs.max_samples, "batch_size": cfg.batch_size,
-              "threads": cfg.threads, "datasets": {}}
+    result = {
+        "rounds": sbs.rounds,
+        "max_samples": sbs.max_samples,
+        "batch_size": cfg.batch_size,
+        "threads": cfg.threads,
+        "datasets": {},
+    }
     for dataset in cfg.datasets:
         texts = read_prepared(args.prepared, dataset, "eval")["text"].tolist()[: cfg.max_samples][: sbs.max_samples]
         timed = time_side_by_side(classifiers, tokenizer, texts, cfg, sbs.rounds, desc=f"{dataset} rounds")
-        result["datasets"][dataset] = {"examples": len(texts), "models": {
-            name: {key: t[key] for key in ("samples_per_second", "model_samples_per_second")}
-            for name, t in timed.items()}}
+        result["datasets"][dataset] = {
+            "examples": len(texts),
+            "models": {
+                name: {key: t[key] for key in ("samples_per_second", "model_samples_per_second")}
+                for name, t in timed.items()
+            },
+        }
         for name, t in timed.items():
             print(f"{dataset} {name}: samples/s per round " + ", ".join(f"{s:.1f}" for s in t["samples_per_second"]))
     write_json(args.out, result)

@@ -18,7 +18,40 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ["the", "a", "film", "movie", "book", "is", "was", "good", "great", "bad", "awful", "boring", "fun", "love", "hate", "not", "very", "it", "this", "and", "but", "story", "acting", "plot", "works", "broke", "product", "kitchen", ".", ",", "!", "?"]
+WORDS = [
+    "the",
+    "a",
+    "film",
+    "movie",
+    "book",
+    "is",
+    "was",
+    "good",
+    "great",
+    "bad",
+    "awful",
+    "boring",
+    "fun",
+    "love",
+    "hate",
+    "not",
+    "very",
+    "it",
+    "this",
+    "and",
+    "but",
+    "story",
+    "acting",
+    "plot",
+    "works",
+    "broke",
+    "product",
+    "kitchen",
+    ".",
+    ",",
+    "!",
+    "?",
+]
 
 
 def build_tiny_model(out: Path, num_labels: int = 2, seed: int = 0) -> Path:
@@ -27,11 +60,26 @@ def build_tiny_model(out: Path, num_labels: int = 2, seed: int = 0) -> Path:
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     out.mkdir(parents=True, exist_ok=True)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in WORDS)]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *WORDS,
+        *(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in WORDS),
+    ]
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
     BertTokenizerFast(vocab_file=str(out / "vocab.txt"), model_max_length=128).save_pretrained(out)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, num_labels=num_labels)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+    )
     torch.manual_seed(seed)
     BertForSequenceClassification(config).eval().save_pretrained(out)
     return out
@@ -62,15 +110,25 @@ def texts() -> pd.DataFrame:
 # The real pipeline on tiny params in a temporary git + DVC copy of the repository, shared by the
 # end-to-end pipeline and remote tests (built once per session).
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-       "HF_DATASETS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+ENV = {
+    **os.environ,
+    "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 def run(cwd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

@@ -29,14 +29,24 @@ def encoder_only(tiny_model, out):
 def accuracy(model_dir, frame: pd.DataFrame) -> float:
     from transformers import AutoTokenizer
 
-    run = predict(TorchClassifier(model_dir, threads=1), AutoTokenizer.from_pretrained(model_dir),
-                  frame["text"].tolist(), batch_size=4, max_length=16)
+    run = predict(
+        TorchClassifier(model_dir, threads=1),
+        AutoTokenizer.from_pretrained(model_dir),
+        frame["text"].tolist(),
+        batch_size=4,
+        max_length=16,
+    )
     return float((run.labels == frame["label"].to_numpy()).mean())
 
 
 def params(**train) -> BaseModelParams:
-    return BaseModelParams(source="finetune", encoder="", train=TrainParams(
-        **{"epochs": 50, "batch_size": 4, "learning_rate": 5e-3, "max_length": 16, "threads": 1, **train}))
+    return BaseModelParams(
+        source="finetune",
+        encoder="",
+        train=TrainParams(
+            **{"epochs": 50, "batch_size": 4, "learning_rate": 5e-3, "max_length": 16, "threads": 1, **train}
+        ),
+    )
 
 
 def test_finetune_learns_a_separable_toy_set_and_saves(tiny_model, tmp_path):

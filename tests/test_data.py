@@ -61,8 +61,12 @@ def test_missing_column_names_the_column():
 
 
 def test_load_offline_split_with_slicing():
-    spec = DatasetParams(path="csv", data_files={"validation": str(REPO / "data/offline/sst2/validation.tsv")},
-                         load_kwargs={"delimiter": "\t", "quoting": 3}, text_fields=["sentence"])
+    spec = DatasetParams(
+        path="csv",
+        data_files={"validation": str(REPO / "data/offline/sst2/validation.tsv")},
+        load_kwargs={"delimiter": "\t", "quoting": 3},
+        text_fields=["sentence"],
+    )
     frame = load_split("sst2", spec, "validation[:10]")
     assert len(frame) == 10 and list(frame.columns) == ["sentence", "label"]
 
@@ -75,8 +79,12 @@ def test_empty_split_is_an_error(tmp_path):
         load_split("tiny", spec, "validation")
     header_only = tmp_path / "header.tsv"
     header_only.write_text("sentence\tlabel\n")
-    spec = DatasetParams(path="csv", data_files={"validation": str(header_only)}, text_fields=["sentence"],
-                         load_kwargs={"delimiter": "\t"})
+    spec = DatasetParams(
+        path="csv",
+        data_files={"validation": str(header_only)},
+        text_fields=["sentence"],
+        load_kwargs={"delimiter": "\t"},
+    )
     with pytest.raises(QuantpipeError, match=r"data\.datasets\.tiny: split 'validation' is empty"):
         load_split("tiny", spec, "validation")
 

@@ -32,8 +32,9 @@ def test_readme_is_short():
     assert len(lines) <= 120, f"README.md has {len(lines)} lines; move details to docs/"
 
 
-@pytest.mark.parametrize("page", ["README.md", *sorted(p.relative_to(REPO).as_posix()
-                                                         for p in (REPO / "docs").glob("*.md"))])
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))]
+)
 def test_relative_links_resolve(page):
     path = REPO / page
     targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())

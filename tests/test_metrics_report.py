@@ -25,15 +25,27 @@ def test_known_confusion_matrix():
 
 def rows():
     def row(variant, dataset, acc, sps):
-        return {"variant": variant, "dataset": dataset, "accuracy": acc, "f1": acc, "samples_per_second": sps,
-                "model_size_mb": 90.0 if "fp32" in variant else 23.0, "n": 100}
+        return {
+            "variant": variant,
+            "dataset": dataset,
+            "accuracy": acc,
+            "f1": acc,
+            "samples_per_second": sps,
+            "model_size_mb": 90.0 if "fp32" in variant else 23.0,
+            "n": 100,
+        }
 
-    return pd.DataFrame([
-        row("pytorch_fp32", "sst2", 0.90, 100.0), row("onnx_fp32", "sst2", 0.90, 120.0),
-        row("dynamic_int8", "sst2", 0.895, 250.0), row("static_naive", "sst2", 0.54, 400.0),
-        row("pytorch_fp32", "amazon", 0.85, 50.0), row("dynamic_int8", "amazon", 0.80, 120.0),
-        row("onnx_fp32", "amazon", 0.85, 60.0),
-    ])
+    return pd.DataFrame(
+        [
+            row("pytorch_fp32", "sst2", 0.90, 100.0),
+            row("onnx_fp32", "sst2", 0.90, 120.0),
+            row("dynamic_int8", "sst2", 0.895, 250.0),
+            row("static_naive", "sst2", 0.54, 400.0),
+            row("pytorch_fp32", "amazon", 0.85, 50.0),
+            row("dynamic_int8", "amazon", 0.80, 120.0),
+            row("onnx_fp32", "amazon", 0.85, 60.0),
+        ]
+    )
 
 
 def side_by_side(frame: pd.DataFrame) -> dict:
@@ -52,7 +64,11 @@ def test_comparison_table_deltas_ratios_and_best():
     assert sst2.loc["dynamic_int8", "speed_ratio"] == pytest.approx(2.5)
     # the naive variant is fastest but outside the 1-point budget; dynamic int8 is the best within it
     assert sst2["best_within_budget"].to_dict() == {
-        "static_naive": False, "dynamic_int8": True, "onnx_fp32": False, "pytorch_fp32": False}
+        "static_naive": False,
+        "dynamic_int8": True,
+        "onnx_fp32": False,
+        "pytorch_fp32": False,
+    }
     amazon = table[table.dataset == "amazon"].set_index("variant")
     assert amazon.loc["onnx_fp32", "best_within_budget"]  # dynamic int8 lost 5 points there
 
@@ -60,7 +76,11 @@ def test_comparison_table_deltas_ratios_and_best():
 def test_report_and_summary():
     table = comparison_table(rows(), "pytorch_fp32", 0.01, side_by_side(rows()))
     report = markdown_report(table, "pytorch_fp32", 0.01, side_by_side(rows()))
-    assert "## sst2" in report and "## amazon" in report and "100 examples scored; the first 100 timed in 2 rounds" in report
+    assert (
+        "## sst2" in report
+        and "## amazon" in report
+        and "100 examples scored; the first 100 timed in 2 rounds" in report
+    )
     assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x [2.50, 2.50]" in report
     summary = summary_metrics(table)
     assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
@@ -79,11 +99,16 @@ def test_sensitivity_section_shows_each_part_and_the_sums():
     rows = [
         {"kind": "none", "part": "fp32", "nodes": 0, "accuracy": 0.90, "accuracy_delta": 0.0, "speed_ratio": 1.0},
         {"kind": "all", "part": "all", "nodes": 5, "accuracy": 0.85, "accuracy_delta": -0.05, "speed_ratio": 1.3},
-        {"kind": "operator", "part": "MatMul", "nodes": 3, "accuracy": 0.88, "accuracy_delta": -0.02,
-         "speed_ratio": 1.4},
+        {
+            "kind": "operator",
+            "part": "MatMul",
+            "nodes": 3,
+            "accuracy": 0.88,
+            "accuracy_delta": -0.02,
+            "speed_ratio": 1.4,
+        },
         {"kind": "operator", "part": "Add", "nodes": 2, "accuracy": 0.89, "accuracy_delta": -0.01, "speed_ratio": 0.9},
-        {"kind": "layer", "part": "layer.0", "nodes": 5, "accuracy": 0.86, "accuracy_delta": -0.04,
-         "speed_ratio": 1.0},
+        {"kind": "layer", "part": "layer.0", "nodes": 5, "accuracy": 0.86, "accuracy_delta": -0.04, "speed_ratio": 1.0},
     ]
     text = sensitivity_markdown({"variant": "naive", "dataset": "sst2", "examples": 100, "rows": rows})
     assert "## Sensitivity of `naive` on sst2 (100 examples)" in text

@@ -64,13 +64,16 @@ def test_calibration_ranges(ranges_dir, tiny_onnx, texts):
     # graph here on the fixture's sample (16 texts drawn with the default seed, padded to 16 tokens), two
     # intermediate tensors exposed as graph outputs, and compare.
     model = onnx.load(str(tiny_onnx / "model.onnx"))
-    tensors = [next(n.output[0] for n in model.graph.node if n.op_type == "MatMul"),  # layer 0's query
-               [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"][-1]]  # the last layer's output
+    tensors = [
+        next(n.output[0] for n in model.graph.node if n.op_type == "MatMul"),  # layer 0's query
+        [n.output[0] for n in model.graph.node if n.op_type == "LayerNormalization"][-1],
+    ]  # the last layer's output
     model.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     sample = texts["text"].sample(n=16, random_state=CalibrationParams().seed).tolist()
-    encoded = AutoTokenizer.from_pretrained(tiny_onnx)(sample, padding="max_length", truncation=True, max_length=16,
-                                                       return_tensors="np")
+    encoded = AutoTokenizer.from_pretrained(tiny_onnx)(
+        sample, padding="max_length", truncation=True, max_length=16, return_tensors="np"
+    )
     values = session.run(tensors, {i.name: encoded[i.name].astype(np.int64) for i in session.get_inputs()})
     for name, observed in zip(tensors, values):
         stored = np.asarray(ranges[name], dtype=np.float32).ravel()  # [lowest, highest]
@@ -83,10 +86,15 @@ VARIANTS = {
     "static_qdq": VariantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
     "static_qoperator": VariantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
     "dynamic_o2_fused": VariantParams(kind="dynamic", optimization="O2", operators=["MatMul", "Attention"]),
-    "static_o2_fused": VariantParams(kind="static", calibration="mm_o2", optimization="O2", per_channel=True,
-                                     operators=["Attention", "MatMul"], format="QDQ",
-                                     extra_options={"MatMulConstBOnly": True,
-                                                    "OpTypesToExcludeOutputQuantization": ["MatMul"]}),
+    "static_o2_fused": VariantParams(
+        kind="static",
+        calibration="mm_o2",
+        optimization="O2",
+        per_channel=True,
+        operators=["Attention", "MatMul"],
+        format="QDQ",
+        extra_options={"MatMulConstBOnly": True, "OpTypesToExcludeOutputQuantization": ["MatMul"]},
+    ),
 }
 
 
@@ -105,8 +113,11 @@ def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_
     else:
         assert ops & {"QLinearMatMul", "QLinearAdd"}
     assert (tmp_path / "tokenizer.json").is_file()
-    batch = {"input_ids": np.array([[2, 5, 6, 3]]), "attention_mask": np.ones((1, 4), dtype=np.int64),
-             "token_type_ids": np.zeros((1, 4), dtype=np.int64)}
+    batch = {
+        "input_ids": np.array([[2, 5, 6, 3]]),
+        "attention_mask": np.ones((1, 4), dtype=np.int64),
+        "token_type_ids": np.zeros((1, 4), dtype=np.int64),
+    }
     assert OnnxClassifier(path, threads=1)(batch).shape == (1, 2)
 
 
@@ -175,15 +186,20 @@ def two_class_onnx(tiny_onnx, texts, tmp_path_factory):
     shutil.copytree(tiny_onnx, out / "onnx")
     tok = AutoTokenizer.from_pretrained(tiny_onnx)
     logits = OnnxClassifier(tiny_onnx / "model.onnx", threads=1)(
-        dict(tok(texts["text"].tolist()[:16], padding=True, return_tensors="np")))
+        dict(tok(texts["text"].tolist()[:16], padding=True, return_tensors="np"))
+    )
     model = onnx.load(str(out / "onnx" / "model.onnx"))
     bias = next(i for i in model.graph.initializer if i.name == "classifier.bias")
     shifted = numpy_helper.to_array(bias) - np.array([0, np.median(logits[:, 1] - logits[:, 0])], dtype=np.float32)
     bias.CopyFrom(numpy_helper.from_array(shifted, bias.name))
     onnx.save(model, str(out / "onnx" / "model.onnx"))
     (out / "cal" / "mm").mkdir(parents=True)
-    calibrate(out / "onnx", texts["text"], CalibrationParams(method="minmax", num_samples=16, max_length=16),
-              out / "cal" / "mm")
+    calibrate(
+        out / "onnx",
+        texts["text"],
+        CalibrationParams(method="minmax", num_samples=16, max_length=16),
+        out / "cal" / "mm",
+    )
     return out
 
 
@@ -199,16 +215,29 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
     variant = VariantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
     parts = sensitivity_parts(tiny_onnx / "model.onnx", ["MatMul", "Add", "Conv"])
     assert [(k, p) for k, p, _, _ in parts] == [
-        ("operator", "MatMul"), ("operator", "Add"),  # Conv: not in the graph, no row
-        ("layer", "embeddings"), ("layer", "layer.0"), ("layer", "layer.1")]  # head: Gemm only, not listed
+        ("operator", "MatMul"),
+        ("operator", "Add"),  # Conv: not in the graph, no row
+        ("layer", "embeddings"),
+        ("layer", "layer.0"),
+        ("layer", "layer.1"),
+    ]  # head: Gemm only, not listed
     layer0 = next(nodes for k, p, _, nodes in parts if p == "layer.0")
     assert layer0 and all("layer.0" in n for n in layer0)
     cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
     model_dir, calibration_dir = two_class_onnx / "onnx", two_class_onnx / "cal"
     tok = AutoTokenizer.from_pretrained(model_dir)
     sample, labels = texts["text"].tolist()[:16], texts["label"].to_numpy()[:16]
-    rows = sensitivity_table("v", variant, model_dir, calibration_dir, tok, sample, labels, cfg,
-                             SensitivityParams(variant="v", dataset="tiny", repeats=1))
+    rows = sensitivity_table(
+        "v",
+        variant,
+        model_dir,
+        calibration_dir,
+        tok,
+        sample,
+        labels,
+        cfg,
+        SensitivityParams(variant="v", dataset="tiny", repeats=1),
+    )
     assert [r["part"] for r in rows[:2]] == ["fp32", "all"]
     assert {r["part"] for r in rows if r["kind"] == "layer"} == {"embeddings", "layer.0", "layer.1", "head"}
 
@@ -263,8 +292,9 @@ def test_predict_restores_input_order(tiny_onnx):
 
 
 def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
-    cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1, latency_samples=5,
-                         bootstrap_resamples=100)
+    cfg = EvaluateParams(
+        datasets=["tiny"], batch_size=8, max_length=32, threads=1, latency_samples=5, bootstrap_resamples=100
+    )
     onnx_result = evaluate_model("onnx_fp32", "onnx", tiny_onnx, tiny_onnx, {"tiny": texts}, cfg)["tiny"]
     torch_result = evaluate_model("pytorch_fp32", "pytorch", tiny_model, tiny_model, {"tiny": texts}, cfg)["tiny"]
     for result in (onnx_result, torch_result):
@@ -284,35 +314,53 @@ def test_fp32_ops_can_read_the_fp32_tensor_instead_of_its_qdq_copy(tiny_onnx, ra
     def skip_layer_norm_inputs_from_dequantize(variant, out):
         graph = onnx.load(str(quantize_variant("v", variant, tiny_onnx, ranges_dir, out))).graph
         producer = {o: n.op_type for n in graph.node for o in n.output}
-        return sum(producer.get(i) == "DequantizeLinear" for n in graph.node
-                   if n.op_type == "SkipLayerNormalization" for i in n.input), graph
+        return sum(
+            producer.get(i) == "DequantizeLinear"
+            for n in graph.node
+            if n.op_type == "SkipLayerNormalization"
+            for i in n.input
+        ), graph
 
     before, _ = skip_layer_norm_inputs_from_dequantize(base, tmp_path / "base")
     after, graph = skip_layer_norm_inputs_from_dequantize(fixed, tmp_path / "fixed")
     assert before > 0 and after == 0  # the residual no longer goes through int8
     ops = {n.op_type for n in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "QAttention"} <= ops  # the MatMuls are still quantized
-    batch = {"input_ids": np.array([[2, 5, 6, 3]]), "attention_mask": np.ones((1, 4), dtype=np.int64),
-             "token_type_ids": np.zeros((1, 4), dtype=np.int64)}
+    batch = {
+        "input_ids": np.array([[2, 5, 6, 3]]),
+        "attention_mask": np.ones((1, 4), dtype=np.int64),
+        "token_type_ids": np.zeros((1, 4), dtype=np.int64),
+    }
     assert OnnxClassifier(tmp_path / "fixed" / "model.onnx", threads=1)(batch).shape == (1, 2)
 
 
 def _qdq_graph(nodes, outputs=("y",), extra_inits=()):
     from onnx import TensorProto, helper
 
-    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.UINT8, [], [128]),
-             helper.make_tensor("wq", TensorProto.INT8, [2, 2], [1, 2, 3, 4]),
-             helper.make_tensor("ws", TensorProto.FLOAT, [], [0.5]), *extra_inits]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2, 2]) for o in outputs], inits)
+    inits = [
+        helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+        helper.make_tensor("z", TensorProto.UINT8, [], [128]),
+        helper.make_tensor("wq", TensorProto.INT8, [2, 2], [1, 2, 3, 4]),
+        helper.make_tensor("ws", TensorProto.FLOAT, [], [0.5]),
+        *extra_inits,
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, [2, 2]) for o in outputs],
+        inits,
+    )
     return helper.make_model(graph)
 
 
 def _pair():
     from onnx import helper
 
-    return [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
-            helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq")]
+    return [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dq"),
+    ]
 
 
 def test_read_fp32_removes_pairs_left_without_consumers():
@@ -332,11 +380,14 @@ def test_read_fp32_keeps_the_pair_a_quantized_consumer_needs():
 
     from quantpipe.quantization import read_fp32_in_fp32_ops
 
-    nodes = [*_pair(), helper.make_node("DequantizeLinear", ["wq", "ws"], ["wd"], name="wdq"),
-             helper.make_node("MatMul", ["xd", "wd"], ["m"], name="quantized_matmul"),  # both inputs dequantized
-             helper.make_node("Mul", ["xd", "xd"], ["sq"], name="qdq_mul"),  # the copy twice: a QDQ group too
-             helper.make_node("Add", ["m", "xd"], ["r"], name="residual_add"),  # m is fp32: an fp32 op
-             helper.make_node("Add", ["r", "sq"], ["y"], name="out")]
+    nodes = [
+        *_pair(),
+        helper.make_node("DequantizeLinear", ["wq", "ws"], ["wd"], name="wdq"),
+        helper.make_node("MatMul", ["xd", "wd"], ["m"], name="quantized_matmul"),  # both inputs dequantized
+        helper.make_node("Mul", ["xd", "xd"], ["sq"], name="qdq_mul"),  # the copy twice: a QDQ group too
+        helper.make_node("Add", ["m", "xd"], ["r"], name="residual_add"),  # m is fp32: an fp32 op
+        helper.make_node("Add", ["r", "sq"], ["y"], name="out"),
+    ]
     model = _qdq_graph(nodes, outputs=("y", "xd"))  # the copy is also a graph output
     assert read_fp32_in_fp32_ops(model) == 1
     inputs = {n.name: list(n.input) for n in model.graph.node}

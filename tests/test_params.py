@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from quantpipe.errors import QuantpipeError
 from quantpipe.params import load_params
 
@@ -99,6 +99,7 @@ def test_calibration_optimization_level_is_checked(tmp_path):
 def test_static_attention_needs_a_fused_graph(tmp_path):
     def mutate(d):
         d["variants"]["static_int8"].update(optimization="none", calibration="minmax_320")
+
     msg = error_for(tmp_path, mutate)
     assert "variants.static_int8" in msg and "Attention exists only in a fused graph" in msg
 
@@ -134,9 +135,12 @@ def test_qdq_only_options_need_a_static_qdq_variant(tmp_path):
     def mutate(d):
         d["variants"]["static_int8"].update(format="QOperator")
         d["variants"]["static_int8"]["extra_options"].update(AddQDQPairToWeight=True)
+
     msg = error_for(tmp_path, mutate)
     assert "variants.static_int8" in msg and "['AddQDQPairToWeight'] apply to static QDQ variants only" in msg
-    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(extra_options={"DedicatedQDQPair": True}))
+    msg = error_for(
+        tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(extra_options={"DedicatedQDQPair": True})
+    )
     assert "variants.dynamic_int8_o2" in msg and "static QDQ variants only" in msg
 
 
@@ -164,6 +168,8 @@ def test_side_by_side_needs_at_least_one_round(tmp_path):
 def test_fp32_ops_read_fp32_only_for_static_qdq(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(fp32_ops_read_fp32=True))
     assert "fp32_ops_read_fp32: applies to static QDQ variants only" in msg
-    msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"].update(format="QOperator", extra_options={},
-                                                                          fp32_ops_read_fp32=True))
+    msg = error_for(
+        tmp_path,
+        lambda d: d["variants"]["static_int8"].update(format="QOperator", extra_options={}, fp32_ops_read_fp32=True),
+    )
     assert "fp32_ops_read_fp32: applies to static QDQ variants only" in msg

@@ -64,8 +64,13 @@ def test_second_repro_runs_only_the_environment_check(project):
 def test_forced_reruns_reproduce_the_locked_outputs(project):
     # fine-tune, calibration (plain and O2-fused graph) and quantization are deterministic: forcing them again
     # changes no hash in dvc.lock, so nothing downstream re-runs
-    stages = ["base_model", "calibrate@minmax_320_o2", "calibrate@minmax_50", "quantize@static_int8",
-              "quantize@dynamic_int8_o2"]
+    stages = [
+        "base_model",
+        "calibrate@minmax_320_o2",
+        "calibrate@minmax_50",
+        "quantize@static_int8",
+        "quantize@dynamic_int8_o2",
+    ]
     ran = ran_stages(run(project, "dvc", "repro", "-f", "-s", *stages).stdout)
     assert ran == set(stages)
     assert run(project, "git", "status", "--porcelain").stdout == ""
@@ -79,8 +84,10 @@ def test_another_cpu_makes_the_timing_stages_stale(project, tmp_path):
     subprocess.run(["dvc", "repro", "environment"], cwd=project, env=env, check=True, capture_output=True)
     assert json.loads((project / "metrics/environment.json").read_text())["cpu"]["flags"]["avx512_vnni"]
     stale = set(json.loads(run(project, "dvc", "status", "--json").stdout))
-    timing = {f"evaluate@{n}" for n in variant_names(project)[2:]} | {"evaluate_baseline@pytorch_fp32",
-                                                                       "evaluate_baseline@onnx_fp32"}
+    timing = {f"evaluate@{n}" for n in variant_names(project)[2:]} | {
+        "evaluate_baseline@pytorch_fp32",
+        "evaluate_baseline@onnx_fp32",
+    }
     assert timing | {"side_by_side", "sensitivity"} <= stale
     assert not stale & {"base_model", "export", "calibrate@minmax_320", "quantize@dynamic_int8"}
 
@@ -94,7 +101,12 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     # `variants` too; nothing upstream or in other variants changes (environment: always checked)
     assert set(status) == {"environment", "quantize@dynamic_int8", "side_by_side", "compare"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
-        "environment", "quantize@dynamic_int8", "evaluate@dynamic_int8", "side_by_side", "compare"}
+        "environment",
+        "quantize@dynamic_int8",
+        "evaluate@dynamic_int8",
+        "side_by_side",
+        "compare",
+    }
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "per-channel dynamic int8")
     diff = json.loads(run(project, "dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json").stdout)
@@ -118,13 +130,21 @@ def test_failing_stage_leaves_no_output(project):
     assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
 
 
-@pytest.mark.parametrize("stage, args, leftover", [
-    ("calibrate", ["--name", "minmax_320", "--out", "models/calibration/minmax_320"], "models/calibration"),
-    ("download", ["--out", "data/raw"], "data"),
-])
+@pytest.mark.parametrize(
+    "stage, args, leftover",
+    [
+        ("calibrate", ["--name", "minmax_320", "--out", "models/calibration/minmax_320"], "models/calibration"),
+        ("download", ["--out", "data/raw"], "data"),
+    ],
+)
 def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, leftover):
-    proc = subprocess.Popen([sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, f"stages/{stage}.py", *args],
+        cwd=project,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while not list((project / leftover).glob(".*.tmp-*")):
         assert proc.poll() is None and time.monotonic() < deadline, "the stage ended before it was killed"
@@ -134,6 +154,7 @@ def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, lef
     assert list((project / leftover).glob(f".*.tmp-{proc.pid}"))  # SIGKILL leaves its temporary output
     assert run(project, "git", "status", "--porcelain").stdout == ""
     assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
-    subprocess.run([sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV, check=True,
-                   capture_output=True)  # the next run of the stage removes it
+    subprocess.run(
+        [sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV, check=True, capture_output=True
+    )  # the next run of the stage removes it
     assert not list((project / leftover).glob(".*.tmp-*"))

@@ -63,8 +63,7 @@ def test_remote_errors_are_clear_and_harmless(project, tmp_path):
     assert proc.returncode != 0 and "missing" in (proc.stdout + proc.stderr).lower()
     assert (clone / "dvc.yaml").is_file() and (clone / "params.yaml").is_file()
     run(clone, "dvc", "remote", "modify", "--local", "storage", "url", "ssh://127.0.0.1:1/nowhere")
-    proc = subprocess.run(["dvc", "pull"], cwd=clone, env=ENV, capture_output=True, text=True, check=False,
-                          timeout=120)
+    proc = subprocess.run(["dvc", "pull"], cwd=clone, env=ENV, capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode != 0 and "error" in proc.stderr.lower()
     assert (clone / "dvc.yaml").is_file()
 
@@ -98,10 +97,12 @@ def sshd(sshd_binary, tmp_path):
     shutil.copy(keys / "client.pub", keys / "authorized_keys")
     port = free_port()
     config = tmp_path / "sshd_config"
-    config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
-                      f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
-                      "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                      "PermitRootLogin prohibit-password\nUsePAM no\nSubsystem sftp internal-sftp\n")
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {tmp_path / 'sshd.pid'}\n"
+        "StrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\nUsePAM no\nSubsystem sftp internal-sftp\n"
+    )
     if os.geteuid() == 0:  # sshd run by root wants its privilege separation directory
         Path("/run/sshd").mkdir(exist_ok=True)
     server = subprocess.Popen([sshd_binary, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)

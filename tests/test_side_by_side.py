@@ -75,7 +75,7 @@ def test_each_round_times_every_model_once_in_its_round_order(n):
     texts = ["xx", "xxxxx", "x", "xxxxxx"]  # two batches of two
     orders = [*WILLIAMS_ORDERS[n], WILLIAMS_ORDERS[n][0]]  # one round more than the design: it starts again
     out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=len(orders))
-    timed = log[len(log) - 2 * n * len(orders):]  # the timed passes come last, after the warm-up however done
+    timed = log[len(log) - 2 * n * len(orders) :]  # the timed passes come last, after the warm-up however done
     assert timed == [name for order in orders for name in order for _batch in range(2)]
     for result in out.values():
         assert result["labels"].tolist() == [0, 1, 0, 1]  # in the input order
@@ -105,21 +105,48 @@ def test_paired_ratio_divides_round_by_round():
 
 
 def side_by_side_result():
-    rounds = {"pytorch_fp32": [100.0, 50.0, 100.0], "dynamic_int8": [200.0, 100.0, 180.0],
-              "dynamic_int8_o2": [210.0, 90.0, 190.0], "static_int8": [220.0, 104.0, 200.0],
-              "static_naive": [150.0, 70.0, 150.0]}
-    return {"rounds": 3, "max_samples": None, "datasets": {"sst2": {"examples": 10, "models": {
-        name: {"samples_per_second": r, "model_samples_per_second": r} for name, r in rounds.items()}}}}
+    rounds = {
+        "pytorch_fp32": [100.0, 50.0, 100.0],
+        "dynamic_int8": [200.0, 100.0, 180.0],
+        "dynamic_int8_o2": [210.0, 90.0, 190.0],
+        "static_int8": [220.0, 104.0, 200.0],
+        "static_naive": [150.0, 70.0, 150.0],
+    }
+    return {
+        "rounds": 3,
+        "max_samples": None,
+        "datasets": {
+            "sst2": {
+                "examples": 10,
+                "models": {
+                    name: {"samples_per_second": r, "model_samples_per_second": r} for name, r in rounds.items()
+                },
+            }
+        },
+    }
 
 
 def eval_rows():
     def row(variant, acc, sps):
-        return {"variant": variant, "dataset": "sst2", "accuracy": acc, "f1": acc, "samples_per_second": sps,
-                "model_size_mb": 23.0, "n": 10}
+        return {
+            "variant": variant,
+            "dataset": "sst2",
+            "accuracy": acc,
+            "f1": acc,
+            "samples_per_second": sps,
+            "model_size_mb": 23.0,
+            "n": 10,
+        }
 
-    return pd.DataFrame([row("pytorch_fp32", 0.90, 90.0), row("dynamic_int8", 0.895, 300.0),
-                         row("dynamic_int8_o2", 0.89, 150.0), row("static_int8", 0.897, 140.0),
-                         row("static_naive", 0.85, 120.0)])
+    return pd.DataFrame(
+        [
+            row("pytorch_fp32", 0.90, 90.0),
+            row("dynamic_int8", 0.895, 300.0),
+            row("dynamic_int8_o2", 0.89, 150.0),
+            row("static_int8", 0.897, 140.0),
+            row("static_naive", 0.85, 120.0),
+        ]
+    )
 
 
 def test_throughput_and_speed_ratio_come_from_the_side_by_side_rounds():
@@ -151,13 +178,11 @@ def test_a_model_missing_from_the_side_by_side_run_is_an_error():
 
 
 def test_static_variants_against_the_fastest_dynamic_one():
-    kinds = {"dynamic_int8": "dynamic", "dynamic_int8_o2": "dynamic", "static_int8": "static",
-             "static_naive": "static"}
+    kinds = {"dynamic_int8": "dynamic", "dynamic_int8_o2": "dynamic", "static_int8": "static", "static_naive": "static"}
     result = static_against_dynamic(side_by_side_result(), kinds, ["sst2"])["sst2"]
     assert static_against_dynamic(side_by_side_result(), {"dynamic_int8": "dynamic"}, ["sst2"]) == {}
     assert result["best_dynamic"] == "dynamic_int8_o2"  # median 190 against 180
-    assert result["static"]["static_int8"] == pytest.approx(
-        {"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})
+    assert result["static"]["static_int8"] == pytest.approx({"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})
     assert "`static_int8` 1.053x" in static_against_dynamic_markdown({"sst2": result}, 3)
     table = comparison_table(eval_rows(), "pytorch_fp32", 0.01, side_by_side_result())
     summary = summary_metrics(table, {"sst2": result})

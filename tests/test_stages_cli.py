@@ -8,8 +8,8 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from quantpipe.io import atomic_dir, read_json
 
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -17,8 +17,14 @@ DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 
 def run_stage(script: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, str(REPO / "stages" / script), *args], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / script), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -34,8 +40,17 @@ def test_bad_preset_stops_quantize_and_writes_nothing(tmp_path):
     params["variants"]["dynamic_int8"]["preset"] = "avx9"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     out = tmp_path / "quantized"
-    proc = run_stage("quantize.py", "--params", str(tmp_path / "params.yaml"), "--name", "dynamic_int8",
-                     "--model", str(tmp_path / "onnx"), "--out", str(out))
+    proc = run_stage(
+        "quantize.py",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--name",
+        "dynamic_int8",
+        "--model",
+        str(tmp_path / "onnx"),
+        "--out",
+        str(out),
+    )
     assert_one_line_error(proc, "variants.dynamic_int8.preset", "avx9")
     assert list(tmp_path.iterdir()) == [tmp_path / "params.yaml"]
 
@@ -50,8 +65,15 @@ def test_missing_model_path_stops_base_model(tmp_path):
 
     pd.DataFrame({"text": ["good", "bad"], "label": [1, 0]}).to_parquet(prepared / "train.parquet")
     out = tmp_path / "base"
-    proc = run_stage("base_model.py", "--params", str(tmp_path / "params.yaml"), "--prepared",
-                     str(tmp_path / "prepared"), "--out", str(out))
+    proc = run_stage(
+        "base_model.py",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--prepared",
+        str(tmp_path / "prepared"),
+        "--out",
+        str(out),
+    )
     assert_one_line_error(proc, "base_model.encoder", "does not exist")
     assert not out.exists() and not list(tmp_path.glob(".base.tmp-*"))
 
@@ -63,18 +85,18 @@ def test_missing_column_stops_combine(tmp_path):
     raw = tmp_path / "raw"
     download = run_stage("download.py", "--params", str(tmp_path / "params.yaml"), "--out", str(raw))
     assert download.returncode == 0, download.stderr
-    proc = run_stage("combine.py", "--params", str(tmp_path / "params.yaml"), "--raw", str(raw),
-                     "--out", str(tmp_path / "prepared"))
+    proc = run_stage(
+        "combine.py", "--params", str(tmp_path / "params.yaml"), "--raw", str(raw), "--out", str(tmp_path / "prepared")
+    )
     assert_one_line_error(proc, "data.datasets.amazon", "'body'")
     assert not (tmp_path / "prepared").exists()
 
 
 def test_atomic_dir_keeps_nothing_on_failure_and_replaces_on_success(tmp_path):
     target = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "half.bin").write_text("partial")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "half.bin").write_text("partial")
+        raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
     target.mkdir()
     (target / "stale.txt").write_text("old")

@@ -59,18 +59,35 @@ def test_environment_records_flags_and_versions(tmp_path):
 
 def frame() -> pd.DataFrame:
     def row(v, acc, lat):
-        return {"variant": v, "dataset": "sst2", "accuracy": acc, "accuracy_ci_low": acc - 0.02, "n": 10,
-                "accuracy_ci_high": acc + 0.02, "f1": acc, "latency": {"p50_ms": lat, "p95_ms": lat * 1.5,
-                "p99_ms": lat * 2}, "model_size_mb": 20.0, "peak_rss_mb": 300.0}
+        return {
+            "variant": v,
+            "dataset": "sst2",
+            "accuracy": acc,
+            "accuracy_ci_low": acc - 0.02,
+            "n": 10,
+            "accuracy_ci_high": acc + 0.02,
+            "f1": acc,
+            "latency": {"p50_ms": lat, "p95_ms": lat * 1.5, "p99_ms": lat * 2},
+            "model_size_mb": 20.0,
+            "peak_rss_mb": 300.0,
+        }
 
-    return pd.DataFrame([row("pytorch_fp32", 0.9, 10), row("onnx_fp32", 0.9, 8), row("int8", 0.895, 4),
-                         row("naive", 0.6, 4)])
+    return pd.DataFrame(
+        [row("pytorch_fp32", 0.9, 10), row("onnx_fp32", 0.9, 8), row("int8", 0.895, 4), row("naive", 0.6, 4)]
+    )
 
 
-ROUNDS = {"pytorch_fp32": [100, 100, 100], "onnx_fp32": [110, 110, 110], "int8": [300, 270, 330],
-          "naive": [320, 320, 320]}
-SIDE_BY_SIDE = {"rounds": 3, "max_samples": None, "datasets": {"sst2": {"examples": 10, "models": {
-    name: {"samples_per_second": r} for name, r in ROUNDS.items()}}}}
+ROUNDS = {
+    "pytorch_fp32": [100, 100, 100],
+    "onnx_fp32": [110, 110, 110],
+    "int8": [300, 270, 330],
+    "naive": [320, 320, 320],
+}
+SIDE_BY_SIDE = {
+    "rounds": 3,
+    "max_samples": None,
+    "datasets": {"sst2": {"examples": 10, "models": {name: {"samples_per_second": r} for name, r in ROUNDS.items()}}},
+}
 
 
 def test_report_plots_and_pareto(tmp_path):

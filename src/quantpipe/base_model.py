@@ -83,8 +83,9 @@ def build_base_model(params: BaseModelParams, train: pd.DataFrame | None, out_di
     return summary
 
 
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                           group: int = 50) -> list[np.ndarray]:
+def length_grouped_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50
+) -> list[np.ndarray]:
     """Random batches of similar length (less padding, same data): shuffle, sort within chunks of
     `group` batches, cut into batches, shuffle the batch order. Every index appears once."""
     order = rng.permutation(len(lengths))
@@ -140,5 +141,9 @@ def finetune(model, tokenizer, train: pd.DataFrame, cfg: TrainParams) -> dict:
                 bar.update()
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     model.eval()
-    return {"train_samples": len(texts), "steps": total_steps, "first_loss": losses[0],
-            "final_loss": float(np.mean(losses[-50:]))}
+    return {
+        "train_samples": len(texts),
+        "steps": total_steps,
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-50:])),
+    }

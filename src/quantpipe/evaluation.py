@@ -50,22 +50,29 @@ def measure(kind: str, model_dir: str, tokenizer_dir: str, texts: dict[str, list
     out = {}
     for dataset, items in texts.items():
         run = predict(classifier, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
-        latencies = single_example_latencies(classifier, tokenizer, items[: cfg.latency_samples], cfg.max_length,
-                                             desc=f"{dataset} latency (batch size 1)")
+        latencies = single_example_latencies(
+            classifier,
+            tokenizer,
+            items[: cfg.latency_samples],
+            cfg.max_length,
+            desc=f"{dataset} latency (batch size 1)",
+        )
         out[dataset] = {"labels": run.labels, "latencies": latencies}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
     return {"datasets": out, "rss_before_load": rss_before, "rss_after_load": rss_loaded, "peak_rss": peak}
 
 
-def measure_in_child(kind: str, model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[str]],
-                     cfg: EvaluateParams) -> dict:
+def measure_in_child(
+    kind: str, model_dir: Path, tokenizer_dir: Path, texts: dict[str, list[str]], cfg: EvaluateParams
+) -> dict:
     """`measure` in a fresh spawned process: its peak memory is this model's alone."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(measure, (kind, str(model_dir), str(tokenizer_dir), texts, cfg))
 
 
-def evaluate_model(name: str, kind: str, model_dir: Path, tokenizer_dir: Path,
-                   datasets: dict[str, pd.DataFrame], cfg: EvaluateParams) -> dict[str, dict]:
+def evaluate_model(
+    name: str, kind: str, model_dir: Path, tokenizer_dir: Path, datasets: dict[str, pd.DataFrame], cfg: EvaluateParams
+) -> dict[str, dict]:
     """Metrics with confidence intervals, batch-size-1 latency percentiles, size and memory per dataset."""
     if cfg.max_samples:
         datasets = {k: v.head(cfg.max_samples) for k, v in datasets.items()}
@@ -84,7 +91,8 @@ def evaluate_model(name: str, kind: str, model_dir: Path, tokenizer_dir: Path,
             "dataset": dataset,
             **classification_metrics(frame["label"].to_numpy(), m["labels"], cfg.bootstrap_resamples, cfg.seed),
             "latency": {**latency_percentiles(m["latencies"]), "samples": len(m["latencies"])}
-            if m["latencies"] else {},
+            if m["latencies"]
+            else {},
             "model_size_mb": size / 1e6,
             **memory,
             "batch_size": cfg.batch_size,

@@ -16,15 +16,20 @@ from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
 
-GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}
+GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 class OnnxClassifier:
     """An ONNX Runtime session over `model.onnx`, with the CPU session options that matter from params."""
 
-    def __init__(self, model_path: Path, threads: int, graph_optimization: str = "all",
-                 execution_mode: str = "sequential"):
+    def __init__(
+        self, model_path: Path, threads: int, graph_optimization: str = "all", execution_mode: str = "sequential"
+    ):
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
@@ -33,8 +38,9 @@ class OnnxClassifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
-        options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel"
-                                  else ort.ExecutionMode.ORT_SEQUENTIAL)
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
         self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
 
@@ -97,8 +103,13 @@ def predict(classifier, tokenizer, texts: list[str], batch_size: int, max_length
     features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
     labels = np.empty(len(texts), dtype=np.int64)
     model_seconds = 0.0
-    for idx in tqdm(length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size), desc=desc,
-                    unit="batch", leave=False, disable=not desc):
+    for idx in tqdm(
+        length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size),
+        desc=desc,
+        unit="batch",
+        leave=False,
+        disable=not desc,
+    ):
         start = time.perf_counter()
         batch = tokenizer.pad([features[i] for i in idx], return_tensors="np")
         labels[idx] = classifier(dict(batch)).argmax(axis=-1)

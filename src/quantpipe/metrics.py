@@ -55,8 +55,9 @@ def _binary_vectorized() -> dict:
     return {"accuracy": accuracy, "f1": f1, "precision": precision, "recall": recall}
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = 0,
-                           seed: int = 0) -> dict[str, float]:
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, n_resamples: int = 0, seed: int = 0
+) -> dict[str, float]:
     """Accuracy and (binary, or macro for more classes) F1, precision, recall from scikit-learn; with
     `n_resamples` > 0 each also gets `<name>_ci_low`/`<name>_ci_high`: a paired percentile bootstrap 95% CI."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
@@ -66,7 +67,6 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_resamples: 
     for name, score in _sklearn_scorers(binary).items():
         out[name] = float(score(y_true, y_pred))
         if n_resamples:
-            low, high = bootstrap_ci(y_true, y_pred, resample_scorers[name], n_resamples, seed,
-                                     vectorized=binary)
+            low, high = bootstrap_ci(y_true, y_pred, resample_scorers[name], n_resamples, seed, vectorized=binary)
             out[f"{name}_ci_low"], out[f"{name}_ci_high"] = low, high
     return out

@@ -78,8 +78,9 @@ def check_nodes_to_exclude(name: str, variant: VariantParams, model_path: Path) 
     if unknown:
         graph = str(model_path) if variant.optimization == "none" else f"the {variant.optimization}-optimized graph"
         close = sorted({match for node in unknown for match in difflib.get_close_matches(node, nodes, n=2)})
-        raise QuantpipeError(f"variants.{name}.nodes_to_exclude: {unknown} not in {graph}"
-                             + (f" (close: {close})" if close else ""))
+        raise QuantpipeError(
+            f"variants.{name}.nodes_to_exclude: {unknown} not in {graph}" + (f" (close: {close})" if close else "")
+        )
 
 
 def uses_optimum(variant: VariantParams) -> bool:
@@ -87,8 +88,14 @@ def uses_optimum(variant: VariantParams) -> bool:
     return variant.optimization == "none" and not variant.extra_options and not variant.fp32_ops_read_fp32
 
 
-def quantize_variant(name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path | None,
-                     out_dir: Path, nodes_to_quantize: list[str] | None = None) -> Path:
+def quantize_variant(
+    name: str,
+    variant: VariantParams,
+    model_dir: Path,
+    calibration_dir: Path | None,
+    out_dir: Path,
+    nodes_to_quantize: list[str] | None = None,
+) -> Path:
     """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant; `nodes_to_quantize`, if
     given, restricts it to those nodes (the sensitivity analysis quantizes one layer at a time)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -150,8 +157,9 @@ def operator_names(config) -> list[str]:
     return [getattr(op, "value", op) for op in config.operators_to_quantize]
 
 
-def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges, extra_options: dict,
-                                fp32_ops_read_fp32: bool = False) -> None:
+def quantize_static_with_ranges(
+    model_path: Path, out_path: Path, config, ranges, extra_options: dict, fp32_ops_read_fp32: bool = False
+) -> None:
     """Static quantization with precomputed ranges, through ONNX Runtime's quantizers directly.
 
     A fused `Attention` becomes `QAttention` in a first QOperator pass (ONNX Runtime ships the quantizer
@@ -165,18 +173,25 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
 
     model = onnx.load(str(model_path))
     extra = _ort_extra_options(config, extra_options)
-    common = {"per_channel": config.per_channel, "reduce_range": config.reduce_range,
-              "weight_qType": config.weights_dtype, "activation_qType": config.activations_dtype,
-              "tensors_range": ranges, "nodes_to_quantize": list(config.nodes_to_quantize) or None,
-              "nodes_to_exclude": list(config.nodes_to_exclude), "extra_options": extra}
+    common = {
+        "per_channel": config.per_channel,
+        "reduce_range": config.reduce_range,
+        "weight_qType": config.weights_dtype,
+        "activation_qType": config.activations_dtype,
+        "tensors_range": ranges,
+        "nodes_to_quantize": list(config.nodes_to_quantize) or None,
+        "nodes_to_exclude": list(config.nodes_to_exclude),
+        "extra_options": extra,
+    }
     ops = operator_names(config)
     if "Attention" in ops:
         ops.remove("Attention")
         registered = registry.QLinearOpsRegistry.get("Attention")
         registry.QLinearOpsRegistry["Attention"] = AttentionQuant
         try:
-            quantizer = ONNXQuantizer(model, mode=QuantizationMode.QLinearOps, static=True,
-                                      op_types_to_quantize=["Attention"], **common)
+            quantizer = ONNXQuantizer(
+                model, mode=QuantizationMode.QLinearOps, static=True, op_types_to_quantize=["Attention"], **common
+            )
             quantizer.quantize_model()
         finally:
             if registered is None:
@@ -188,8 +203,9 @@ def quantize_static_with_ranges(model_path: Path, out_path: Path, config, ranges
         if config.format == QuantFormat.QDQ:
             quantizer = QDQQuantizer(model, op_types_to_quantize=ops, **common)
         else:
-            quantizer = ONNXQuantizer(model, mode=QuantizationMode.QLinearOps, static=True,
-                                      op_types_to_quantize=ops, **common)
+            quantizer = ONNXQuantizer(
+                model, mode=QuantizationMode.QLinearOps, static=True, op_types_to_quantize=ops, **common
+            )
         quantizer.quantize_model()
         model = quantizer.model.model
         if fp32_ops_read_fp32 and config.format == QuantFormat.QDQ:
@@ -210,15 +226,25 @@ def read_fp32_in_fp32_ops(model) -> int:
     producer = {out: node for node in graph.node for out in node.output}
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
     integers = {init.name for init in graph.initializer if init.data_type not in floats}
-    integers |= {v.name for v in (*graph.input, *graph.value_info)
-                 if v.type.tensor_type.elem_type and v.type.tensor_type.elem_type not in floats}
+    integers |= {
+        v.name
+        for v in (*graph.input, *graph.value_info)
+        if v.type.tensor_type.elem_type and v.type.tensor_type.elem_type not in floats
+    }
 
     def quantized(node) -> bool:
-        return all(not name or name in integers
-                   or getattr(producer.get(name), "op_type", None) == "DequantizeLinear" for name in node.input)
+        return all(
+            not name or name in integers or getattr(producer.get(name), "op_type", None) == "DequantizeLinear"
+            for name in node.input
+        )
 
-    copies = {dq.output[0]: q.input[0] for dq in graph.node if dq.op_type == "DequantizeLinear"
-              for q in [producer.get(dq.input[0])] if q is not None and q.op_type == "QuantizeLinear"}
+    copies = {
+        dq.output[0]: q.input[0]
+        for dq in graph.node
+        if dq.op_type == "DequantizeLinear"
+        for q in [producer.get(dq.input[0])]
+        if q is not None and q.op_type == "QuantizeLinear"
+    }
     reconnected = 0
     for node in graph.node:
         if node.op_type != "DequantizeLinear" and not quantized(node):

@@ -39,8 +39,10 @@ def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: floa
     for dataset, n in table.groupby("dataset")["n"].max().items():
         timed = side_by_side["datasets"].get(dataset, {}).get("examples")
         if timed != min(n, cap or n):
-            raise QuantpipeError(f"side_by_side: {dataset} timed on {timed} examples, expected {min(n, cap or n)} "
-                                 f"of the {n} evaluated (re-run the side_by_side stage)")
+            raise QuantpipeError(
+                f"side_by_side: {dataset} timed on {timed} examples, expected {min(n, cap or n)} "
+                f"of the {n} evaluated (re-run the side_by_side stage)"
+            )
     rounds = [_rounds(side_by_side, d, v) for d, v in zip(table["dataset"], table["variant"])]
     table["throughput"] = [timing_summary(r) for r in rounds]
     table["samples_per_second"] = [t["median"] for t in table["throughput"]]
@@ -59,8 +61,9 @@ def _rounds(side_by_side: dict, dataset: str, model: str) -> list[float]:
     try:
         return side_by_side["datasets"][dataset]["models"][model]["samples_per_second"]
     except KeyError:
-        raise QuantpipeError(f"side_by_side: no rounds for '{model}' on '{dataset}' (re-run the side_by_side "
-                             "stage)") from None
+        raise QuantpipeError(
+            f"side_by_side: no rounds for '{model}' on '{dataset}' (re-run the side_by_side stage)"
+        ) from None
 
 
 def static_against_dynamic(side_by_side: dict, kinds: dict[str, str], datasets: list[str]) -> dict[str, dict]:
@@ -73,18 +76,31 @@ def static_against_dynamic(side_by_side: dict, kinds: dict[str, str], datasets: 
         if not dynamic or "static" not in kinds.values():
             continue
         best = max(dynamic, key=lambda name: np.median(speeds[name]["samples_per_second"]))
-        out[dataset] = {"best_dynamic": best, "static": {
-            name: paired_ratio(speeds[name]["samples_per_second"], speeds[best]["samples_per_second"])
-            for name, kind in kinds.items() if kind == "static" and name in speeds}}
+        out[dataset] = {
+            "best_dynamic": best,
+            "static": {
+                name: paired_ratio(speeds[name]["samples_per_second"], speeds[best]["samples_per_second"])
+                for name, kind in kinds.items()
+                if kind == "static" and name in speeds
+            },
+        }
     return out
 
 
 def static_against_dynamic_markdown(comparison: dict, rounds: int) -> str:
-    lines = ["## Static against the fastest dynamic int8 variant, side by side", "",
-             f"samples/s ratio, round by round ({rounds} rounds): median [min, max].", ""]
+    lines = [
+        "## Static against the fastest dynamic int8 variant, side by side",
+        "",
+        f"samples/s ratio, round by round ({rounds} rounds): median [min, max].",
+        "",
+    ]
     for dataset, c in comparison.items():
-        lines.append(f"- {dataset}: against `{c['best_dynamic']}`: " + "; ".join(
-            f"`{name}` {r['median']:.3f}x [{r['min']:.3f}, {r['max']:.3f}]" for name, r in c["static"].items()))
+        lines.append(
+            f"- {dataset}: against `{c['best_dynamic']}`: "
+            + "; ".join(
+                f"`{name}` {r['median']:.3f}x [{r['min']:.3f}, {r['max']:.3f}]" for name, r in c["static"].items()
+            )
+        )
     return "\n".join([*lines, ""])
 
 
@@ -99,24 +115,33 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
     for _, r in group.iterrows():
         t = r["throughput"]
         latency = r.get("latency") if isinstance(r.get("latency"), dict) else {}
-        rows.append({
-            "variant": f"**{r['variant']}**" if r["best_within_budget"] else r["variant"],
-            "accuracy [95% CI]": _fmt_ci(r, "accuracy"),
-            "Δ acc": f"{r['accuracy_delta'] * 100:+.2f} pt",
-            "F1 [95% CI]": _fmt_ci(r, "f1"),
-            "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
-            "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
-            "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
-            "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
-            if latency else "-",
-            "size MB": f"{r['model_size_mb']:.1f}",
-            "peak RSS MB": f"{r['peak_rss_mb']:.0f}" if pd.notna(r.get("peak_rss_mb")) else "-",
-        })
+        rows.append(
+            {
+                "variant": f"**{r['variant']}**" if r["best_within_budget"] else r["variant"],
+                "accuracy [95% CI]": _fmt_ci(r, "accuracy"),
+                "Δ acc": f"{r['accuracy_delta'] * 100:+.2f} pt",
+                "F1 [95% CI]": _fmt_ci(r, "f1"),
+                "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
+                "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
+                "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
+                "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
+                if latency
+                else "-",
+                "size MB": f"{r['model_size_mb']:.1f}",
+                "peak RSS MB": f"{r['peak_rss_mb']:.0f}" if pd.notna(r.get("peak_rss_mb")) else "-",
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, side_by_side: dict,
-                    environment: dict | None = None, image: str | None = None) -> str:
+def markdown_report(
+    table: pd.DataFrame,
+    baseline: str,
+    accuracy_budget: float,
+    side_by_side: dict,
+    environment: dict | None = None,
+    image: str | None = None,
+) -> str:
     lines = [
         "# quantpipe comparison",
         "",
@@ -134,12 +159,21 @@ def markdown_report(table: pd.DataFrame, baseline: str, accuracy_budget: float, 
     if environment:
         cpu, versions = environment["cpu"], environment["versions"]
         flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
-        lines += [f"Machine: {cpu['model']} ({cpu['cores']} cores; {flags}). "
-                  + ", ".join(f"{k} {v}" for k, v in versions.items() if v), ""]
+        lines += [
+            f"Machine: {cpu['model']} ({cpu['cores']} cores; {flags}). "
+            + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
+            "",
+        ]
     for dataset, group in table.groupby("dataset", sort=True):
         timed = side_by_side["datasets"][dataset]["examples"]
-        lines += [f"## {dataset}", "", (f"{group['n'].max()} examples scored; the first {timed} timed in "
-                  f"{side_by_side['rounds']} rounds."), "", display_table(group).to_markdown(index=False), ""]
+        lines += [
+            f"## {dataset}",
+            "",
+            (f"{group['n'].max()} examples scored; the first {timed} timed in {side_by_side['rounds']} rounds."),
+            "",
+            display_table(group).to_markdown(index=False),
+            "",
+        ]
     if image:
         lines += [f"![accuracy against throughput]({image})", ""]
     return "\n".join(lines)
@@ -149,14 +183,17 @@ def sensitivity_markdown(sensitivity: dict) -> str:
     """The sensitivity rows as a section: each part quantized alone, against the fp32 graph."""
     rows = pd.DataFrame(sensitivity["rows"])
     others = rows[~rows["kind"].isin(["none", "all"])]
-    table = pd.DataFrame({
-        "quantized alone": [r["part"] if r["kind"] in ("none", "all") else f"{r['kind']} {r['part']}"
-                            for _, r in rows.iterrows()],
-        "candidate nodes": rows["nodes"],
-        "accuracy": rows["accuracy"].map("{:.4f}".format),
-        "Δ acc": (rows["accuracy_delta"] * 100).map("{:+.2f} pt".format),
-        "model-only speed vs fp32": rows["speed_ratio"].map("{:.2f}x".format),
-    })
+    table = pd.DataFrame(
+        {
+            "quantized alone": [
+                r["part"] if r["kind"] in ("none", "all") else f"{r['kind']} {r['part']}" for _, r in rows.iterrows()
+            ],
+            "candidate nodes": rows["nodes"],
+            "accuracy": rows["accuracy"].map("{:.4f}".format),
+            "Δ acc": (rows["accuracy_delta"] * 100).map("{:+.2f} pt".format),
+            "model-only speed vs fp32": rows["speed_ratio"].map("{:.2f}x".format),
+        }
+    )
     whole = rows.loc[rows["kind"] == "all", "accuracy_delta"]
     lines = [
         f"## Sensitivity of `{sensitivity['variant']}` on {sensitivity['dataset']} ({sensitivity['examples']} examples)",
@@ -172,8 +209,10 @@ def sensitivity_markdown(sensitivity: dict) -> str:
     if len(whole):
         for kind in ("operator", "layer"):
             part_sum = others.loc[others["kind"] == kind, "accuracy_delta"].sum()
-            lines.append(f"Sum of the {kind} rows' Δ acc: {part_sum * 100:+.2f} pt; the whole variant: "
-                         f"{whole.iloc[0] * 100:+.2f} pt.")
+            lines.append(
+                f"Sum of the {kind} rows' Δ acc: {part_sum * 100:+.2f} pt; the whole variant: "
+                f"{whole.iloc[0] * 100:+.2f} pt."
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -184,33 +223,45 @@ def summary_metrics(table: pd.DataFrame, static_vs_dynamic: dict | None = None) 
     out: dict = {}
     for dataset, c in (static_vs_dynamic or {}).items():
         for name, ratio in c["static"].items():
-            out.setdefault(dataset, {})[name] = {"speed_vs_best_dynamic": round(ratio["median"], 4),
-                                                 "speed_vs_best_dynamic_min": round(ratio["min"], 4),
-                                                 "speed_vs_best_dynamic_max": round(ratio["max"], 4)}
+            out.setdefault(dataset, {})[name] = {
+                "speed_vs_best_dynamic": round(ratio["median"], 4),
+                "speed_vs_best_dynamic_min": round(ratio["min"], 4),
+                "speed_vs_best_dynamic_max": round(ratio["max"], 4),
+            }
     for _, row in table.iterrows():
-        out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update({
-            "accuracy": round(row["accuracy"], 6),
-            "accuracy_delta": round(row["accuracy_delta"], 6),
-            "samples_per_second": round(row["samples_per_second"], 3),
-            "speed_ratio": round(row["speed_ratio"], 4),
-            "speed_ratio_low": round(row["speed_ratio_low"], 4),
-            "speed_ratio_high": round(row["speed_ratio_high"], 4),
-            "model_size_mb": round(row["model_size_mb"], 3),
-            "best_within_budget": bool(row["best_within_budget"]),
-        })
+        out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update(
+            {
+                "accuracy": round(row["accuracy"], 6),
+                "accuracy_delta": round(row["accuracy_delta"], 6),
+                "samples_per_second": round(row["samples_per_second"], 3),
+                "speed_ratio": round(row["speed_ratio"], 4),
+                "speed_ratio_low": round(row["speed_ratio_low"], 4),
+                "speed_ratio_high": round(row["speed_ratio_high"], 4),
+                "model_size_mb": round(row["model_size_mb"], 3),
+                "best_within_budget": bool(row["best_within_budget"]),
+            }
+        )
     return out
 
 
 def write_plots(table: pd.DataFrame, plots_dir: Path) -> None:
     """Data for `dvc plots`: accuracy against throughput, and latency percentiles, one file per dataset."""
     for dataset, group in table.groupby("dataset"):
-        write_json(Path(plots_dir) / f"pareto_{dataset}.json", [
-            {"variant": r["variant"], "samples_per_second": round(r["samples_per_second"], 3),
-             "accuracy": round(r["accuracy"], 6)} for _, r in group.iterrows()
-        ])
+        write_json(
+            Path(plots_dir) / f"pareto_{dataset}.json",
+            [
+                {
+                    "variant": r["variant"],
+                    "samples_per_second": round(r["samples_per_second"], 3),
+                    "accuracy": round(r["accuracy"], 6),
+                }
+                for _, r in group.iterrows()
+            ],
+        )
         latency = [
             {"model": f"{r['variant']} {k.removesuffix('_ms')}", "latency_ms": round(r["latency"][k], 3)}
-            for _, r in group.iterrows() if isinstance(r.get("latency"), dict) and r["latency"]
+            for _, r in group.iterrows()
+            if isinstance(r.get("latency"), dict) and r["latency"]
             for k in ("p50_ms", "p95_ms", "p99_ms")
         ]
         write_json(Path(plots_dir) / f"latency_{dataset}.json", latency)
@@ -218,9 +269,14 @@ def write_plots(table: pd.DataFrame, plots_dir: Path) -> None:
 
 def pareto_front(group: pd.DataFrame) -> pd.DataFrame:
     """Models no other model beats on both accuracy and throughput, sorted by throughput."""
-    keep = [not ((group["accuracy"] >= r["accuracy"]) & (group["samples_per_second"] >= r["samples_per_second"])
-                 & ((group["accuracy"] > r["accuracy"]) | (group["samples_per_second"] > r["samples_per_second"]))).any()
-            for _, r in group.iterrows()]
+    keep = [
+        not (
+            (group["accuracy"] >= r["accuracy"])
+            & (group["samples_per_second"] >= r["samples_per_second"])
+            & ((group["accuracy"] > r["accuracy"]) | (group["samples_per_second"] > r["samples_per_second"]))
+        ).any()
+        for _, r in group.iterrows()
+    ]
     return group[keep].sort_values("samples_per_second")
 
 
@@ -237,8 +293,13 @@ def render_image(table: pd.DataFrame, path: Path) -> None:
         group = table[table["dataset"] == dataset]
         ax.scatter(group["samples_per_second"], group["accuracy"])
         for _, r in group.iterrows():
-            ax.annotate(r["variant"], (r["samples_per_second"], r["accuracy"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
+            ax.annotate(
+                r["variant"],
+                (r["samples_per_second"], r["accuracy"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         front = pareto_front(group)
         ax.plot(front["samples_per_second"], front["accuracy"], linestyle="--", alpha=0.6)
         ax.set(title=dataset, xlabel="samples/s (median)", ylabel="accuracy")

@@ -48,21 +48,36 @@ def sensitivity_parts(model_path: Path, operators: list[str]) -> list[tuple[str,
     return rows
 
 
-def score_side_by_side(models: dict, tokenizer, texts: list[str], labels: np.ndarray,
-                       cfg: EvaluateParams, repeats: int) -> dict[str, dict]:
+def score_side_by_side(
+    models: dict, tokenizer, texts: list[str], labels: np.ndarray, cfg: EvaluateParams, repeats: int
+) -> dict[str, dict]:
     """Accuracy and model-only samples/s (median of `repeats` rounds) per ONNX model, all timed in this
     process in rounds alternating between them (`quantpipe.side_by_side`)."""
-    classifiers = {name: OnnxClassifier(Path(path), cfg.threads, cfg.graph_optimization, cfg.execution_mode)
-                   for name, path in models.items()}
+    classifiers = {
+        name: OnnxClassifier(Path(path), cfg.threads, cfg.graph_optimization, cfg.execution_mode)
+        for name, path in models.items()
+    }
     timed = time_side_by_side(classifiers, tokenizer, texts, cfg, repeats, desc="timed passes")
-    return {name: {"accuracy": float(accuracy_score(labels, t["labels"])),
-                   "samples_per_second": float(np.median(t["model_samples_per_second"]))}
-            for name, t in timed.items()}
+    return {
+        name: {
+            "accuracy": float(accuracy_score(labels, t["labels"])),
+            "samples_per_second": float(np.median(t["model_samples_per_second"])),
+        }
+        for name, t in timed.items()
+    }
 
 
-def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path, calibration_dir: Path,
-                      tokenizer, texts: list[str], labels: np.ndarray, cfg: EvaluateParams,
-                      sens: SensitivityParams) -> list[dict]:
+def sensitivity_table(
+    variant_name: str,
+    variant: VariantParams,
+    model_dir: Path,
+    calibration_dir: Path,
+    tokenizer,
+    texts: list[str],
+    labels: np.ndarray,
+    cfg: EvaluateParams,
+    sens: SensitivityParams,
+) -> list[dict]:
     """One row per part (plus `fp32` and `all`): accuracy, its change and the model-only speed ratio
     against the fp32 graph the variant starts from."""
     fp32_graph = graph_to_quantize(variant, model_dir, calibration_dir)
@@ -70,17 +85,21 @@ def sensitivity_table(variant_name: str, variant: VariantParams, model_dir: Path
     all_nodes = sum(len(nodes) for kind, _, _, nodes in parts if kind == "operator")
     plan = [("all", "all", None, None), *parts]
     rows = [{"kind": "none", "part": "fp32", "nodes": 0}]
-    rows += [{"kind": kind, "part": part, "nodes": all_nodes if nodes is None else len(nodes)}
-             for kind, part, _, nodes in plan]
+    rows += [
+        {"kind": kind, "part": part, "nodes": all_nodes if nodes is None else len(nodes)}
+        for kind, part, _, nodes in plan
+    ]
     models = {("none", "fp32"): fp32_graph}
     with tempfile.TemporaryDirectory(prefix="sensitivity-") as scratch:
-        for i, (kind, part, ops, nodes) in enumerate(tqdm(plan, desc=f"quantizing parts of {variant_name}",
-                                                          unit="model")):
+        for i, (kind, part, ops, nodes) in enumerate(
+            tqdm(plan, desc=f"quantizing parts of {variant_name}", unit="model")
+        ):
             one = variant if ops is None else variant.model_copy(update={"operators": ops})
             out = Path(scratch) / str(i)
             out.mkdir()
-            models[kind, part] = quantize_variant(variant_name, one, model_dir, calibration_dir, out,
-                                                  nodes_to_quantize=nodes if kind == "layer" else None)
+            models[kind, part] = quantize_variant(
+                variant_name, one, model_dir, calibration_dir, out, nodes_to_quantize=nodes if kind == "layer" else None
+            )
         scores = score_side_by_side(models, tokenizer, texts, labels, cfg, sens.repeats)
     fp32 = scores["none", "fp32"]
     for row in rows:

@@ -37,8 +37,15 @@ def round_order(names: list[str], round_index: int) -> list[str]:
     return orders[round_index % len(orders)]
 
 
-def time_side_by_side(classifiers: dict[str, Callable], tokenizer, texts: list[str], cfg: EvaluateParams,
-                      rounds: int, desc: str = "rounds", warmup_batches: int = 2) -> dict[str, dict]:
+def time_side_by_side(
+    classifiers: dict[str, Callable],
+    tokenizer,
+    texts: list[str],
+    cfg: EvaluateParams,
+    rounds: int,
+    desc: str = "rounds",
+    warmup_batches: int = 2,
+) -> dict[str, dict]:
     """Per model: samples/s per round, with tokenization (`samples_per_second`) and without it
     (`model_samples_per_second`), and its predictions. Each model is first warmed up on `warmup_batches`
     batches (untimed); its first timed pass gives the predictions every later pass must repeat."""

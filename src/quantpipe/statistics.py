@@ -9,15 +9,27 @@ import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float],
-                 n_resamples: int, seed: int, confidence: float = 0.95,
-                 vectorized: bool = False) -> tuple[float, float]:
+def bootstrap_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    n_resamples: int,
+    seed: int,
+    confidence: float = 0.95,
+    vectorized: bool = False,
+) -> tuple[float, float]:
     """Percentile bootstrap CI of `metric(y_true, y_pred)`, resampling examples (pairs) with replacement."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # every resample equal: CI is the value
         result = stats.bootstrap(
-            (y_true, y_pred), metric, paired=True, vectorized=vectorized, n_resamples=n_resamples,
-            confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed),
+            (y_true, y_pred),
+            metric,
+            paired=True,
+            vectorized=vectorized,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            rng=np.random.default_rng(seed),
         )
     low, high = result.confidence_interval
     if np.isnan(low) or np.isnan(high):
@@ -32,8 +44,12 @@ def timing_summary(values: list[float] | np.ndarray) -> dict[str, float]:
     q1, median, q3 = np.percentile(arr, [25, 50, 75])
     mean = arr.mean()
     return {
-        "median": float(median), "q1": float(q1), "q3": float(q3), "iqr": float(q3 - q1),
-        "min": float(arr.min()), "max": float(arr.max()),
+        "median": float(median),
+        "q1": float(q1),
+        "q3": float(q3),
+        "iqr": float(q3 - q1),
+        "min": float(arr.min()),
+        "max": float(arr.max()),
         "cv": float(arr.std(ddof=1) / mean) if len(arr) > 1 and mean else 0.0,
         "repeats": len(arr),
     }
