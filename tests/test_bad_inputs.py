@@ -118,7 +118,13 @@ def test_max_length_above_the_position_limit(tmp_path, tiny_model, stage):
 
 
 @pytest.mark.parametrize(
-    ("section", "name"), [("variants", "fast int8"), ("calibrations", "minmax;50"), ("data.datasets", "amazon reviews")]
+    ("section", "name"),
+    [
+        ("variants", "fast int8"),
+        ("variants", "int8.v2"),
+        ("calibrations", "minmax;50"),
+        ("data.datasets", "amazon reviews"),
+    ],
 )
 def test_names_with_spaces_or_shell_characters(tmp_path, section, name):
     def change(params):
@@ -210,7 +216,7 @@ def test_empty_texts_stop_combine(tmp_path):
         proc,
         out,
         "error: data.datasets.tiny, split 'train': 1 of 3 texts are empty after combining "
-        "['title', 'body'] (first: row 2); set data.empty_texts to warn (keep them) or drop",
+        "['title', 'body'] (first: row 2 of the split); set data.empty_texts to warn (keep them) or drop",
     )
 
 
@@ -225,6 +231,6 @@ def test_empty_texts_kept_or_dropped_with_a_warning(caplog, policy, texts):
     assert out["text"].tolist() == texts
     warning = (
         "data.datasets.tiny, split 'validation': 1 of 3 texts are empty after combining ['title', 'body'] "
-        f"(first: row 2); {'dropped' if policy == 'drop' else 'kept'} (data.empty_texts: {policy})"
+        f"(first: row 2 of the split); {'dropped' if policy == 'drop' else 'kept'} (data.empty_texts: {policy})"
     )
     assert [r.getMessage() for r in caplog.records] == [warning]

@@ -62,7 +62,7 @@ def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, wo
     )
     (Path(work_dir) / "augmented_model.onnx").unlink(missing_ok=True)
     # float32 bounds as the shortest decimal that reads back to the same float32: stable text, no float64 noise
-    return {name: [_float32_text(bound) for bound in t.range_value] for name, t in sorted(data.items())}
+    return {name: [_float32_text(bound) for bound in t.range_value] for name, t in data.items()}
 
 
 def _float32_text(bound) -> float | list:

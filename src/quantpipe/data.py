@@ -14,6 +14,8 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.params import DatasetParams
 
 TERMINAL_PUNCTUATION = (".", "!", "?")
+TEXT_BUILDERS = ("csv", "json")  # the packaged builders whose files check_data_file reads as plain UTF-8 text
+COMPRESSED = (".gz", ".bz2", ".xz", ".zst", ".zip")
 CSV_DIALECT_KWARGS = ("quotechar", "escapechar", "doublequote", "skipinitialspace")
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,8 @@ def load_split(name: str, spec: DatasetParams, split: str) -> pd.DataFrame:
         for key, file in spec.data_files.items():
             if not Path(file).is_file():
                 raise QuantpipeError(f"data.datasets.{name}.data_files.{key}: file not found: {file}")
-            check_data_file(file, spec)
+            if spec.path in TEXT_BUILDERS and not file.endswith(COMPRESSED):
+                check_data_file(file, spec)
     datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(spec.path, spec.name, data_files=spec.data_files, split=split, **spec.load_kwargs)
@@ -157,7 +160,7 @@ def combine(
     if empty.any():
         found = (
             f"data.datasets.{name}, split '{split}': {empty.sum()} of {len(out)} texts are empty after "
-            f"combining {spec.text_fields} (first: row {empty.to_numpy().argmax() + 1})"
+            f"combining {spec.text_fields} (first: row {empty.to_numpy().argmax() + 1} of the split)"
         )
         if empty_texts == "error":
             raise QuantpipeError(f"{found}; set data.empty_texts to warn (keep them) or drop")

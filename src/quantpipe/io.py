@@ -8,6 +8,7 @@ removes the leftovers.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ def _remove(path: Path) -> None:
 def temporary_sibling(target: Path) -> Path:
     """`.<name>.tmp-<pid>` beside `target`, after removing what killed runs left under that pattern."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
         _remove(stale)
     return target.parent / f".{target.name}.tmp-{os.getpid()}"
 
