@@ -9,7 +9,6 @@ the models' speeds round by round: a load change inside the run shifts every mod
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -18,8 +17,6 @@ from tqdm.auto import tqdm
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import predict
 from quantpipe.params import EvaluateParams
-
-log = logging.getLogger(__name__)
 
 
 def round_orders(names: list[str]) -> list[list[str]]:
@@ -55,17 +52,7 @@ def time_side_by_side(
     names = list(classifiers)
     if not texts:
         raise QuantpipeError("side by side: no texts to time (empty split, or max_samples 0)")
-    design = len(round_orders(names))
-    if rounds % design:
-        log.warning(
-            "%d rounds do not complete the Williams design (%d orders for %d models): positions and "
-            "neighbours are not balanced",
-            rounds,
-            design,
-            len(names),
-        )
-    # the longest texts: the first timed batch (the longest) then finds the memory arena already grown
-    warmup = sorted(texts, key=len, reverse=True)[: cfg.batch_size * warmup_batches]
+    warmup = texts[: cfg.batch_size * warmup_batches]
     for name in names:
         predict(classifiers[name], tokenizer, warmup, cfg.batch_size, cfg.max_length)
     out = {name: {"labels": None, "samples_per_second": [], "model_samples_per_second": []} for name in names}
