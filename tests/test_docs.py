@@ -41,3 +41,24 @@ def test_relative_links_resolve(page):
     local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
     missing = [t for t in local if t and not (path.parent / t).exists()]
     assert not missing, f"{page}: links to missing files {missing}"
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors for the headings of a markdown page: lower case, punctuation dropped, spaces to `-`."""
+    headings = re.findall(r"^#+\s+(.+)$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md"))]
+)
+def test_link_anchors_name_a_heading(page):
+    path = REPO / page
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    anchored = [t.split("#", 1) for t in targets if "#" in t and not re.match(r"[a-z]+:", t)]
+    broken = [
+        f"{file}#{anchor}"
+        for file, anchor in anchored
+        if anchor not in heading_anchors(path.parent / file if file else path)
+    ]
+    assert not broken, f"{page}: anchors that name no heading {broken}"
