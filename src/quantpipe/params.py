@@ -21,18 +21,6 @@ CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothi
 FUSED_ATTENTION_LEVELS = ("O2", "O3")  # ORTOptimizer levels that fuse self-attention into `Attention`
 # onnxruntime.quantization extra_options a variant may set (see quantize_static's docstring); the symmetry
 # options are the typed fields symmetric_activations / symmetric_weights instead.
-EXTRA_OPTIONS = (
-    "ForceQuantizeNoInputCheck",
-    "MatMulConstBOnly",
-    "OpTypesToExcludeOutputQuantization",
-    "MinimumRealRange",
-    "AddQDQPairToWeight",
-    "DedicatedQDQPair",
-    "QDQOpTypePerChannelSupportToAxis",
-    "UseQDQContribOps",
-    "QDQKeepRemovableActivations",
-    "QDQDisableWeightAdjustForInt32Bias",
-)
 QDQ_ONLY_OPTIONS = (
     "AddQDQPairToWeight",
     "DedicatedQDQPair",
@@ -40,6 +28,13 @@ QDQ_ONLY_OPTIONS = (
     "UseQDQContribOps",
     "QDQKeepRemovableActivations",
     "QDQDisableWeightAdjustForInt32Bias",
+)
+EXTRA_OPTIONS = (
+    "ForceQuantizeNoInputCheck",
+    "MatMulConstBOnly",
+    "OpTypesToExcludeOutputQuantization",
+    "MinimumRealRange",
+    *QDQ_ONLY_OPTIONS,
 )
 BASELINES = ("pytorch_fp32", "onnx_fp32")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
