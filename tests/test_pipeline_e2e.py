@@ -135,6 +135,9 @@ def test_failing_stage_leaves_no_output(project):
     [
         ("calibrate", ["--name", "minmax_320", "--out", "models/calibration/minmax_320"], "models/calibration"),
         ("download", ["--out", "data/raw"], "data"),
+        ("base_model", ["--out", "models/base"], "models"),
+        ("export", ["--out", "models/onnx"], "models"),
+        ("quantize", ["--name", "static_int8", "--out", "models/quantized/static_int8"], "models/quantized"),
     ],
 )
 def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, leftover):
