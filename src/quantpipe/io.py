@@ -34,23 +34,9 @@ def temporary_sibling(target: Path) -> Path:
 
 
 @contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary directory; on success it replaces `target`, on failure it is removed."""
-    target = Path(target)
-    tmp = temporary_sibling(target)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _remove(target)
-    os.replace(tmp, target)
-
-
-@contextmanager
 def atomic_file(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `target`, on failure it is removed."""
+    """Yield a temporary path to write (a file, or a directory the caller makes); on success it replaces
+    `target`, on failure it is removed."""
     target = Path(target)
     tmp = temporary_sibling(target)
     try:
@@ -58,7 +44,17 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+    if tmp.is_dir():
+        _remove(target)  # os.replace cannot put a directory over a non-empty one
     os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory; on success it replaces `target`, on failure it is removed."""
+    with atomic_file(target) as tmp:
+        tmp.mkdir()
+        yield tmp
 
 
 def write_text(path: str | Path, text: str) -> None:
