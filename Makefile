@@ -1,6 +1,6 @@
 # One command to set up and run the pipeline, one to set up and run the tests.
 #   make run    -> venv + install + `dvc repro` (the default pipeline, offline)
-#   make test   -> venv + install + pytest (the whole suite)
+#   make test   -> venv + install + ruff + pytest (the whole suite)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
@@ -25,4 +25,6 @@ run: setup
 	dvc repro
 
 test: setup
+	ruff check .
+	ruff format --check .
 	$(PY) -m pytest -q

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from quantpipe.data import read_prepared
-from quantpipe.inference import length_sorted_batches
+from quantpipe.inference import Tokenizer, length_sorted_batches
 from quantpipe.params import load_params
 
 
@@ -47,16 +47,13 @@ def main() -> None:
     parser.add_argument("--dataset", default="amazon")
     parser.add_argument("--max-samples", type=int, default=256)
     args = parser.parse_args()
-    from transformers import AutoTokenizer
-
     cfg = load_params().evaluate
-    tokenizer = AutoTokenizer.from_pretrained("models/base")
+    tokenizer = Tokenizer("models/base")
     texts = read_prepared("data/prepared", args.dataset, "eval")["text"].tolist()[: args.max_samples]
-    encoded = tokenizer(texts, truncation=True, max_length=cfg.max_length)
-    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+    features = tokenizer.encode(texts, cfg.max_length)
     batches = [
-        dict(tokenizer.pad([features[i] for i in idx], return_tensors="np"))
-        for idx in length_sorted_batches([len(ids) for ids in encoded["input_ids"]], cfg.batch_size)
+        tokenizer.pad([features[i] for i in idx])
+        for idx in length_sorted_batches([len(f["input_ids"]) for f in features], cfg.batch_size)
     ]
     for name in args.models:
         path = Path("models/onnx/model.onnx") if name == "onnx_fp32" else Path("models/quantized") / name / "model.onnx"

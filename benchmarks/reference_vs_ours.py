@@ -21,8 +21,8 @@ import numpy as np
 
 from quantpipe.data import read_prepared
 from quantpipe.environment import environment
-from quantpipe.evaluation import load_classifier
-from quantpipe.inference import predict
+from quantpipe.inference import Tokenizer, predict
+from quantpipe.kinds import pipeline_models
 from quantpipe.params import load_params
 
 
@@ -60,19 +60,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-samples", type=int, default=None)
     args = parser.parse_args()
-    from transformers import AutoTokenizer
-
     params = load_params()
     cfg = params.evaluate
     texts = read_prepared("data/prepared", args.dataset, "eval")["text"].tolist()[: args.max_samples]
-    tokenizer = AutoTokenizer.from_pretrained("models/base")
+    tokenizer = Tokenizer("models/base")
     summary_file = json.loads(Path("metrics/compare.json").read_text())[args.dataset]
     best = next(name for name, row in summary_file.items() if row["best_within_budget"])
-    int8_dir = Path("models/quantized") / args.int8
-    best_dir = Path("models/quantized") / best if best not in ("pytorch_fp32", "onnx_fp32") else Path("models/onnx")
-    int8 = load_classifier("onnx", int8_dir, cfg)
-    best_model = load_classifier("onnx", best_dir, cfg)
-    torch_model = load_classifier("pytorch", Path("models/base"), cfg)
+    models = pipeline_models(params, Path("models/base"), Path("models/onnx"), Path("models/quantized"))
+    int8, best_model, torch_model = (
+        kind.load(path, variant, cfg)
+        for kind, variant, path in (models[args.int8], models[best], models["pytorch_fp32"])
+    )
+    int8_dir = models[args.int8][2]
     for model in (int8, best_model, torch_model):
         predict(model, tokenizer, texts[: cfg.batch_size * 2], cfg.batch_size, cfg.max_length)
 

@@ -19,8 +19,9 @@ import pandas as pd
 
 from quantpipe.calibration import calibrate
 from quantpipe.data import read_prepared
-from quantpipe.params import CalibrationParams, VariantParams, load_params
-from quantpipe.quantization import quantize_variant
+from quantpipe.inference import Tokenizer
+from quantpipe.params import CalibrationParams, load_params
+from quantpipe.quantization import OrtQuantParams, quantize_variant
 from quantpipe.sensitivity import score_side_by_side
 
 # label: (changes to the variant, changes to its calibration)
@@ -51,7 +52,7 @@ def build(params, variant_name: str, scratch: Path) -> dict[str, Path]:
         # validated like params.yaml, so a lever cannot build a combination the pipeline refuses
         cal_dir, variant = (
             Path("models/calibration"),
-            VariantParams.model_validate({**base.model_dump(), **variant_changes}),
+            OrtQuantParams.model_validate({**base.model_dump(), **variant_changes}),
         )
         if calibration_changes:
             cfg = CalibrationParams.model_validate(
@@ -74,11 +75,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-samples", type=int, default=None, help="cap per dataset")
     args = parser.parse_args()
-    from transformers import AutoTokenizer
-
     params = load_params()
     cfg = params.evaluate
-    tokenizer = AutoTokenizer.from_pretrained("models/base")
+    tokenizer = Tokenizer("models/base")
     frames = {d: read_prepared("data/prepared", d, "eval").head(args.max_samples) for d in cfg.datasets}
     with tempfile.TemporaryDirectory(prefix="static-levers-") as scratch:
         models = {"onnx_fp32": Path("models/onnx/model.onnx")}

@@ -1,20 +1,14 @@
 """Stage base_model: the fp32 classifier (pretrained, or fine-tuned on the train split) in models/base."""
 
-import argparse
-
 from quantpipe.base_model import build_base_model
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import read_prepared
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", default="models/base")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "prepared", out="models/base")
     params = load_params(args.params)
     cfg = params.base_model
     train = read_prepared(args.prepared, params.data.train_dataset, "train") if cfg.source == "finetune" else None

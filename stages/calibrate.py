@@ -1,11 +1,8 @@
 """Stage calibrate: activation ranges of models/onnx (optionally optimized first) on a train sample
 -> models/calibration/<name>/ranges.json (plus the optimized graph they belong to, if any)."""
 
-import argparse
-from pathlib import Path
-
 from quantpipe.calibration import calibrate
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import read_prepared
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
@@ -13,20 +10,14 @@ from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="calibration name in params.yaml `calibrations`")
-    parser.add_argument("--model", default="models/onnx", type=Path)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args()
+    args = stage_args(__doc__, "onnx", "prepared", name="calibration name in params.yaml `calibrations`")
     params = load_params(args.params)
     if args.name not in params.calibrations:
         raise QuantpipeError(f"calibrations.{args.name}: not in params (known: {sorted(params.calibrations)})")
     cfg = params.calibrations[args.name]
     texts = read_prepared(args.prepared, params.data.train_dataset, "train")["text"]
     with atomic_dir(args.out) as tmp:
-        ranges = calibrate(args.model, texts, cfg, tmp)
+        ranges = calibrate(args.onnx, texts, cfg, tmp)
         write_json(tmp / "calibration.json", cfg.model_dump())
     print(f"{args.name}: {cfg.method} ranges for {len(ranges)} tensors from {cfg.num_samples} samples")
 

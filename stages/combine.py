@@ -1,10 +1,8 @@
 """Stage combine: build the single `text` column and integer `label` for every split."""
 
-import argparse
-
 import pandas as pd
 
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import combine, raw_path
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir
@@ -12,11 +10,7 @@ from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--raw", default="data/raw")
-    parser.add_argument("--out", default="data/prepared")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "raw", out="data/prepared")
     params = load_params(args.params)
     num_labels = len(params.base_model.labels)
     with atomic_dir(args.out) as tmp:

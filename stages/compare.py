@@ -1,38 +1,34 @@
 """Stage compare: all models side by side -> reports/compare.md (+ image), metrics/compare.json, plots data."""
 
-import argparse
 from contextlib import ExitStack
-from pathlib import Path
 
-from quantpipe.cli import run_stage
+from quantpipe.analysis import against_references, collect_metrics, comparison_table, summary_metrics
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, atomic_file, read_json, write_json
 from quantpipe.params import BASELINES, load_params
-from quantpipe.report import (
-    collect_metrics,
-    comparison_table,
+from quantpipe.rendering import (
     markdown_report,
+    references_markdown,
     render_image,
     sensitivity_markdown,
-    static_against_dynamic,
-    static_against_dynamic_markdown,
-    summary_metrics,
     write_plots,
 )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--metrics", default="metrics/eval", type=Path)
-    parser.add_argument("--environment", default="metrics/environment.json", type=Path)
-    parser.add_argument("--report", default="reports/compare.md", type=Path)
-    parser.add_argument("--image", default="reports/accuracy_vs_throughput.png", type=Path)
-    parser.add_argument("--plots", default="reports/plots", type=Path)
-    parser.add_argument("--summary", default="metrics/compare.json", type=Path)
-    parser.add_argument("--sensitivity", default="metrics/sensitivity.json", type=Path)
-    parser.add_argument("--side-by-side", default="metrics/side_by_side.json", type=Path)
-    args = parser.parse_args()
+    args = stage_args(
+        __doc__,
+        "metrics",
+        "environment",
+        "sensitivity",
+        "side_by_side",
+        "report",
+        "image",
+        "plots",
+        "summary",
+        out=False,
+    )
     params = load_params(args.params)
     cfg = params.compare
     metrics = collect_metrics(args.metrics, [*BASELINES, *params.variants], params.evaluate.datasets)
@@ -40,14 +36,12 @@ def main() -> None:
         raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
     side_by_side = read_json(args.side_by_side)
     table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget, side_by_side)
-    static_vs_dynamic = static_against_dynamic(
-        side_by_side, {n: v.kind for n, v in params.variants.items()}, params.evaluate.datasets
-    )
+    references = against_references(table, side_by_side, cfg.references)
     environment = read_json(args.environment) if args.environment.is_file() else None
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(table, cfg.baseline, cfg.accuracy_budget, side_by_side, environment, image)
-    if static_vs_dynamic:
-        report += "\n" + static_against_dynamic_markdown(static_vs_dynamic, side_by_side["rounds"])
+    if references:
+        report += "\n" + references_markdown(references, side_by_side["rounds"])
     sensitivity = read_json(args.sensitivity) if args.sensitivity.is_file() else {}
     if sensitivity.get("enabled"):
         report += "\n" + sensitivity_markdown(sensitivity)
@@ -56,7 +50,7 @@ def main() -> None:
         render_image(table, outputs.enter_context(atomic_file(args.image)))
         write_plots(table, outputs.enter_context(atomic_dir(args.plots)))
         outputs.enter_context(atomic_file(args.report)).write_text(report)
-        write_json(outputs.enter_context(atomic_file(args.summary)), summary_metrics(table, static_vs_dynamic))
+        write_json(outputs.enter_context(atomic_file(args.summary)), summary_metrics(table, references))
     print(report)
 
 

@@ -1,18 +1,13 @@
 """Stage download: load every configured dataset split into data/raw/<dataset>/<role>.parquet."""
 
-import argparse
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import load_split, raw_path
 from quantpipe.io import atomic_dir
 from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="data/raw")
-    args = parser.parse_args()
+    args = stage_args(__doc__, out="data/raw")
     data = load_params(args.params).data
     with atomic_dir(args.out) as tmp:
         for name, spec in data.datasets.items():

@@ -4,17 +4,13 @@ The stage runs on every `dvc repro` (always_changed); the file changes only when
 version does, and only then do the stages that measure models (evaluate, side_by_side, sensitivity) re-run.
 """
 
-import argparse
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.environment import environment
 from quantpipe.io import write_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="metrics/environment.json")
-    args = parser.parse_args()
+    args = stage_args(__doc__, out="metrics/environment.json", params=False)
     env = environment()
     write_json(args.out, env)
     print(env)

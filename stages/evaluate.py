@@ -1,30 +1,27 @@
-"""Stage evaluate: one model on every evaluation dataset -> metrics/eval/<name>/<dataset>.json."""
+"""Stage evaluate: one model (a baseline or a variant) on every evaluation dataset -> metrics/eval/<name>/."""
 
-import argparse
-from pathlib import Path
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import read_prepared
+from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, write_json
+from quantpipe.kinds import pipeline_models
 from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="variant or baseline name")
-    parser.add_argument("--kind", choices=["pytorch", "onnx"], default="onnx")
-    parser.add_argument("--model", required=True, type=Path, help="model directory")
-    parser.add_argument("--tokenizer", default="models/base", type=Path)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args()
-    cfg = load_params(args.params).evaluate
-    check_max_length(args.tokenizer, cfg.max_length, "evaluate.max_length")
+    args = stage_args(__doc__, "base", "onnx", "quantized", "prepared", name="baseline or variant name")
+    params = load_params(args.params)
+    cfg = params.evaluate
+    models = pipeline_models(params, args.base, args.onnx, args.quantized)
+    if args.name not in models:
+        raise QuantpipeError(f"{args.name}: neither a baseline nor a variant (known: {sorted(models)})")
+    kind, variant, model_dir = models[args.name]
+    kind.check_available(args.name)
+    check_max_length(args.base, cfg.max_length, "evaluate.max_length")
     frames = {name: read_prepared(args.prepared, name, "eval") for name in cfg.datasets}
-    results = evaluate_model(args.name, args.kind, args.model, args.tokenizer, frames, cfg)
+    results = evaluate_model(args.name, kind, variant, model_dir, args.base, frames, cfg)
     with atomic_dir(args.out) as tmp:
         for dataset, metrics in results.items():
             write_json(tmp / f"{dataset}.json", metrics)

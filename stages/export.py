@@ -1,19 +1,13 @@
 """Stage export: models/base -> models/onnx/model.onnx (Optimum export, optional ORTOptimizer level)."""
 
-import argparse
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.export import export_onnx
 from quantpipe.io import atomic_dir
 from quantpipe.params import load_params
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--base", default="models/base")
-    parser.add_argument("--out", default="models/onnx")
-    args = parser.parse_args()
+    args = stage_args(__doc__, "base", out="models/onnx")
     cfg = load_params(args.params).export
     with atomic_dir(args.out) as tmp:
         path = export_onnx(args.base, tmp, cfg.optimization)

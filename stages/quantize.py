@@ -1,29 +1,27 @@
-"""Stage quantize: models/onnx -> models/quantized/<variant>/model.onnx, one variant from params.yaml."""
+"""Stage quantize: one variant of params.yaml `variants`, built by its kind -> models/quantized/<variant>/."""
 
-import argparse
-from pathlib import Path
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir
+from quantpipe.io import atomic_dir, write_json
+from quantpipe.kinds import get_kind
+from quantpipe.kinds.base import VARIANT_FILE, BuildInputs
 from quantpipe.params import load_params
-from quantpipe.quantization import quantize_variant
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--name", required=True, help="variant name in params.yaml `variants`")
-    parser.add_argument("--model", default="models/onnx", type=Path)
-    parser.add_argument("--calibration", default="models/calibration", type=Path)
-    parser.add_argument("--out", required=True, type=Path)
-    args = parser.parse_args()
-    variants = load_params(args.params).variants
-    if args.name not in variants:
-        raise QuantpipeError(f"variants.{args.name}: not in params (known: {sorted(variants)})")
+    args = stage_args(__doc__, "base", "onnx", "calibration", "prepared", name="variant name in params.yaml `variants`")
+    params = load_params(args.params)
+    if args.name not in params.variants:
+        raise QuantpipeError(f"variants.{args.name}: not in params (known: {sorted(params.variants)})")
+    variant = params.variants[args.name]
+    kind = get_kind(variant.kind)
+    kind.check_available(args.name)
+    inputs = BuildInputs(params, args.base, args.onnx, args.calibration, args.prepared)
     with atomic_dir(args.out) as tmp:
-        path = quantize_variant(args.name, variants[args.name], args.model, args.calibration, tmp)
-        print(f"{args.name}: {path.name} {path.stat().st_size / 1e6:.1f} MB")
+        resolved = kind.build(args.name, variant, inputs, tmp)
+        write_json(tmp / VARIANT_FILE, {"kind": kind.name, "params": variant.model_dump(), "resolved": resolved})
+        size = kind.size_bytes(tmp)
+    print(f"{args.name}: {kind.name} {size / 1e6:.1f} MB" + "".join(f", {k} {v}" for k, v in resolved.items()))
 
 
 if __name__ == "__main__":

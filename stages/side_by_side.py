@@ -1,35 +1,24 @@
 """Stage side_by_side: every model timed in one process, rounds alternating -> metrics/side_by_side.json."""
 
-import argparse
-from pathlib import Path
-
-from quantpipe.cli import run_stage
+from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import read_prepared
-from quantpipe.evaluation import load_classifier
-from quantpipe.inference import check_max_length
+from quantpipe.inference import Tokenizer, check_max_length
 from quantpipe.io import write_json
+from quantpipe.kinds import pipeline_models
 from quantpipe.params import load_params
 from quantpipe.side_by_side import time_side_by_side
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--base", default="models/base", type=Path, help="PyTorch model and tokenizer")
-    parser.add_argument("--onnx", default="models/onnx", type=Path)
-    parser.add_argument("--quantized", default="models/quantized", type=Path)
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", default="metrics/side_by_side.json", type=Path)
-    args = parser.parse_args()
+    args = stage_args(__doc__, "base", "onnx", "quantized", "prepared", out="metrics/side_by_side.json")
     params = load_params(args.params)
     cfg, sbs = params.evaluate, params.side_by_side
     check_max_length(args.base, cfg.max_length, "evaluate.max_length")
-    from transformers import AutoTokenizer
-
-    models = {"pytorch_fp32": ("pytorch", args.base), "onnx_fp32": ("onnx", args.onnx)}
-    models |= {name: ("onnx", args.quantized / name) for name in params.variants}
-    classifiers = {name: load_classifier(kind, path, cfg) for name, (kind, path) in models.items()}
-    tokenizer = AutoTokenizer.from_pretrained(args.base)
+    models = pipeline_models(params, args.base, args.onnx, args.quantized)
+    for name, (kind, _, _) in models.items():
+        kind.check_available(name)
+    classifiers = {name: kind.load(path, variant, cfg) for name, (kind, variant, path) in models.items()}
+    tokenizer = Tokenizer(args.base)
     result = {
         "rounds": sbs.rounds,
         "max_samples": sbs.max_samples,

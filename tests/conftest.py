@@ -120,6 +120,9 @@ ENV = {
     "GIT_AUTHOR_EMAIL": "t@t",
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@t",
+    # a project copy runs its own src/ (a relative entry, resolved against each process's working directory),
+    # not the editable install of this repository, whose files may change while the tests run
+    "PYTHONPATH": os.pathsep.join(filter(None, ["src", os.environ.get("PYTHONPATH")])),
 }
 
 
@@ -155,7 +158,8 @@ def tiny_params(model_dir: Path) -> dict:
 def built_project(tmp_path_factory, tiny_model) -> Path:
     """The tiny project after its first `dvc repro`, committed; built once, never changed (tests use copies)."""
     root = tmp_path_factory.mktemp("e2e") / "project"
-    files = run(REPO, "git", "ls-files", "-z").stdout.split("\0")
+    # the working tree as it is: tracked files and new ones not ignored yet (a deleted file is skipped below)
+    files = run(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
     for name in filter(None, files):
         if name == "dvc.lock" or name.startswith(("metrics/", "reports/")) or not (REPO / name).exists():
             continue

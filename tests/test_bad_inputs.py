@@ -81,16 +81,7 @@ def test_max_length_above_the_position_limit(tmp_path, tiny_model, stage):
         )
     out = tmp_path / "out"
     models = {
-        "evaluate.py": [
-            "--name",
-            "pytorch_fp32",
-            "--kind",
-            "pytorch",
-            "--model",
-            str(tiny_model),
-            "--tokenizer",
-            str(tiny_model),
-        ],
+        "evaluate.py": ["--name", "pytorch_fp32", "--base", str(tiny_model)],
         "side_by_side.py": [
             "--base",
             str(tiny_model),
@@ -100,9 +91,9 @@ def test_max_length_above_the_position_limit(tmp_path, tiny_model, stage):
             str(tmp_path / "quantized"),
         ],
         "sensitivity.py": [
-            "--tokenizer",
+            "--base",
             str(tiny_model),
-            "--model",
+            "--onnx",
             str(tmp_path / "onnx"),
             "--calibration",
             str(tmp_path / "calibration"),
@@ -137,8 +128,8 @@ def test_names_with_spaces_or_shell_characters(tmp_path, section, name):
     params = write_params(tmp_path, change)
     out = tmp_path / "out"
     stage, args = {
-        "variants": ("quantize.py", ["--name", name, "--model", str(tmp_path / "onnx")]),
-        "calibrations": ("calibrate.py", ["--name", name, "--model", str(tmp_path / "onnx")]),
+        "variants": ("quantize.py", ["--name", name, "--onnx", str(tmp_path / "onnx")]),
+        "calibrations": ("calibrate.py", ["--name", name, "--onnx", str(tmp_path / "onnx")]),
         "data.datasets": ("download.py", []),
     }[section]
     proc = run_stage(stage, "--params", params, *args, "--out", str(out))
@@ -166,7 +157,7 @@ def test_nodes_to_exclude_must_be_in_the_graph_quantized(tmp_path, tiny_onnx, op
         ),
     )
     out = tmp_path / "quantized" / "excl"
-    proc = run_stage("quantize.py", "--params", params, "--name", "excl", "--model", str(tiny_onnx), "--out", str(out))
+    proc = run_stage("quantize.py", "--params", params, "--name", "excl", "--onnx", str(tiny_onnx), "--out", str(out))
     # the fused graph is built (and logged) before its node names can be checked
     assert_refused(
         proc, out, f"variants.excl.nodes_to_exclude: ['{node}']", *fragments, logs_first=optimization != "none"

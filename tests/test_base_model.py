@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from quantpipe.base_model import build_base_model
-from quantpipe.inference import TorchClassifier, predict
+from quantpipe.inference import Tokenizer, predict
+from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.params import BaseModelParams, TrainParams
 
 POSITIVE = ["good great fun", "love it", "great fun film", "very good", "fun and great", "love this"]
@@ -27,11 +28,9 @@ def encoder_only(tiny_model, out):
 
 
 def accuracy(model_dir, frame: pd.DataFrame) -> float:
-    from transformers import AutoTokenizer
-
     run = predict(
         TorchClassifier(model_dir, threads=1),
-        AutoTokenizer.from_pretrained(model_dir),
+        Tokenizer(model_dir),
         frame["text"].tolist(),
         batch_size=4,
         max_length=16,

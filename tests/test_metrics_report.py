@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quantpipe.analysis import comparison_table, summary_metrics
 from quantpipe.errors import QuantpipeError
 from quantpipe.metrics import classification_metrics
-from quantpipe.report import comparison_table, markdown_report, summary_metrics
+from quantpipe.rendering import markdown_report, sensitivity_markdown
 
 
 def test_known_confusion_matrix():
@@ -31,7 +32,11 @@ def rows():
             "accuracy": acc,
             "f1": acc,
             "samples_per_second": sps,
-            "model_size_mb": 90.0 if "fp32" in variant else 23.0,
+            "model_size_mb": 90.0 if "fp32" in variant else 22.5,
+            "peak_rss_mb": 800.0 if variant == "pytorch_fp32" else 200.0,
+            "peak_rss_serving_mb": 600.0 if variant == "pytorch_fp32" else 120.0,
+            "load_seconds": 1.5,
+            "kind": variant.split("_")[0],
             "n": 100,
         }
 
@@ -62,6 +67,9 @@ def test_comparison_table_deltas_ratios_and_best():
     sst2 = table[table.dataset == "sst2"].set_index("variant")
     assert sst2.loc["dynamic_int8", "accuracy_delta"] == pytest.approx(-0.005)
     assert sst2.loc["dynamic_int8", "speed_ratio"] == pytest.approx(2.5)
+    assert sst2.loc["dynamic_int8", "size_ratio"] == pytest.approx(0.25)  # 22.5 MB against 90 MB
+    assert sst2.loc["onnx_fp32", "peak_rss_ratio"] == pytest.approx(0.25)  # 200 MB against 800 MB
+    assert sst2.loc["onnx_fp32", "peak_rss_serving_ratio"] == pytest.approx(0.2)  # 120 MB against 600 MB
     # the naive variant is fastest but outside the 1-point budget; dynamic int8 is the best within it
     assert sst2["best_within_budget"].to_dict() == {
         "static_naive": False,
@@ -82,8 +90,20 @@ def test_report_and_summary():
         and "100 examples scored; the first 100 timed in 2 rounds" in report
     )
     assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x [2.50, 2.50]" in report
+    cells = report_row(report, "static_naive")  # the first table: sst2
+    # kind, size, peak RSS serving one text at a time / over the batched passes, load s
+    assert cells[-4:] == ["static", "22.5 (0.25x)", "120 / 200 (0.20x / 0.25x)", "1.50"]
     summary = summary_metrics(table)
     assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
+    assert summary["sst2"]["static_naive"]["size_ratio"] == 0.25
+    assert summary["sst2"]["static_naive"]["peak_rss_ratio"] == 0.25
+    assert summary["sst2"]["static_naive"]["peak_rss_serving_ratio"] == 0.2
+
+
+def report_row(report: str, variant: str) -> list[str]:
+    """The cells of the first report table row of `variant`."""
+    line = next(line for line in report.splitlines() if line.startswith(f"| {variant} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def test_missing_baseline_is_an_error():
@@ -94,8 +114,6 @@ def test_missing_baseline_is_an_error():
 
 
 def test_sensitivity_section_shows_each_part_and_the_sums():
-    from quantpipe.report import sensitivity_markdown
-
     rows = [
         {"kind": "none", "part": "fp32", "nodes": 0, "accuracy": 0.90, "accuracy_delta": 0.0, "speed_ratio": 1.0},
         {"kind": "all", "part": "all", "nodes": 5, "accuracy": 0.85, "accuracy_delta": -0.05, "speed_ratio": 1.3},

@@ -10,9 +10,12 @@ from quantpipe.base_model import package_model_dir, resolve_model_ref
 from quantpipe.calibration import calibrate
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
-from quantpipe.inference import OnnxClassifier, TorchClassifier, length_sorted_batches, predict
-from quantpipe.params import CalibrationParams, EvaluateParams, VariantParams
-from quantpipe.quantization import quantize_variant
+from quantpipe.inference import Tokenizer, length_sorted_batches, predict
+from quantpipe.kinds import get_kind
+from quantpipe.kinds.onnx import OnnxClassifier
+from quantpipe.kinds.pytorch import TorchClassifier
+from quantpipe.params import CalibrationParams, EvaluateParams
+from quantpipe.quantization import OrtQuantParams, quantize_variant
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
 
@@ -81,12 +84,12 @@ def test_calibration_ranges(ranges_dir, tiny_onnx, texts):
 
 
 VARIANTS = {
-    "dynamic": VariantParams(kind="dynamic", preset="avx512_vnni", operators=["MatMul"]),
-    "dynamic_avx2_reduce": VariantParams(kind="dynamic", preset="avx2", reduce_range=True, per_channel=True),
-    "static_qdq": VariantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
-    "static_qoperator": VariantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
-    "dynamic_o2_fused": VariantParams(kind="dynamic", optimization="O2", operators=["MatMul", "Attention"]),
-    "static_o2_fused": VariantParams(
+    "dynamic": OrtQuantParams(kind="dynamic", preset="avx512_vnni", operators=["MatMul"]),
+    "dynamic_avx2_reduce": OrtQuantParams(kind="dynamic", preset="avx2", reduce_range=True, per_channel=True),
+    "static_qdq": OrtQuantParams(kind="static", calibration="mm", per_channel=True, operators=["MatMul"], format="QDQ"),
+    "static_qoperator": OrtQuantParams(kind="static", calibration="mm", preset="arm64", format="QOperator"),
+    "dynamic_o2_fused": OrtQuantParams(kind="dynamic", optimization="O2", operators=["MatMul", "Attention"]),
+    "static_o2_fused": OrtQuantParams(
         kind="static",
         calibration="mm_o2",
         optimization="O2",
@@ -139,7 +142,7 @@ def _quantized_ops(variant, tiny_onnx, ranges_dir, out):
 
 
 def test_static_extra_options_reach_onnxruntime(tiny_onnx, ranges_dir, tmp_path):
-    plain = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
+    plain = OrtQuantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
     with_options = plain.model_copy(update={"extra_options": {"OpTypesToExcludeOutputQuantization": ["MatMul"]}})
     ops_plain = _quantized_ops(plain, tiny_onnx, ranges_dir, tmp_path / "plain")
     ops_options = _quantized_ops(with_options, tiny_onnx, ranges_dir, tmp_path / "options")
@@ -149,7 +152,7 @@ def test_static_extra_options_reach_onnxruntime(tiny_onnx, ranges_dir, tmp_path)
 
 
 def test_static_attention_becomes_qattention_only_when_listed(tiny_onnx, ranges_dir, tmp_path):
-    base = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
+    base = OrtQuantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"], format="QDQ")
     listed = base.model_copy(update={"operators": ["Attention", "MatMul"]})
     assert "QAttention" not in _quantized_ops(base, tiny_onnx, ranges_dir, tmp_path / "a")
     assert _quantized_ops(listed, tiny_onnx, ranges_dir, tmp_path / "b")["QAttention"] == 2  # one per layer
@@ -168,7 +171,7 @@ def test_static_optimized_variant_needs_its_graph(tiny_onnx, ranges_dir, tmp_pat
     import shutil
 
     shutil.copytree(ranges_dir / "mm", tmp_path / "cal" / "mm_o2")  # ranges without the optimized graph
-    variant = VariantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"])
+    variant = OrtQuantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"])
     with pytest.raises(QuantpipeError, match="optimized graph not found"):
         quantize_variant("s", variant, tiny_onnx, tmp_path / "cal", tmp_path / "out")
 
@@ -208,11 +211,10 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
 
     from optimum.onnxruntime import AutoQuantizationConfig
     from sklearn.metrics import accuracy_score
-    from transformers import AutoTokenizer
 
     from quantpipe.params import SensitivityParams
 
-    variant = VariantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
+    variant = OrtQuantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
     parts = sensitivity_parts(tiny_onnx / "model.onnx", ["MatMul", "Add", "Conv"])
     assert [(k, p) for k, p, _, _ in parts] == [
         ("operator", "MatMul"),
@@ -225,7 +227,7 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
     assert layer0 and all("layer.0" in n for n in layer0)
     cfg = EvaluateParams(datasets=["tiny"], batch_size=8, max_length=32, threads=1)
     model_dir, calibration_dir = two_class_onnx / "onnx", two_class_onnx / "cal"
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = Tokenizer(model_dir)
     sample, labels = texts["text"].tolist()[:16], texts["label"].to_numpy()[:16]
     rows = sensitivity_table(
         "v",
@@ -260,13 +262,13 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
 
 
 def test_static_variant_without_ranges_is_an_error(tiny_onnx, tmp_path):
-    variant = VariantParams(kind="static", calibration="never_ran")
+    variant = OrtQuantParams(kind="static", calibration="never_ran")
     with pytest.raises(QuantpipeError, match=r"variants\.s\.calibration: ranges for 'never_ran' not found"):
         quantize_variant("s", variant, tiny_onnx, tmp_path, tmp_path / "out")
 
 
 def test_unknown_operator_is_an_error(tiny_onnx, tmp_path):
-    variant = VariantParams(kind="dynamic", operators=["Matmul"])
+    variant = OrtQuantParams(kind="dynamic", operators=["Matmul"])
     with pytest.raises(QuantpipeError, match=r"\['Matmul'\] cannot be quantized in dynamic mode"):
         quantize_variant("d", variant, tiny_onnx, None, tmp_path)
 
@@ -276,11 +278,26 @@ def test_length_sorted_batches_cover_every_index_once():
     assert [b.tolist() for b in batches] == [[1, 3], [4, 0], [2]]
 
 
-def test_predict_restores_input_order(tiny_onnx):
+@pytest.mark.parametrize("max_length", [6, 64])
+def test_tokenizer_matches_transformers(tiny_model, texts, max_length):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_onnx)
-    bad = tok.convert_tokens_to_ids("bad")
+    sample = ["", "good", *texts["text"].tolist()[:12], "the film was very very good " * 20]
+    ours = Tokenizer(tiny_model)
+    got = ours.pad(ours.encode(sample, max_length))
+    expected = AutoTokenizer.from_pretrained(tiny_model)(
+        sample, truncation=True, max_length=max_length, padding=True, return_tensors="np"
+    )
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key].dtype == np.int64
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert got["input_ids"].shape[1] == max_length  # the last text is truncated, the others padded to it
+
+
+def test_predict_restores_input_order(tiny_onnx):
+    tok = Tokenizer(tiny_onnx)
+    bad = tok.fast.token_to_id("bad")
 
     def says_bad(batch):  # class 1 for the texts with the word "bad" in them
         found = (batch["input_ids"] == bad).any(axis=1)
@@ -291,20 +308,43 @@ def test_predict_restores_input_order(tiny_onnx):
     assert predict(says_bad, tok, texts, batch_size=2, max_length=32).labels.tolist() == [0, 1, 0, 1, 0]
 
 
-def test_evaluate_model_reports_metrics(tiny_model, tiny_onnx, texts):
+@pytest.fixture(scope="module")
+def evaluated(tiny_model, tiny_onnx, texts):
+    """The fp32 ONNX and PyTorch baselines through `evaluate_model` (each served in its own process)."""
     cfg = EvaluateParams(
         datasets=["tiny"], batch_size=8, max_length=32, threads=1, latency_samples=5, bootstrap_resamples=100
     )
-    onnx_result = evaluate_model("onnx_fp32", "onnx", tiny_onnx, tiny_onnx, {"tiny": texts}, cfg)["tiny"]
-    torch_result = evaluate_model("pytorch_fp32", "pytorch", tiny_model, tiny_model, {"tiny": texts}, cfg)["tiny"]
-    for result in (onnx_result, torch_result):
+    out = {}
+    for name, kind_name, model_dir in (("onnx_fp32", "onnx", tiny_onnx), ("pytorch_fp32", "pytorch", tiny_model)):
+        kind = get_kind(kind_name)
+        out[kind_name] = evaluate_model(
+            name, kind, kind.params(kind=kind_name), model_dir, tiny_model, {"tiny": texts}, cfg
+        )["tiny"]
+    return out
+
+
+def test_evaluate_model_reports_metrics(evaluated):
+    onnx_result, torch_result = evaluated["onnx"], evaluated["pytorch"]
+    for kind, result in evaluated.items():
+        assert result["kind"] == kind and result["resolved"] == {}  # a baseline: nothing resolved at build time
         assert result["n"] == 40 and 0 <= result["accuracy"] <= 1
         assert result["model_size_mb"] > 0 and result["peak_rss_mb"] > 0
         assert "samples_per_second" not in result  # throughput is timed once, in the side_by_side stage
+        assert "model_load_rss_mb" not in result
+        assert 0 < result["rss_start_mb"] <= result["rss_after_load_mb"] <= result["peak_rss_mb"]
+        # the peak while serving (load, one batch, one text at a time) comes before the batched passes
+        assert result["rss_after_one_batch_mb"] <= result["peak_rss_serving_mb"] <= result["peak_rss_mb"]
+        assert result["load_seconds"] > 0
         assert result["accuracy_ci_low"] <= result["accuracy"] <= result["accuracy_ci_high"]
         assert result["latency"]["samples"] == 5
         assert result["latency"]["p50_ms"] <= result["latency"]["p95_ms"] <= result["latency"]["p99_ms"]
     assert onnx_result["accuracy"] == torch_result["accuracy"]  # same weights, same predictions
+
+
+def test_onnx_runtime_serving_does_not_import_torch(evaluated):
+    # each model is served in a fresh process that imports only what its kind's runtime needs
+    assert evaluated["onnx"]["torch_imported"] is False
+    assert evaluated["pytorch"]["torch_imported"] is True
 
 
 def test_fp32_ops_can_read_the_fp32_tensor_instead_of_its_qdq_copy(tiny_onnx, ranges_dir, tmp_path):
@@ -394,3 +434,39 @@ def test_read_fp32_keeps_the_pair_a_quantized_consumer_needs():
     assert inputs["quantized_matmul"] == ["xd", "wd"] and inputs["qdq_mul"] == ["xd", "xd"]
     assert inputs["residual_add"] == ["m", "x"]
     assert {"q", "dq", "wdq"} <= set(inputs)  # still consumed (and a graph output)
+
+
+def fake_cpu(*flags: str, machine: str = "x86_64") -> dict:
+    from quantpipe.environment import CPU_FLAGS
+
+    return {"model": "Test CPU", "machine": machine, "cores": 2, "flags": {f: f in flags for f in CPU_FLAGS}}
+
+
+@pytest.mark.parametrize(
+    "cpu, preset",
+    [
+        (fake_cpu("avx2"), "avx512"),  # u8s8 measured faster than the avx2 preset's u8u8 on an AVX2-only EPYC
+        (fake_cpu("avx2", "avx512f"), "avx512"),
+        (fake_cpu("avx2", "avx512f", "avx512_vnni"), "avx512_vnni"),
+        (fake_cpu(machine="aarch64"), "arm64"),
+    ],
+)
+def test_preset_auto_follows_the_cpu(cpu, preset, caplog):
+    from quantpipe.quantization import resolve_preset
+
+    assert resolve_preset("v", "auto", cpu) == preset
+    assert resolve_preset("v", preset, cpu) == preset
+    assert not caplog.records  # what auto picks is never warned about
+
+
+def test_an_explicit_preset_the_cpu_lacks_is_kept_with_a_warning(caplog):
+    from quantpipe.quantization import resolve_preset
+
+    assert resolve_preset("v", "avx512_vnni", fake_cpu("avx2")) == "avx512_vnni"
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert message.startswith("variants.v.preset: avx512_vnni targets avx512f, avx512_vnni, which this CPU")
+    assert "Test CPU" in message and "auto picks avx512 here" in message
+    caplog.clear()
+    assert resolve_preset("v", "arm64", fake_cpu("avx2")) == "arm64"
+    assert "arm64 targets arm64" in caplog.records[0].getMessage()

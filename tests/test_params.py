@@ -9,6 +9,7 @@ import yaml
 from conftest import REPO
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.kinds import KINDS, get_kind
 from quantpipe.params import load_params
 
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -30,10 +31,17 @@ def error_for(tmp_path, mutate) -> str:
     return message
 
 
+BUILDABLE = [k for k in KINDS if not get_kind(k).baseline]
+
+
 def test_shipped_params_are_valid():
     params = load_params(REPO / "params.yaml")
     kinds = {v.kind for v in params.variants.values()}
-    assert kinds == {"dynamic", "static"}
+    assert {"dynamic", "static", "torch_dynamic"} <= kinds <= set(BUILDABLE)
+    for variant in params.variants.values():
+        assert isinstance(variant, get_kind(variant.kind).params)  # each validated by its kind's own params
+    assert "torch_dynamic_int8" in params.compare.references
+    assert set(params.compare.references) <= set(params.variants)
     assert set(params.evaluate.datasets) == {"sst2", "amazon"}
 
 
@@ -44,17 +52,49 @@ def test_unknown_preset(tmp_path):
 
 def test_unknown_variant_kind(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(kind="weird"))
-    assert "variants.dynamic_int8.kind" in msg and "weird" in msg
+    assert msg.endswith(f"variants.dynamic_int8.kind: unknown 'weird' (variant kinds: {', '.join(BUILDABLE)})")
+    assert "pytorch" not in BUILDABLE and "onnx" not in BUILDABLE  # the baselines' kinds are not offered
+
+
+@pytest.mark.parametrize(
+    ("change", "got"),
+    [
+        (lambda v: v.update(kind="pytorch"), "'pytorch' is a baseline's kind"),
+        (lambda v: v.update(kind="onnx"), "'onnx' is a baseline's kind"),
+        (lambda v: v.pop("kind"), "missing"),
+    ],
+)
+def test_variant_kind_must_be_a_buildable_one(tmp_path, change, got):
+    msg = error_for(tmp_path, lambda d: change(d["variants"]["dynamic_int8"]))
+    assert msg.endswith(f"variants.dynamic_int8.kind: {got} (variant kinds: {', '.join(BUILDABLE)})")
+
+
+def test_a_kind_takes_only_its_own_keys(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(calibration="minmax_50"))
+    assert msg.endswith("variants.torch_dynamic_int8.calibration: unknown key (known: kind, engine)")
+    msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(engine="arm"))
+    assert "variants.torch_dynamic_int8.engine" in msg and "'arm'" in msg and "qnnpack" in msg
+
+
+def test_compare_references_must_be_variants(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["compare"].update(references=["torch_dynamic_int8", "nope"]))
+    assert "compare.references: 'nope' is not one of variants" in msg and "'torch_dynamic_int8'" in msg
+
+
+def test_variant_names_of_baselines_are_reserved(tmp_path):
+    msg = error_for(tmp_path, lambda d: d["variants"].update(onnx_fp32={"kind": "dynamic"}))
+    assert msg.endswith("variants.onnx_fp32: the name is reserved (a baseline, or a key of metrics/compare.json)")
 
 
 def test_static_variant_without_calibration(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"].pop("calibration"))
     assert "variants.static_int8" in msg and "calibration" in msg
+    assert "[+" not in msg  # one problem, reported once
 
 
 def test_static_variant_with_unknown_calibration(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["static_int8"].update(calibration="nope"))
-    assert "variants.static_int8.calibration" in msg and "nope" in msg
+    assert "variants.static_int8.calibration: 'nope' is not one of calibrations" in msg
 
 
 def test_dynamic_variant_cannot_be_qdq(tmp_path):
@@ -64,7 +104,7 @@ def test_dynamic_variant_cannot_be_qdq(tmp_path):
 
 def test_typo_in_a_key_is_rejected(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(per_chanel=True))
-    assert "variants.dynamic_int8.per_chanel" in msg
+    assert msg.endswith("variants.dynamic_int8.per_chanel: unknown key (did you mean 'per_channel'?)")
 
 
 def test_evaluation_dataset_must_exist(tmp_path):
@@ -156,6 +196,8 @@ def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
     assert "sensitivity.variant: 'dynamic_int8_o2' is an optimized dynamic variant" in msg
     msg = error_for(tmp_path, lambda d: d.pop("sensitivity"))
     assert msg.endswith("sensitivity: Field required")
+    msg = error_for(tmp_path, lambda d: d["sensitivity"].update(variant="torch_dynamic_int8"))
+    assert "sensitivity.variant: 'torch_dynamic_int8' is a torch_dynamic variant" in msg
 
 
 def test_side_by_side_needs_at_least_one_round(tmp_path):

@@ -8,25 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quantpipe.analysis import against_references, comparison_table, summary_metrics
 from quantpipe.errors import QuantpipeError
 from quantpipe.params import EvaluateParams
-from quantpipe.report import (
-    comparison_table,
-    markdown_report,
-    static_against_dynamic,
-    static_against_dynamic_markdown,
-    summary_metrics,
-)
-from quantpipe.side_by_side import paired_ratio, round_order, round_orders, time_side_by_side
+from quantpipe.rendering import markdown_report, references_markdown
+from quantpipe.side_by_side import round_order, round_orders, time_side_by_side
+from quantpipe.statistics import paired_ratio
 
 
 class FakeTokenizer:
-    """Token ids = the text's length in ids; pads with zeros."""
+    """`quantpipe.inference.Tokenizer`'s interface: token ids = the text's length in ids; pads with zeros."""
 
-    def __call__(self, texts, truncation=True, max_length=None):
-        return {"input_ids": [[1] * len(t) for t in texts], "attention_mask": [[1] * len(t) for t in texts]}
+    def encode(self, texts, max_length):
+        return [{"input_ids": [1] * len(t), "attention_mask": [1] * len(t)} for t in texts]
 
-    def pad(self, features, return_tensors="np"):
+    def pad(self, features):
         width = max(len(f["input_ids"]) for f in features)
         return {k: np.array([f[k] + [0] * (width - len(f[k])) for f in features]) for k in features[0]}
 
@@ -134,7 +130,11 @@ def eval_rows():
             "accuracy": acc,
             "f1": acc,
             "samples_per_second": sps,
-            "model_size_mb": 23.0,
+            "model_size_mb": 90.0 if "fp32" in variant else 23.0,
+            "peak_rss_mb": 400.0 if "fp32" in variant else 200.0,
+            "peak_rss_serving_mb": 300.0 if "fp32" in variant else 150.0,
+            "load_seconds": 0.5,
+            "kind": "pytorch" if "fp32" in variant else variant.split("_")[0],
             "n": 10,
         }
 
@@ -177,14 +177,24 @@ def test_a_model_missing_from_the_side_by_side_run_is_an_error():
         comparison_table(eval_rows(), "pytorch_fp32", 0.01, data)
 
 
-def test_static_variants_against_the_fastest_dynamic_one():
-    kinds = {"dynamic_int8": "dynamic", "dynamic_int8_o2": "dynamic", "static_int8": "static", "static_naive": "static"}
-    result = static_against_dynamic(side_by_side_result(), kinds, ["sst2"])["sst2"]
-    assert static_against_dynamic(side_by_side_result(), {"dynamic_int8": "dynamic"}, ["sst2"]) == {}
-    assert result["best_dynamic"] == "dynamic_int8_o2"  # median 190 against 180
-    assert result["static"]["static_int8"] == pytest.approx({"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})
-    assert "`static_int8` 1.053x" in static_against_dynamic_markdown({"sst2": result}, 3)
+def test_best_model_against_the_fastest_reference():
     table = comparison_table(eval_rows(), "pytorch_fp32", 0.01, side_by_side_result())
+    result = against_references(table, side_by_side_result(), ["dynamic_int8", "dynamic_int8_o2"])["sst2"]
+    assert result["best"] == "static_int8"  # the fastest within budget, side by side
+    assert result["reference"] == "dynamic_int8_o2"  # median 190 against 180
+    assert result["ratio"] == pytest.approx({"median": 200 / 190, "min": 220 / 210, "max": 104 / 90})
+    # no reference, or the best model is itself a reference: nothing to compare
+    assert against_references(table, side_by_side_result(), []) == {}
+    assert against_references(table, side_by_side_result(), ["static_int8", "dynamic_int8"]) == {}
+    text = references_markdown({"sst2": result}, 3)
+    assert "(3 rounds)" in text and "- sst2: `static_int8` against `dynamic_int8_o2`: 1.05x [1.05, 1.16]" in text
     summary = summary_metrics(table, {"sst2": result})
-    assert summary["sst2"]["static_int8"]["speed_vs_best_dynamic"] == pytest.approx(200 / 190, abs=1e-4)
-    assert "speed_vs_best_dynamic" not in summary["sst2"]["dynamic_int8"]
+    assert summary["sst2"]["against_references"] == {
+        "best": "static_int8",
+        "fastest_reference": "dynamic_int8_o2",
+        "speed_ratio": pytest.approx(200 / 190, abs=1e-4),
+        "speed_ratio_low": pytest.approx(220 / 210, abs=1e-4),
+        "speed_ratio_high": pytest.approx(104 / 90, abs=1e-4),
+    }
+    assert set(summary["sst2"]) == {*eval_rows()["variant"], "against_references"}
+    assert "against_references" not in summary_metrics(table)["sst2"]

@@ -46,7 +46,7 @@ def test_bad_preset_stops_quantize_and_writes_nothing(tmp_path):
         str(tmp_path / "params.yaml"),
         "--name",
         "dynamic_int8",
-        "--model",
+        "--onnx",
         str(tmp_path / "onnx"),
         "--out",
         str(out),
@@ -107,6 +107,6 @@ def test_atomic_dir_keeps_nothing_on_failure_and_replaces_on_success(tmp_path):
 
 def test_sensitivity_is_opt_in(tmp_path):
     out = tmp_path / "sensitivity.json"
-    proc = run_stage("sensitivity.py", "--model", str(tmp_path / "absent"), "--out", str(out))
+    proc = run_stage("sensitivity.py", "--onnx", str(tmp_path / "absent"), "--out", str(out))
     assert proc.returncode == 0 and "sensitivity: off" in proc.stdout
     assert read_json(out) == {"enabled": False}

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from quantpipe.analysis import comparison_table, pareto_front
 from quantpipe.environment import cpu_info, environment
 from quantpipe.io import read_json
 from quantpipe.metrics import classification_metrics
-from quantpipe.report import comparison_table, markdown_report, pareto_front, render_image, write_plots
+from quantpipe.rendering import markdown_report, render_image, write_plots
 from quantpipe.statistics import latency_percentiles, timing_summary
 
 
@@ -68,8 +69,11 @@ def frame() -> pd.DataFrame:
             "accuracy_ci_high": acc + 0.02,
             "f1": acc,
             "latency": {"p50_ms": lat, "p95_ms": lat * 1.5, "p99_ms": lat * 2},
-            "model_size_mb": 20.0,
-            "peak_rss_mb": 300.0,
+            "model_size_mb": 20.0 if "fp32" in v else 5.0,
+            "peak_rss_mb": 300.0 if "fp32" in v else 150.0,
+            "peak_rss_serving_mb": 200.0 if "fp32" in v else 150.0,
+            "load_seconds": 0.25,
+            "kind": {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}.get(v, "static"),
         }
 
     return pd.DataFrame(
@@ -98,6 +102,13 @@ def test_report_plots_and_pareto(tmp_path):
     assert "0.8950 [0.875, 0.915]" in report and "3.00x [2.70, 3.30]" in report and "**int8**" in report
     assert "300.0 [285.0, 315.0]" in report  # median over the rounds [interquartile range]
     assert "4.0/6.0/8.0" in report and "![accuracy against throughput](img.png)" in report
+    naive = next(line for line in report.splitlines() if line.startswith("| naive "))
+    assert [c.strip() for c in naive.strip("|").split("|")][-4:] == [
+        "static",
+        "5.0 (0.25x)",
+        "150 / 150 (0.75x / 0.50x)",
+        "0.25",
+    ]
     write_plots(table, tmp_path / "plots")
     assert {r["variant"] for r in read_json(tmp_path / "plots/pareto_sst2.json")} == set(table["variant"])
     assert len(read_json(tmp_path / "plots/latency_sst2.json")) == 12

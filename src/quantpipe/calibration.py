@@ -7,9 +7,9 @@ calibration serves every static variant that names it; they are stored as JSON.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import prepare_graph
@@ -18,14 +18,22 @@ from quantpipe.params import CalibrationParams
 
 RANGES_FILE = "ranges.json"
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def calibration_sample(texts: pd.Series, cfg: CalibrationParams) -> list[str]:
+    """The `num_samples` train texts a calibration draws (seeded): ranges here, NNCF's statistics for OpenVINO."""
+    if len(texts) == 0:
+        raise QuantpipeError("calibration: the train split is empty")
+    return texts.sample(n=min(cfg.num_samples, len(texts)), random_state=cfg.seed).tolist()
+
 
 def calibration_dataset(texts: pd.Series, tokenizer, cfg: CalibrationParams, input_names: set[str]):
     """A `datasets.Dataset` of `num_samples` tokenized texts, padded to `max_length`."""
     from datasets import Dataset
 
-    if len(texts) == 0:
-        raise QuantpipeError("calibration: the train split is empty")
-    sample = texts.sample(n=min(cfg.num_samples, len(texts)), random_state=cfg.seed).tolist()
+    sample = calibration_sample(texts, cfg)
     encoded = tokenizer(sample, padding="max_length", truncation=True, max_length=cfg.max_length, return_tensors="np")
     return Dataset.from_dict({k: v.astype(np.int64) for k, v in encoded.items() if k in input_names})
 

@@ -1,13 +1,52 @@
-"""What every stage script shares: run `main`, turn user errors into one line and a non-zero exit."""
+"""What every stage script shares: its command line (the paths of the pipeline's layout, declared once here)
+and running `main` so that user errors become one line and a non-zero exit."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+
+# every path a stage reads or writes: option -> (default, what it is); dvc.yaml passes the defaults
+PATHS = {
+    "raw": ("data/raw", "downloaded splits"),
+    "prepared": ("data/prepared", "combined texts and labels per dataset and split"),
+    "base": ("models/base", "the fp32 PyTorch model and its tokenizer"),
+    "onnx": ("models/onnx", "its fp32 ONNX export"),
+    "calibration": ("models/calibration", "the calibrate stages' outputs"),
+    "quantized": ("models/quantized", "the quantize stages' outputs, one directory per variant"),
+    "metrics": ("metrics/eval", "the evaluate stages' outputs"),
+    "environment": ("metrics/environment.json", "the environment stage's output"),
+    "sensitivity": ("metrics/sensitivity.json", "the sensitivity stage's output"),
+    "side_by_side": ("metrics/side_by_side.json", "the side_by_side stage's output"),
+    "report": ("reports/compare.md", "the comparison report"),
+    "image": ("reports/accuracy_vs_throughput.png", "the report's image"),
+    "plots": ("reports/plots", "the data of `dvc plots`"),
+    "summary": ("metrics/compare.json", "the comparison's metrics"),
+}
+
+
+def stage_args(
+    description: str, *paths: str, name: str | None = None, out: str | bool | None = None, params: bool = True
+) -> argparse.Namespace:
+    """Parse a stage's command line: `--params`, the `paths` it uses (defaults from PATHS), `--name` (with
+    its help, if given) and `--out` (required if `out` is None, its default if a path, absent if False)."""
+    parser = argparse.ArgumentParser(description=description)
+    if params:
+        parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file")
+    if name:
+        parser.add_argument("--name", required=True, help=name)
+    for path in paths:
+        default, what = PATHS[path]
+        parser.add_argument(f"--{path.replace('_', '-')}", type=Path, default=Path(default), help=what)
+    if out is not False:
+        parser.add_argument("--out", type=Path, required=out is None, default=out, help="where the stage writes")
+    return parser.parse_args()
 
 
 def run_stage(main: Callable[[], None]) -> None:

@@ -8,7 +8,16 @@ import platform
 from pathlib import Path
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
-PACKAGES = ("onnxruntime", "onnx", "torch", "transformers", "optimum", "optimum-onnx", "datasets", "dvc")
+PACKAGES = (
+    "onnxruntime",
+    "onnx",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "datasets",
+    "dvc",
+)
 
 
 def cpu_info(cpuinfo: Path | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""The inference harness: one way to run a PyTorch or ONNX classifier over a list of texts.
+"""The inference harness: one way to run any kind's runtime (`quantpipe.kinds`) over a list of texts.
 
 Texts are tokenized once, sorted by length and padded per batch (dynamic padding); predictions are
 returned in the original order. Tokenization is timed separately from the model.
@@ -16,56 +16,41 @@ from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
 
-GRAPH_LEVELS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 
+class Tokenizer:
+    """The model's fast tokenizer (`tokenizer.json`) through the `tokenizers` library alone, so that a
+    process serving an ONNX Runtime or OpenVINO model imports neither transformers nor torch. It gives the
+    same ids, masks and padding as transformers' fast tokenizer built from the same file."""
 
-class OnnxClassifier:
-    """An ONNX Runtime session over `model.onnx`, with the CPU session options that matter from params."""
+    def __init__(self, model_dir: str | Path):
+        from tokenizers import Tokenizer as Fast
 
-    def __init__(
-        self, model_path: Path, threads: int, graph_optimization: str = "all", execution_mode: str = "sequential"
-    ):
-        import onnxruntime as ort
+        path = Path(model_dir) / "tokenizer.json"
+        if not path.is_file():
+            raise QuantpipeError(f"{path}: tokenizer not found")
+        self.fast = Fast.from_file(str(path))
+        self.fast.no_padding()
+        config = Path(model_dir) / "tokenizer_config.json"
+        pad = json.loads(config.read_text()).get("pad_token") if config.is_file() else None
+        pad_id = self.fast.token_to_id(pad) if isinstance(pad, str) else None
+        self.pad_values = {"input_ids": pad_id or 0, "attention_mask": 0, "token_type_ids": 0}
 
-        if not Path(model_path).is_file():
-            raise QuantpipeError(f"{model_path}: ONNX model not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
-        options.execution_mode = (
-            ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
-        )
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
+    def encode(self, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
+        """Token ids, attention mask and token types per text, truncated to `max_length` (special tokens
+        included), unpadded."""
+        self.fast.enable_truncation(max_length)
+        return [
+            {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+            for e in self.fast.encode_batch(texts)
+        ]
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
-        return self.session.run(None, feed)[0]
-
-
-class TorchClassifier:
-    """The fp32 PyTorch model, in inference mode."""
-
-    def __init__(self, model_dir: Path, threads: int):
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        if not (Path(model_dir) / "config.json").is_file():
-            raise QuantpipeError(f"{model_dir}: PyTorch model not found")
-        torch.set_num_threads(threads)
-        self.torch = torch
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        with self.torch.inference_mode():
-            inputs = {k: self.torch.from_numpy(v) for k, v in batch.items()}
-            return self.model(**inputs).logits.numpy()
+    def pad(self, features: list[dict[str, list[int]]]) -> dict[str, np.ndarray]:
+        """One int64 array per input, right-padded to the longest feature."""
+        width = max(len(f["input_ids"]) for f in features)
+        return {
+            key: np.array([f[key] + [value] * (width - len(f[key])) for f in features], dtype=np.int64)
+            for key, value in self.pad_values.items()
+        }
 
 
 @dataclass
@@ -85,34 +70,36 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def single_example_latencies(classifier, tokenizer, texts: list[str], max_length: int, desc: str = "") -> list[float]:
+def single_example_latencies(
+    classifier, tokenizer: Tokenizer, texts: list[str], max_length: int, desc: str = ""
+) -> list[float]:
     """Seconds per call at batch size 1, tokenization included: the way a service calls the model."""
     seconds = []
     for text in tqdm(texts, desc=desc, unit="text", leave=False, disable=not desc):
         start = time.perf_counter()
-        classifier(dict(tokenizer([text], truncation=True, max_length=max_length, return_tensors="np")))
+        classifier(tokenizer.pad(tokenizer.encode([text], max_length)))
         seconds.append(time.perf_counter() - start)
     return seconds
 
 
-def predict(classifier, tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str = "") -> Prediction:
+def predict(
+    classifier, tokenizer: Tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str = ""
+) -> Prediction:
     """Predicted class per text, in the input order; tokenization and model time measured apart."""
     start = time.perf_counter()
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    features = tokenizer.encode(texts, max_length)
     tokenize_seconds = time.perf_counter() - start
-    features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
     labels = np.empty(len(texts), dtype=np.int64)
     model_seconds = 0.0
     for idx in tqdm(
-        length_sorted_batches([len(ids) for ids in encoded["input_ids"]], batch_size),
+        length_sorted_batches([len(f["input_ids"]) for f in features], batch_size),
         desc=desc,
         unit="batch",
         leave=False,
         disable=not desc,
     ):
         start = time.perf_counter()
-        batch = tokenizer.pad([features[i] for i in idx], return_tensors="np")
-        labels[idx] = classifier(dict(batch)).argmax(axis=-1)
+        labels[idx] = classifier(tokenizer.pad([features[i] for i in idx])).argmax(axis=-1)
         model_seconds += time.perf_counter() - start
     return Prediction(labels, tokenize_seconds, model_seconds)
 

@@ -11,32 +11,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from quantpipe.errors import QuantpipeError
 
-PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
 CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothing to quantize on a CPU
-FUSED_ATTENTION_LEVELS = ("O2", "O3")  # ORTOptimizer levels that fuse self-attention into `Attention`
-# onnxruntime.quantization extra_options a variant may set (see quantize_static's docstring); the symmetry
-# options are the typed fields symmetric_activations / symmetric_weights instead.
-QDQ_ONLY_OPTIONS = (
-    "AddQDQPairToWeight",
-    "DedicatedQDQPair",
-    "QDQOpTypePerChannelSupportToAxis",
-    "UseQDQContribOps",
-    "QDQKeepRemovableActivations",
-    "QDQDisableWeightAdjustForInt32Bias",
-)
-EXTRA_OPTIONS = (
-    "ForceQuantizeNoInputCheck",
-    "MatMulConstBOnly",
-    "OpTypesToExcludeOutputQuantization",
-    "MinimumRealRange",
-    *QDQ_ONLY_OPTIONS,
-)
-BASELINES = ("pytorch_fp32", "onnx_fp32")
+BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; their models come from export
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
 
 
@@ -194,91 +175,12 @@ class CalibrationParams(Section):
 
 
 class VariantParams(Section):
-    """One quantized model: Optimum's `AutoQuantizationConfig.<preset>(...)` choices."""
+    """One variant: `kind` picks its typed params, its build step and its runtime (`quantpipe.kinds`)."""
 
-    kind: Literal["dynamic", "static"] = Field(
-        description="`dynamic`: activation ranges computed at run time; `static`: fixed ranges from `calibration`"
-    )
-    preset: Literal[PRESETS] = Field(
-        "avx512_vnni", description="`AutoQuantizationConfig` preset (target instruction set)"
-    )
-    per_channel: bool = Field(False, description="weights quantized per output channel (else per tensor)")
-    reduce_range: bool | None = Field(None, description="7-bit weights (null: the preset's choice)")
-    symmetric_activations: bool = Field(False, description="activations quantized symmetrically (zero point 0)")
-    symmetric_weights: bool = Field(True, description="weights quantized symmetrically")
-    operators: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="operator types quantized (null: the "
-        "preset's list); static `Attention` (fused graphs) becomes QAttention",
-    )
-    format: Literal["QOperator", "QDQ"] | None = Field(
-        None, description="graph format (null: QDQ for static, QOperator for dynamic)"
-    )
-    calibration: str | None = Field(None, description="name in `calibrations`; required for static variants")
-    nodes_to_exclude: list[str] = Field(default_factory=list, description="node names left in fp32")
-    optimization: Literal[CPU_OPT_LEVELS] = Field(
-        "none", description="ORTOptimizer level applied before quantizing (static: the same as its calibration's)"
-    )
-    # Passed to onnxruntime.quantization (static: with the stored ranges; dynamic: on a fused graph).
-    extra_options: dict[str, Any] = Field(
-        default_factory=dict,
-        description="passed to `onnxruntime.quantization` "
-        "(static: with the stored ranges; dynamic: needs `optimization`); known "
-        f"keys: {', '.join(EXTRA_OPTIONS)} (the QDQ ones on static QDQ only)",
-    )
-    # Static QDQ: ops left in fp32 read the fp32 tensor itself, not its QuantizeLinear -> DequantizeLinear copy.
-    fp32_ops_read_fp32: bool = Field(
-        False,
-        description="static QDQ: ops left in fp32 read the fp32 tensor itself, "
-        "not its QuantizeLinear -> DequantizeLinear copy",
-    )
+    kind: str = Field(description="the variant kind; each kind documents its own keys below")
 
-    @model_validator(mode="after")
-    def _static_needs_calibration(self) -> VariantParams:
-        if self.kind == "static" and not self.calibration:
-            raise ValueError("a static variant needs `calibration: <name in calibrations>`")
-        if self.kind == "dynamic" and self.calibration:
-            raise ValueError("a dynamic variant takes no calibration (ranges are computed at run time)")
-        if self.kind == "dynamic" and self.format == "QDQ":
-            raise ValueError("dynamic quantization writes QOperator graphs only; use format: QOperator or kind: static")
-        unknown = sorted(set(self.extra_options) - set(EXTRA_OPTIONS))
-        if "SmoothQuant" in unknown:
-            raise ValueError(
-                "extra_options.SmoothQuant: not available (it needs neural-compressor and calibration "
-                "data inside quantize_static; ranges here come from the calibrate stage)"
-            )
-        if {"ActivationSymmetric", "WeightSymmetric"} & set(unknown):
-            raise ValueError(
-                "extra_options: use symmetric_activations / symmetric_weights, not "
-                "ActivationSymmetric / WeightSymmetric"
-            )
-        if unknown:
-            raise ValueError(f"extra_options: unknown option(s) {unknown} (known: {list(EXTRA_OPTIONS)})")
-        qdq_only = sorted(set(self.extra_options) & set(QDQ_ONLY_OPTIONS))
-        static_qdq = self.kind == "static" and (self.format or "QDQ") == "QDQ"
-        if qdq_only and not static_qdq:
-            raise ValueError(f"extra_options: {qdq_only} apply to static QDQ variants only")
-        if self.fp32_ops_read_fp32 and not static_qdq:
-            raise ValueError(
-                "fp32_ops_read_fp32: applies to static QDQ variants only (other formats insert no "
-                "DequantizeLinear before fp32 ops)"
-            )
-        if self.extra_options and self.kind == "dynamic" and self.optimization == "none":
-            raise ValueError(
-                "extra_options on a dynamic variant need optimization O1-O4 "
-                "(the unoptimized dynamic path is Optimum's ORTQuantizer, which ignores them)"
-            )
-        if (
-            self.kind == "static"
-            and "Attention" in (self.operators or [])
-            and self.optimization not in FUSED_ATTENTION_LEVELS
-        ):
-            raise ValueError(
-                f"operators: Attention exists only in a fused graph; set optimization to one of "
-                f"{list(FUSED_ATTENTION_LEVELS)} (got {self.optimization})"
-            )
-        return self
+    def check_references(self, name: str, params: Params) -> None:
+        """Cross-checks against the rest of params.yaml (a calibration name, ...): raise ValueError."""
 
 
 class EvaluateParams(Section):
@@ -341,7 +243,7 @@ class SideBySideParams(Section):
 class CompareParams(Section):
     """The comparison report (`reports/compare.md`, plots) and `metrics/compare.json`."""
 
-    baseline: Literal[BASELINES] = Field(
+    baseline: Literal[tuple(BASELINES)] = Field(
         "pytorch_fp32", description="the model Δ acc and speed ratio are measured against"
     )
     accuracy_budget: float = Field(
@@ -349,6 +251,11 @@ class CompareParams(Section):
         ge=0,
         description="largest accuracy loss against the baseline (0.01 = 1 "
         'point) for the bold "fastest within budget" mark',
+    )
+    references: list[str] = Field(
+        default_factory=list,
+        description="variants that are an engine's own default recipe (PyTorch `quantize_dynamic`, NNCF's "
+        "default): the report gives the best model within budget against the fastest of them",
     )
 
 
@@ -362,12 +269,23 @@ class Params(Section):
         default_factory=dict, description="name -> calibration (one calibrate stage each)"
     )
     variants: dict[str, VariantParams] = Field(
-        default_factory=dict, description="name -> quantized variant (one quantize and one evaluate stage each)"
+        default_factory=dict,
+        description="name -> variant (one quantize and one evaluate stage each); its `kind` decides its keys",
     )
     evaluate: EvaluateParams = Field(description="evaluation")
     sensitivity: SensitivityParams = Field(description="sensitivity analysis")
     side_by_side: SideBySideParams = Field(description="side-by-side timing")
     compare: CompareParams = Field(CompareParams(), description="comparison report")
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _typed_by_kind(cls, value: Any) -> Any:
+        """Each variant validated by the params model of its `kind` (the registry in `quantpipe.kinds`)."""
+        from quantpipe.kinds import variant_params
+
+        if not isinstance(value, dict):
+            return value
+        return {name: variant_params(name, raw) if isinstance(raw, dict) else raw for name, raw in value.items()}
 
     @model_validator(mode="after")
     def _cross_references(self) -> Params:
@@ -387,31 +305,26 @@ class Params(Section):
                 f"sensitivity.variant: '{self.sensitivity.variant}' is not one of variants {sorted(self.variants)}"
             )
         analysed = self.variants[self.sensitivity.variant]
-        if analysed.kind == "dynamic" and analysed.optimization != "none":
+        if not hasattr(analysed, "check_sensitivity"):
             raise ValueError(
-                f"sensitivity.variant: '{self.sensitivity.variant}' is an optimized dynamic variant; "
-                "its fused graph is not stored, so its parts cannot be named (pick a static or "
-                "unoptimized variant)"
+                f"sensitivity.variant: '{self.sensitivity.variant}' is a {analysed.kind} variant; the analysis "
+                "quantizes ONNX Runtime graphs part by part (pick a static or dynamic variant)"
             )
+        analysed.check_sensitivity(self.sensitivity.variant)
         if self.sensitivity.dataset not in self.evaluate.datasets:
             raise ValueError(
                 f"sensitivity.dataset: '{self.sensitivity.dataset}' is not one of evaluate.datasets "
                 f"{self.evaluate.datasets}"
             )
         for name, variant in self.variants.items():
-            if name in BASELINES:
-                raise ValueError(f"variants.{name}: the name is reserved for a baseline")
-            if variant.calibration and variant.calibration not in self.calibrations:
+            if name in BASELINES or name == "against_references":
                 raise ValueError(
-                    f"variants.{name}.calibration: '{variant.calibration}' is not one of calibrations "
-                    f"{sorted(self.calibrations)}"
+                    f"variants.{name}: the name is reserved (a baseline, or a key of metrics/compare.json)"
                 )
-            if variant.calibration and self.calibrations[variant.calibration].optimization != variant.optimization:
-                raise ValueError(
-                    f"variants.{name}: optimization {variant.optimization} differs from calibrations."
-                    f"{variant.calibration}.optimization {self.calibrations[variant.calibration].optimization} "
-                    "(ranges belong to the graph they were computed on)"
-                )
+            variant.check_references(name, self)
+        for name in self.compare.references:
+            if name not in self.variants:
+                raise ValueError(f"compare.references: '{name}' is not one of variants {sorted(self.variants)}")
         for name in self.evaluate.datasets:
             if name not in self.data.datasets:
                 raise ValueError(
@@ -422,9 +335,14 @@ class Params(Section):
         return self
 
 
-def _known_keys(loc: tuple) -> list[str]:
+class NestedParamError(ValueError):
+    """A problem inside a mapping entry validated by its own model (a variant by its kind's params): its
+    message starts with the entry's path below the field (`<name>.<key>: ...`)."""
+
+
+def _known_keys(loc: tuple, model: type[BaseModel] | None = None) -> list[str]:
     """The keys allowed beside the last part of `loc` (a validation error's location), if a section holds it."""
-    target: Any = Params
+    target: Any = model or Params
     for part in loc[:-1]:
         if get_origin(target) is dict:
             target = get_args(target)[1]
@@ -435,19 +353,27 @@ def _known_keys(loc: tuple) -> list[str]:
     return list(target.model_fields) if isinstance(target, type) and issubclass(target, BaseModel) else []
 
 
-def _one_line(err: ValidationError) -> str:
-    # A misspelt key also leaves the intended one missing: report the misspelling, with the closest known key.
-    first = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
+def first_error(err: ValidationError) -> dict:
+    """The error reported: a misspelt key also leaves the intended one missing, so the misspelling first."""
+    return next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])
+
+
+def one_line(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The first problem of a validation error of `model` (default: the whole params file), as one line."""
+    first = first_error(err)
     where = ".".join(str(p) for p in first["loc"])
+    more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
+    nested = first.get("ctx", {}).get("error")
+    if isinstance(nested, NestedParamError):
+        return f"{where}.{nested}{more}"
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        known = _known_keys(first["loc"])
+        known = _known_keys(first["loc"], model)
         close = difflib.get_close_matches(str(first["loc"][-1]), known, n=1)
         msg = f"unknown key (did you mean '{close[0]}'?)" if close else f"unknown key (known: {', '.join(known)})"
     got = first.get("input")
     quiet = first["type"] in ("value_error", "extra_forbidden") or isinstance(got, dict)
     shown = "" if quiet else f" (got {got!r})"
-    more = f" [+{err.error_count() - 1} more]" if err.error_count() > 1 else ""
     return f"{where + ': ' if where else ''}{msg}{shown}{more}"
 
 
@@ -463,4 +389,4 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise QuantpipeError(f"{path}: {_one_line(exc)}") from None
+        raise QuantpipeError(f"{path}: {one_line(exc)}") from None

@@ -16,9 +16,15 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 from tqdm.auto import tqdm
 
-from quantpipe.inference import OnnxClassifier
-from quantpipe.params import EvaluateParams, SensitivityParams, VariantParams
-from quantpipe.quantization import graph_to_quantize, operator_names, quantization_config, quantize_variant
+from quantpipe.kinds.onnx import OnnxClassifier
+from quantpipe.params import EvaluateParams, SensitivityParams
+from quantpipe.quantization import (
+    OrtQuantParams,
+    graph_to_quantize,
+    operator_names,
+    quantization_config,
+    quantize_variant,
+)
 from quantpipe.side_by_side import time_side_by_side
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
@@ -69,7 +75,7 @@ def score_side_by_side(
 
 def sensitivity_table(
     variant_name: str,
-    variant: VariantParams,
+    variant: OrtQuantParams,
     model_dir: Path,
     calibration_dir: Path,
     tokenizer,

@@ -66,9 +66,3 @@ def time_side_by_side(
             out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
             out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)
     return out
-
-
-def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
-    """Speed ratio round by round (num[i] / den[i], both timed in round i): median, min and max."""
-    ratios = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
-    return {"median": float(np.median(ratios)), "min": float(ratios.min()), "max": float(ratios.max())}

@@ -59,3 +59,9 @@ def latency_percentiles(seconds: list[float] | np.ndarray) -> dict[str, float]:
     """p50/p95/p99 latency in milliseconds."""
     p50, p95, p99 = np.percentile(np.asarray(seconds, dtype=float) * 1000.0, [50, 95, 99])
     return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99)}
+
+
+def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
+    """Speed ratio round by round (num[i] / den[i], both timed in round i): median, min and max."""
+    ratios = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
+    return {"median": float(np.median(ratios)), "min": float(ratios.min()), "max": float(ratios.max())}

@@ -1,0 +1,69 @@
+"""Kind `onnx`: the fp32 ONNX export (baseline `onnx_fp32`), and the ONNX Runtime session every ONNX kind runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.export import MODEL_FILE
+from quantpipe.kinds.base import Kind
+from quantpipe.params import EvaluateParams, VariantParams
+
+GRAPH_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+class OnnxClassifier:
+    """An ONNX Runtime session over `model.onnx`, with the CPU session options that matter from params."""
+
+    def __init__(
+        self, model_path: Path, threads: int, graph_optimization: str = "all", execution_mode: str = "sequential"
+    ):
+        import onnxruntime as ort
+
+        if not Path(model_path).is_file():
+            raise QuantpipeError(f"{model_path}: ONNX model not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[graph_optimization])
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
+        return self.session.run(None, feed)[0]
+
+
+def load_onnx(model_dir: Path, cfg: EvaluateParams) -> OnnxClassifier:
+    """The session of `model_dir/model.onnx` with the evaluate section's session options."""
+    return OnnxClassifier(Path(model_dir) / MODEL_FILE, cfg.threads, cfg.graph_optimization, cfg.execution_mode)
+
+
+class OnnxParams(VariantParams):
+    """The fp32 ONNX model as exported (the export stage builds it)."""
+
+    kind: Literal["onnx"] = Field(description="`onnx`: the fp32 export, run by ONNX Runtime")
+
+
+class OnnxKind(Kind):
+    name = "onnx"
+    baseline = True
+    params = OnnxParams
+
+    def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier:
+        return load_onnx(model_dir, cfg)
+
+
+KIND = OnnxKind()

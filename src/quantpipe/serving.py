@@ -1,0 +1,112 @@
+"""Serve one model in a fresh process, the way a service would: import only what its kind's runtime needs
+(no torch for an ONNX Runtime or OpenVINO model), load it, answer batches. The process's figures (load time,
+resident memory after load, after one batch, peak) are that model's alone."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.inference import Tokenizer, predict, single_example_latencies
+from quantpipe.kinds.base import Kind
+from quantpipe.params import EvaluateParams, VariantParams
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def serve(
+    kind: Kind,
+    variant: VariantParams,
+    model_dir: str,
+    tokenizer_dir: str,
+    texts: dict[str, list[str]],
+    cfg: EvaluateParams,
+) -> dict:
+    """Load the model, answer one batch, time texts one at a time (batch-size-1 latencies), then pass over
+    each whole split in batches (the predictions). Returns them with the load time and the memory figures:
+    resident after load and after one batch, the peak while serving one text at a time, and the peak of the
+    whole process (the batched passes included)."""
+    rss_start = _rss_bytes()
+    start = time.perf_counter()
+    tokenizer = Tokenizer(tokenizer_dir)
+    runtime = kind.load(Path(model_dir), variant, cfg)
+    load_seconds = time.perf_counter() - start
+    rss_loaded = _rss_bytes()
+    first = next(iter(texts.values()))[: cfg.batch_size]
+    predict(runtime, tokenizer, first, cfg.batch_size, cfg.max_length)
+    rss_one_batch = _rss_bytes()
+    latencies = {
+        dataset: single_example_latencies(
+            runtime, tokenizer, items[: cfg.latency_samples], cfg.max_length, desc=f"{dataset} latency (batch size 1)"
+        )
+        for dataset, items in texts.items()
+    }
+    peak_serving = _peak_rss_bytes()  # load, one batch, then one text at a time: a service's high-water mark
+    out = {}
+    for dataset, items in texts.items():
+        run = predict(runtime, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
+        out[dataset] = {"labels": run.labels, "latencies": latencies[dataset]}
+    return {
+        "datasets": out,
+        "memory": {
+            "rss_start_mb": rss_start / 1e6,
+            "rss_after_load_mb": rss_loaded / 1e6,
+            "rss_after_one_batch_mb": rss_one_batch / 1e6,
+            "peak_rss_serving_mb": peak_serving / 1e6,
+            "peak_rss_mb": _peak_rss_bytes() / 1e6,
+            "load_seconds": load_seconds,
+            "torch_imported": "torch" in sys.modules,
+        },
+    }
+
+
+def serve_in_child(
+    kind: Kind,
+    variant: VariantParams,
+    model_dir: Path,
+    tokenizer_dir: Path,
+    texts: dict[str, list[str]],
+    cfg: EvaluateParams,
+) -> dict:
+    """`serve` in a fresh Python process (`python -m quantpipe.serving`), so that it imports what serving
+    this kind needs and nothing the parent stage imported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        request, response = Path(tmp) / "request.pkl", Path(tmp) / "response.pkl"
+        request.write_bytes(pickle.dumps((kind, variant, str(model_dir), str(tokenizer_dir), texts, cfg)))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # where the kind's module is
+        done = subprocess.run(
+            [sys.executable, "-m", "quantpipe.serving", str(request), str(response)], check=False, env=env
+        )
+        if not response.is_file():
+            raise QuantpipeError(f"serving {model_dir}: the process stopped with exit code {done.returncode}")
+        status, value = pickle.loads(response.read_bytes())
+    if status == "error":
+        raise QuantpipeError(value)
+    return value
+
+
+def _main(request: str, response: str) -> None:
+    try:
+        result = ("ok", serve(*pickle.loads(Path(request).read_bytes())))
+    except QuantpipeError as exc:
+        result = ("error", str(exc))
+    Path(response).write_bytes(pickle.dumps(result))
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:3])
