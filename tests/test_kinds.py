@@ -84,11 +84,12 @@ class NeedsKind(Kind):
 KIND = NeedsKind()
 '''
 
-BUILDABLE = ["dynamic", "static", "torch_dynamic"]
+BUILDABLE = ["dynamic", "static", "torch_dynamic", "openvino"]
 VARIANTS = {  # name -> raw params, one per buildable kind (kind: its name)
     "dynamic": {"kind": "dynamic", "operators": ["MatMul"]},
     "static": {"kind": "static", "calibration": "mm", "per_channel": True, "operators": ["MatMul"]},
     "torch_dynamic": {"kind": "torch_dynamic"},
+    "openvino": {"kind": "openvino", "calibration": "mm", "smooth_quant_alpha": -1},
 }
 
 
@@ -196,6 +197,8 @@ def test_each_kind_builds_and_predicts_like_the_fp32_model(kind_name, two_class,
         import torch
 
         assert set(resolved) == {"engine"} and resolved["engine"] in torch.backends.quantized.supported_engines
+    elif kind_name == "openvino":
+        assert resolved == {"inference_precision": "f32"}  # what the CPU plugin computes in, read back
     else:
         assert set(resolved) == {"preset"} and resolved["preset"] in PRESETS  # `auto` resolved for this CPU
     expected = fp32_labels(two_class, sentences)
@@ -204,6 +207,27 @@ def test_each_kind_builds_and_predicts_like_the_fp32_model(kind_name, two_class,
     got = predict(classifier, Tokenizer(two_class["base"]), sentences["text"].tolist(), 8, 64).labels
     agreement = float((got == expected).mean())
     assert agreement >= 0.8, f"{kind_name}: {agreement:.0%} of the fp32 model's labels"
+
+
+def test_openvino_options_that_do_not_apply_or_name_no_node_are_one_line(two_class, tmp_path):
+    def params_error(variant: dict) -> str:
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(raw_params({"dyn": VARIANTS["dynamic"], "ov": variant})))
+        with pytest.raises(QuantpipeError) as info:
+            load_params(path)
+        return str(info.value)
+
+    fp32_calibrated = params_error({"kind": "openvino", "weights": "fp32", "calibration": "mm"})
+    assert fp32_calibrated.endswith(
+        "variants.ov: calibration, smooth_quant_alpha and ignored_* apply to weights: int8 only"
+    )
+    assert "variants.ov: an int8 openvino variant needs `calibration" in params_error({"kind": "openvino"})
+    variant = {"kind": "openvino", "calibration": "mm", "ignored_nodes": ["no/such/node"]}
+    params = Params.model_validate(raw_params({"dyn": VARIANTS["dynamic"], "ov": variant}))
+    with pytest.raises(QuantpipeError) as info:
+        build("ov", params.variants["ov"], params, two_class, tmp_path / "quantized")
+    assert str(info.value).startswith("variants.ov.ignored_*: NNCF: ") and "no/such/node" in str(info.value)
+    assert "\n" not in str(info.value)
 
 
 # --- a kind registered from outside the package

@@ -29,7 +29,7 @@ def variant_kinds(root: Path) -> dict[str, str]:
 
 def test_repro_writes_every_metrics_file_and_the_report(project):
     kinds = variant_kinds(project)
-    assert "torch_dynamic" in kinds.values()
+    assert {"torch_dynamic", "openvino"} <= set(kinds.values())
     for name in variant_names(project):
         for dataset, n in (("sst2", 40), ("amazon", 24)):
             metrics = json.loads((project / "metrics/eval" / name / f"{dataset}.json").read_text())
@@ -42,6 +42,8 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
             assert metrics["torch_imported"] is (kinds[name] in ("pytorch", "torch_dynamic"))
             if kinds[name] in ("dynamic", "static"):
                 assert set(metrics["resolved"]) == {"preset"}  # `auto` resolved for this CPU, or the one set
+            if kinds[name] == "openvino":  # what the CPU plugin computes in, read back from the compiled model
+                assert metrics["resolved"] == {"inference_precision": "f32"}
     report = (project / "reports/compare.md").read_text()
     for name in variant_names(project):
         assert name in report

@@ -15,6 +15,8 @@ PACKAGES = (
     "transformers",
     "optimum",
     "optimum-onnx",
+    "openvino",
+    "nncf",
     "datasets",
     "dvc",
 )

@@ -19,6 +19,7 @@ KINDS: dict[str, str] = {
     "dynamic": "quantpipe.kinds.dynamic",
     "static": "quantpipe.kinds.static",
     "torch_dynamic": "quantpipe.kinds.torch_dynamic",
+    "openvino": "quantpipe.kinds.openvino",
 }
 
 
