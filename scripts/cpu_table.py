@@ -30,7 +30,7 @@ def cpu_kind(environment: dict) -> str:
 
 def run_figures(compare: dict) -> dict:
     return {
-        dataset: {model: {k: m[k] for k in KEYS} for model, m in models.items() if "speed_ratio" in m}
+        dataset: {model: {k: m[k] for k in KEYS} for model, m in models.items() if "accuracy" in m}
         for dataset, models in compare.items()
     }
 

@@ -27,6 +27,16 @@ def test_every_param_has_a_description(params_doc):
     assert not missing, f"add description= to these fields in src/quantpipe/params.py, then {REFRESH}: {missing}"
 
 
+def test_cpu_figures_hold_the_committed_run():
+    """docs/cpus.md keeps one column per CPU kind; the column of the committed run's CPU is that run's."""
+    import subprocess
+    import sys
+
+    script = str(REPO / "scripts" / "cpu_table.py")
+    check = subprocess.run([sys.executable, script, "--check"], check=False, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 def test_readme_is_short():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= 120, f"README.md has {len(lines)} lines; move details to docs/"
