@@ -66,7 +66,7 @@ def kind_module(kind: str) -> Path:
 def stage_models(addressing: str, cmd: str, params) -> list[str]:
     """The kinds whose modules the stage loads by name."""
     args = shlex.split(cmd)
-    if "--name" in args and "stages/quantize.py" in args or "stages/evaluate.py" in args:
+    if "--name" in args and ("stages/quantize.py" in args or "stages/evaluate.py" in args):
         name = args[args.index("--name") + 1]
         return [BASELINES.get(name) or params.variants[name].kind]
     if "stages/side_by_side.py" in args:

@@ -69,28 +69,31 @@ def _rounds(side_by_side: dict, dataset: str, model: str) -> list[float]:
         ) from None
 
 
+# the columns of metrics/compare.json per model, with the decimals they keep
+SUMMARY_DIGITS = {
+    "accuracy": 6,
+    "accuracy_delta": 6,
+    "samples_per_second": 3,
+    "speed_ratio": 4,
+    "speed_ratio_low": 4,
+    "speed_ratio_high": 4,
+    "model_size_mb": 3,
+    "size_ratio": 4,
+    "peak_rss_serving_mb": 1,
+    "peak_rss_serving_ratio": 4,
+    "peak_rss_mb": 1,
+    "peak_rss_ratio": 4,
+}
+
+
 def summary_metrics(table: pd.DataFrame, references: dict | None = None) -> dict:
     """Nested {dataset: {variant: {...}}} for `dvc metrics`; per dataset, `against_references` holds the
     best model within budget against the fastest engine default recipe (`against_references`), when given."""
     out: dict = {}
     for _, row in table.iterrows():
-        out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update(
-            {
-                "accuracy": round(row["accuracy"], 6),
-                "accuracy_delta": round(row["accuracy_delta"], 6),
-                "samples_per_second": round(row["samples_per_second"], 3),
-                "speed_ratio": round(row["speed_ratio"], 4),
-                "speed_ratio_low": round(row["speed_ratio_low"], 4),
-                "speed_ratio_high": round(row["speed_ratio_high"], 4),
-                "model_size_mb": round(row["model_size_mb"], 3),
-                "size_ratio": round(row["size_ratio"], 4),
-                "peak_rss_serving_mb": round(row["peak_rss_serving_mb"], 1),
-                "peak_rss_serving_ratio": round(row["peak_rss_serving_ratio"], 4),
-                "peak_rss_mb": round(row["peak_rss_mb"], 1),
-                "peak_rss_ratio": round(row["peak_rss_ratio"], 4),
-                "best_within_budget": bool(row["best_within_budget"]),
-            }
-        )
+        figures = {column: round(row[column], digits) for column, digits in SUMMARY_DIGITS.items()}
+        figures["best_within_budget"] = bool(row["best_within_budget"])
+        out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update(figures)
     for dataset, c in (references or {}).items():
         out.setdefault(dataset, {})["against_references"] = {
             "best": c["best"],
