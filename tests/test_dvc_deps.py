@@ -69,6 +69,8 @@ def stage_models(addressing: str, cmd: str, params) -> list[str]:
     if "--name" in args and ("stages/quantize.py" in args or "stages/evaluate.py" in args):
         name = args[args.index("--name") + 1]
         return [BASELINES.get(name) or params.variants[name].kind]
+    if "stages/search.py" in args:  # a trial may be a variant of any kind (search/dvc.yaml)
+        return list(KINDS)
     if "stages/side_by_side.py" in args:
         return [*BASELINES.values(), *(v.kind for v in params.variants.values())]
     return []

@@ -83,7 +83,8 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
 def test_second_repro_runs_only_the_environment_check(project):
     # the environment stage always runs (the machine may have changed); its output did not change, so nothing
     # downstream of it re-runs
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    # (the search, its own pipeline, is not run by the default `dvc repro`)
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {"environment"}
     assert run(project, "git", "status", "--porcelain").stdout == ""
 
@@ -101,7 +102,8 @@ def test_forced_reruns_reproduce_the_locked_outputs(project):
     ran = ran_stages(run(project, "dvc", "repro", "-f", "-s", *stages).stdout)
     assert ran == set(stages)
     assert run(project, "git", "status", "--porcelain").stdout == ""
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    # (the search, its own pipeline, is not run by the default `dvc repro`)
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
 
 
 def test_another_cpu_makes_the_timing_stages_stale(project, tmp_path):
@@ -129,7 +131,7 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
     # side_by_side (it times every model together) and compare read the variant names, so they list
     # `variants` too; nothing upstream or in other variants changes (environment: always checked)
-    assert set(status) == {"environment", "quantize@dynamic_int8", "side_by_side", "compare"}
+    assert set(status) == {"environment", "quantize@dynamic_int8", "side_by_side", "compare", "search/dvc.yaml:search"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
         "environment",
         "quantize@dynamic_int8",
@@ -157,7 +159,8 @@ def test_failing_stage_leaves_no_output(project):
     assert "quantize@dynamic_int8" in json.loads(run(project, "dvc", "status", "--json").stdout)
     run(project, "git", "checkout", "params.yaml")
     run(project, "dvc", "checkout", "models/quantized/dynamic_int8")
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    # (the search, its own pipeline, is not run by the default `dvc repro`)
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
 
 
 @pytest.mark.parametrize(
@@ -186,7 +189,8 @@ def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, lef
     proc.wait()
     assert list((project / leftover).glob(f".*.tmp-{proc.pid}"))  # SIGKILL leaves its temporary output
     assert run(project, "git", "status", "--porcelain").stdout == ""
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment"}
+    # (the search, its own pipeline, is not run by the default `dvc repro`)
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
     subprocess.run(
         [sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV, check=True, capture_output=True
     )  # the next run of the stage removes it

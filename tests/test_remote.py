@@ -45,7 +45,7 @@ def test_default_local_remote_round_trip(project):
     clone = fresh_clone(project, "colleague")
     run(clone, "dvc", "pull")
     # nothing to re-run but the environment check, which always runs (its output matches: same machine)
-    assert set(json.loads(run(clone, "dvc", "status", "--json").stdout)) == {"environment"}
+    assert set(json.loads(run(clone, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
     assert ran_stages(run(clone, "dvc", "repro").stdout) == {"environment"}
     assert_same_models(project, clone)
     metrics = run(clone, "dvc", "metrics", "diff", "HEAD~1", "--json").stdout
@@ -133,7 +133,10 @@ def test_ssh_remote_round_trip(project, sshd):
         clone = fresh_clone(project, "over-ssh")
         use_ssh_remote(clone, sshd)
         run(clone, "dvc", "pull")
-        assert set(json.loads(run(clone, "dvc", "status", "--json").stdout)) == {"environment"}
+        assert set(json.loads(run(clone, "dvc", "status", "--json").stdout)) == {
+            "environment",
+            "search/dvc.yaml:search",
+        }
         assert_same_models(project, clone)
     finally:
         (project / ".dvc" / "config.local").unlink(missing_ok=True)

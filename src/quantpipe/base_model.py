@@ -98,6 +98,13 @@ def length_grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def training_sample(train: pd.DataFrame, cfg: TrainParams) -> pd.DataFrame:
+    """The rows the fine-tune sees: a seeded sample of `max_samples` (all rows without it)."""
+    if cfg.max_samples and cfg.max_samples < len(train):
+        return train.sample(n=cfg.max_samples, random_state=cfg.seed)
+    return train
+
+
 def finetune(model, tokenizer, train: pd.DataFrame, cfg: TrainParams) -> dict:
     """Fine-tune on CPU: AdamW, linear warm-up/decay, per-batch padding. Returns loss statistics."""
     import torch
@@ -105,8 +112,7 @@ def finetune(model, tokenizer, train: pd.DataFrame, cfg: TrainParams) -> dict:
 
     set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    if cfg.max_samples and cfg.max_samples < len(train):
-        train = train.sample(n=cfg.max_samples, random_state=cfg.seed)
+    train = training_sample(train, cfg)
     texts, labels = train["text"].tolist(), train["label"].to_numpy()
     steps_per_epoch = math.ceil(len(texts) / cfg.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * cfg.epochs))

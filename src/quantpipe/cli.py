@@ -28,6 +28,8 @@ PATHS = {
     "image": ("reports/accuracy_vs_throughput.png", "the report's image"),
     "plots": ("reports/plots", "the data of `dvc plots`"),
     "summary": ("metrics/compare.json", "the comparison's metrics"),
+    "trials": ("metrics/search/trials", "the search's trial cache (one JSON file per trial)"),
+    "search_report": ("reports/search", "the search's report, trials, winner and Pareto plot data"),
 }
 
 

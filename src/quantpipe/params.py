@@ -52,6 +52,11 @@ class DatasetParams(Section):
     eval_split: str | None = Field(
         None, description="split that is evaluated (slicing allowed: `test[:3000]`); null: the dataset is not evaluated"
     )
+    selection_split: str | None = Field(
+        None,
+        description="split the search scores its trials on, never the evaluated one (the train split: its rows "
+        "that the fine-tune and the calibrations did not use); null: not used by the search",
+    )
     text_fields: list[str] = Field(
         min_length=1,
         description="columns joined into one `text`: blank parts skipped, "
@@ -65,8 +70,17 @@ class DatasetParams(Section):
 
     def splits(self) -> dict[str, str]:
         """Role (`train`/`eval`) -> split expression, for the roles this dataset plays."""
-        roles = {"train": self.train_split, "eval": self.eval_split}
+        roles = {"train": self.train_split, "eval": self.eval_split, "selection": self.selection_split}
         return {role: split for role, split in roles.items() if split}
+
+    @model_validator(mode="after")
+    def _selection_is_not_evaluated(self) -> DatasetParams:
+        if self.selection_split and self.selection_split == self.eval_split:
+            raise ValueError(
+                f"selection_split: '{self.selection_split}' is the eval_split; the search must not choose on "
+                "the data the report shows"
+            )
+        return self
 
 
 class DataParams(Section):
@@ -259,6 +273,92 @@ class CompareParams(Section):
     )
 
 
+class SelectionParams(Section):
+    """The data trials are scored on: each dataset's `selection_split`, never what the report shows."""
+
+    datasets: list[str] = Field(
+        min_length=1, description="names in `data.datasets` with a `selection_split` (the winner must hold on each)"
+    )
+    max_samples: int | None = Field(
+        500, gt=0, description="texts per dataset (a seeded sample of the held-out rows); null: all of them"
+    )
+    seed: int = Field(0, description="seed of the sample")
+
+
+class SearchTimingParams(Section):
+    """Each trial timed against the fp32 ONNX model in paired rounds that alternate between the two."""
+
+    rounds: int = Field(3, gt=0, description="rounds per dataset (ratio: median and [min, max] over them)")
+    max_samples: int | None = Field(100, gt=0, description="texts timed per dataset (the first selection texts)")
+
+
+class FallbackParams(Section):
+    """Accuracy-aware fallback (Intel Neural Compressor's basic strategy): leave the most damaging parts of the
+    network in fp32, one at a time, until the trial meets the budget."""
+
+    start: Literal["fastest"] | dict[str, Any] | None = Field(
+        "fastest",
+        description="`fastest`: the fastest trial, when it misses the budget; a variant (its keys as in "
+        "`variants`, an ONNX Runtime int8 kind; a YAML alias of one works): that configuration; null: no fallback",
+    )
+    max_steps: int = Field(8, gt=0, description="parts left in fp32 at most")
+
+
+class SearchParams(Section):
+    """The search (its own pipeline, `search/dvc.yaml`): trials built from `base` and one value per axis of
+    `space`, each scored on the selection split and timed against fp32 ONNX; the winner is the fastest within
+    `accuracy_budget` on every selection dataset."""
+
+    base: dict[str, Any] = Field(
+        default_factory=lambda: {"kind": "dynamic"},
+        description="the variant every trial starts from (any kind, its keys as in `variants`)",
+    )
+    space: dict[str, list[Any]] = Field(
+        min_length=1,
+        description="axis -> values: any key of the trial's kind (`kind` too), or `exclude_parts` (lists of "
+        "`embeddings`, `layer.<i>`, `head` left in fp32)",
+    )
+    strategy: Literal["grid", "random", "tpe"] = Field(
+        "grid",
+        description="`grid`: every combination; `random`: `max_trials` of them (seeded); `tpe`: Optuna's TPE "
+        "sampler, multi-objective over accuracy and speed",
+    )
+    max_trials: int | None = Field(
+        None, gt=0, description="trials at most (grid: null runs the whole space; random and tpe need it)"
+    )
+    seed: int = Field(0, description="seed of `random` and `tpe`")
+    accuracy_budget: float = Field(
+        0.5, ge=0, le=100, description="accuracy points below fp32 ONNX allowed, on every selection dataset"
+    )
+    selection: SelectionParams = Field(description="the data trials are scored on")
+    timing: SearchTimingParams = Field(SearchTimingParams(), description="the paired timing of each trial")
+    fallback: FallbackParams = Field(FallbackParams(), description="the accuracy-aware fallback")
+    workers: int = Field(1, gt=0, description="trials run at once (processes, or Ray tasks)")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="`local`: this machine; `ray`: Ray tasks (`pip install 'quantpipe[ray]'`)"
+    )
+    ray_address: str | None = Field(None, description="`ray.init` address (null: a local Ray instance)")
+
+    @field_validator("space")
+    @classmethod
+    def _axes_have_values(cls, space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in space.items():
+            if not values:
+                raise ValueError(f"{axis}: an axis needs at least one value")
+        return space
+
+    @model_validator(mode="after")
+    def _trials_fit_the_space(self) -> SearchParams:
+        size = 1
+        for values in self.space.values():
+            size *= len(values)
+        if self.strategy in ("random", "tpe") and not self.max_trials:
+            raise ValueError(f"max_trials: the {self.strategy} strategy needs it")
+        if self.strategy in ("grid", "random") and self.max_trials and self.max_trials > size:
+            raise ValueError(f"max_trials: {self.max_trials} asked, the space holds {size} combinations")
+        return self
+
+
 class Params(Section):
     """`params.yaml`: one section per concern."""
 
@@ -276,6 +376,7 @@ class Params(Section):
     sensitivity: SensitivityParams = Field(description="sensitivity analysis")
     side_by_side: SideBySideParams = Field(description="side-by-side timing")
     compare: CompareParams = Field(CompareParams(), description="comparison report")
+    search: SearchParams | None = Field(None, description="the search (`search/dvc.yaml`; not in the default run)")
 
     @field_validator("variants", mode="before")
     @classmethod
@@ -332,6 +433,10 @@ class Params(Section):
                 )
             if not self.data.datasets[name].eval_split:
                 raise ValueError(f"evaluate.datasets: '{name}' has no eval_split")
+        if self.search:
+            from quantpipe.search.space import check_search
+
+            check_search(self)
         return self
 
 

@@ -103,6 +103,11 @@ class OrtQuantParams(VariantParams):
             raise ValueError("a static variant needs `calibration: <name in calibrations>`")
         if self.kind == "dynamic" and self.calibration:
             raise ValueError("a dynamic variant takes no calibration (ranges are computed at run time)")
+        if self.reduce_range and self.preset in ("arm64", "avx512_vnni"):
+            raise ValueError(
+                f"reduce_range: the {self.preset} preset takes none (Optimum's AutoQuantizationConfig.{self.preset} "
+                "has no reduce_range: its kernels do not saturate)"
+            )
         if self.kind == "dynamic" and self.format == "QDQ":
             raise ValueError("dynamic quantization writes QOperator graphs only; use format: QOperator or kind: static")
         unknown = sorted(set(self.extra_options) - set(EXTRA_OPTIONS))

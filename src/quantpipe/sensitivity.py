@@ -28,6 +28,7 @@ from quantpipe.quantization import (
 from quantpipe.side_by_side import time_side_by_side
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
+PART = re.compile(r"embeddings|head|layer\.\d+")  # the names node_part gives
 
 
 def node_part(node) -> str:

@@ -1,0 +1,139 @@
+"""The search's strategies (grid, random, Optuna's TPE), the accuracy-aware fallback and the winner. Every
+trial goes through `measure`: skipped when invalid, read from the cache when known, else run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from quantpipe.params import SearchParams
+from quantpipe.search.executors import run_trials
+from quantpipe.search.space import Candidate, candidate, make_candidate, planned_points
+from quantpipe.search.trial import TrialCache, TrialContext, graph_parts, run_trial
+
+
+def measure(ctx: TrialContext, cache: TrialCache, candidates: list[Candidate], timed: bool = True) -> list[dict]:
+    """One row per candidate, in order: skipped (with its reason), cached, or measured now (and cached)."""
+    search = ctx.params.search
+    rows, todo = [], []
+    for cand in candidates:
+        row = {"trial": cand.trial_id, "label": cand.label, "exclude_parts": list(cand.exclude_parts)}
+        key = cand.trial_id + ("" if timed else "-accuracy")
+        if cand.variant is None:
+            row.update(status="skipped", reason=cand.reason)
+        elif (cached := cache.get(key)) is not None:
+            row.update(cached, cached=True)
+        else:
+            todo.append((cand, key, row))
+        rows.append(row)
+    jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
+    for (_, key, row), result in zip(
+        todo, run_trials(run_trial, jobs, search, ctx.params.evaluate.threads), strict=True
+    ):
+        cache.put(key, result)
+        row.update(result, cached=False)
+    return rows
+
+
+def within_budget(row: dict, search: SearchParams) -> bool:
+    return row.get("status") == "ok" and row["worst_delta"] >= -search.accuracy_budget
+
+
+def planned(ctx: TrialContext, cache: TrialCache) -> list[dict]:
+    """`grid` and `random`: the planned points, all measured (in parallel when there are workers)."""
+    search = ctx.params.search
+    return measure(ctx, cache, [candidate(search, point) for point in planned_points(search)])
+
+
+def tpe(ctx: TrialContext, cache: TrialCache) -> list[dict]:
+    """Optuna's TPE sampler, two objectives (the worst selection accuracy delta, the speed ratio), asking
+    `workers` points at a time; a point asked again is read from the cache."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+
+    search = ctx.params.search
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        directions=["maximize", "maximize"], sampler=optuna.samplers.TPESampler(seed=search.seed)
+    )
+    distributions = {axis: CategoricalDistribution(list(range(len(v)))) for axis, v in search.space.items()}
+    rows: dict[str, dict] = {}
+    asked = 0
+    while asked < search.max_trials:
+        batch = [study.ask(distributions) for _ in range(min(search.workers, search.max_trials - asked))]
+        asked += len(batch)
+        points = [{axis: search.space[axis][t.params[axis]] for axis in search.space} for t in batch]
+        for trial, row in zip(batch, measure(ctx, cache, [candidate(search, p) for p in points]), strict=True):
+            rows.setdefault(row["trial"], row)
+            if row["status"] == "ok":
+                study.tell(trial, [row["worst_delta"], row["speed_ratio"]])
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return list(rows.values())
+
+
+# strategy name -> function(ctx, cache) -> one row per distinct trial
+STRATEGIES: dict[str, Callable[[TrialContext, TrialCache], list[dict]]] = {
+    "grid": planned,
+    "random": planned,
+    "tpe": tpe,
+}
+
+
+def fallback(ctx: TrialContext, cache: TrialCache, rows: list[dict]) -> dict | None:
+    """Intel Neural Compressor's basic strategy: from the start (the fastest trial, or a declared variant),
+    rank the parts of the network by the accuracy recovered when each alone stays fp32, then leave them in
+    fp32 one at a time, most damaging first, until the start meets the budget on every selection dataset."""
+    search = ctx.params.search
+    start = search.fallback.start
+    if start is None:
+        return None
+    if start == "fastest":
+        ok = [r for r in rows if r.get("status") == "ok"]
+        if not ok:
+            return None
+        fastest = max(ok, key=lambda r: r["speed_ratio"])
+        raw, parts, name = fastest["variant"], tuple(fastest["exclude_parts"]), f"fastest trial {fastest['trial']}"
+    else:
+        raw, parts, name = dict(start), (), "the declared start"
+    first = measure(ctx, cache, [make_candidate(raw, parts, {"start": name})])[0]
+    out = {"start": name, "ranking": [], "steps": [first], "met": within_budget(first, search)}
+    if out["met"] or first["status"] != "ok":
+        return out
+    variant = make_candidate(raw, (), {}).variant
+    remaining = [p for p in graph_parts(variant, ctx) if p not in parts]
+    leave_one_out = measure(ctx, cache, [make_candidate(raw, (*parts, p), {"fp32": p}) for p in remaining], timed=False)
+    ranked = sorted(
+        ((p, r) for p, r in zip(remaining, leave_one_out, strict=True) if r["status"] == "ok"),
+        key=lambda pr: -pr[1]["worst_delta"],
+    )
+    out["ranking"] = [{"part": p, "worst_delta": r["worst_delta"]} for p, r in ranked]
+    excluded = list(parts)
+    for part, _ in ranked[: search.fallback.max_steps]:
+        excluded.append(part)
+        step = measure(ctx, cache, [make_candidate(raw, tuple(excluded), {"fp32": " ".join(excluded)})])[0]
+        out["steps"].append(step)
+        if within_budget(step, search):
+            out["met"] = True
+            break
+    return out
+
+
+def winner(rows: list[dict], search: SearchParams) -> dict | None:
+    """The fastest measured trial within the budget on every selection dataset (trials and fallback steps)."""
+    eligible = [r for r in rows if within_budget(r, search) and "speed_ratio" in r]
+    return max(eligible, key=lambda r: r["speed_ratio"]) if eligible else None
+
+
+def pareto(rows: list[dict]) -> list[str]:
+    """Trials no other trial beats on both the worst accuracy delta and the speed ratio."""
+    ok = [r for r in rows if r.get("status") == "ok" and "speed_ratio" in r]
+    return [
+        r["trial"]
+        for r in ok
+        if not any(
+            o["worst_delta"] >= r["worst_delta"]
+            and o["speed_ratio"] >= r["speed_ratio"]
+            and (o["worst_delta"], o["speed_ratio"]) != (r["worst_delta"], r["speed_ratio"])
+            for o in ok
+        )
+    ]
