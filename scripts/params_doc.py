@@ -56,6 +56,9 @@ def model_of(tp) -> tuple[type[BaseModel] | None, bool]:
     """The section model a field holds, and whether it is a mapping of them (name -> model)."""
     if inspect.isclass(tp) and issubclass(tp, BaseModel):
         return tp, False
+    optional = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(optional) == 1:  # `Model | None`
+        return model_of(optional[0])
     if typing.get_origin(tp) is dict:
         value = typing.get_args(tp)[1]
         if inspect.isclass(value) and issubclass(value, BaseModel):

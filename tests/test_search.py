@@ -28,17 +28,20 @@ def search_with(**changes) -> Params:
     return Params.model_validate(raw)
 
 
-def test_the_shipped_space_is_the_reference_sweep():
+def test_the_shipped_space_is_the_reference_sweep_plus_openvino():
     search = load_params(REPO / "params.yaml").search
     candidates = [candidate(search, point) for point in planned_points(search)]
-    valid = [c for c in candidates if c.variant is not None]
-    assert len(candidates) == 64 and len(valid) == 48
+    reference = [c for c in candidates if "kind" not in c.point]
+    valid = [c for c in reference if c.variant is not None]
+    assert len(reference) == 64 and len(valid) == 48
     per_preset = {p: sum(c.point["preset"] == p for c in valid) for p in ("arm64", "avx2", "avx512", "avx512_vnni")}
     assert per_preset == {"arm64": 8, "avx2": 16, "avx512": 16, "avx512_vnni": 8}
     skipped = [c for c in candidates if c.variant is None]
     assert all(c.point["reduce_range"] and c.point["preset"] in ("arm64", "avx512_vnni") for c in skipped)
     assert all(c.reason.startswith("reduce_range: the ") for c in skipped)
-    assert len({c.trial_id for c in candidates}) == 64
+    openvino = [c for c in candidates if c.point.get("kind") == "openvino"]
+    assert len(openvino) == 8 and all(c.variant is not None and c.variant.kind == "openvino" for c in openvino)
+    assert len({c.trial_id for c in candidates}) == 72
 
 
 def test_grid_caps_and_random_samples_without_repeats():
@@ -64,7 +67,9 @@ def test_exclude_parts_and_kind_axes():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"space": {}}, "search.space: Dictionary should have at least 1 item"),
+        ({"space": {}}, "search.space: a grid needs at least one axis"),
+        ({"space": []}, "search.space: a list of grids needs at least one grid"),
+        ({"space": [{"kind": ["openvino"], "preset": ["fast"]}]}, "search.space.preset: Input should be 'performance'"),
         ({"space": {"preset": []}}, "search.space: preset: an axis needs at least one value"),
         ({"space": {"presett": ["avx2"]}}, "search.space: unknown axis 'presett' (did you mean 'preset'?)"),
         ({"space": {"preset": ["avx3"]}}, "search.space.preset: Input should be"),
@@ -72,7 +77,7 @@ def test_exclude_parts_and_kind_axes():
         ({"accuracy_budget": 101}, "search.accuracy_budget: Input should be less than or equal to 100"),
         ({"accuracy_budget": -1}, "search.accuracy_budget: Input should be greater than or equal to 0"),
         ({"strategy": "gird"}, "search.strategy: Input should be 'grid', 'random' or 'tpe'"),
-        ({"max_trials": 65}, "search: max_trials: 65 asked, the space holds 64 combinations"),
+        ({"max_trials": 73}, "search: max_trials: 73 asked, the space holds 72 combinations"),
         ({"strategy": "tpe"}, "search: max_trials: the tpe strategy needs it"),
         ({"selection": {"datasets": ["imdb"]}}, "search.selection.datasets: 'imdb' is not one of data.datasets"),
         (
@@ -282,3 +287,18 @@ def test_promote_writes_the_winner_as_a_variant(searched, tmp_path):
     assert (root / "params.yaml").read_text().startswith(before.splitlines()[0])
     status = json.loads(run(root, "dvc", "status", "--json").stdout)
     assert "quantize@found" in status and "evaluate@found" in status
+
+
+def test_tpe_asks_at_most_max_trials_and_reuses_the_cache(searched, tmp_path):
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(searched, root, symlinks=True)
+    set_search(root, strategy="tpe", max_trials=5, seed=1)
+    run(root, "python", "stages/search.py")
+    summary = json.loads((root / "metrics/search.json").read_text())
+    assert summary["strategy"] == "tpe"
+    assert 1 <= summary["trials"]["tried"] <= 5  # distinct points; one asked twice counts once
+    # every point of this space was measured by the grid run: the cache serves all of them
+    assert summary["trials"]["run_now"] == 0
+    assert summary["trials"]["ok"] + summary["trials"]["skipped"] == summary["trials"]["tried"]

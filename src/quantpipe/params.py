@@ -6,6 +6,7 @@ A typo or a bad value becomes one `QuantpipeError` line naming the param, never 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -313,10 +314,9 @@ class SearchParams(Section):
         default_factory=lambda: {"kind": "dynamic"},
         description="the variant every trial starts from (any kind, its keys as in `variants`)",
     )
-    space: dict[str, list[Any]] = Field(
-        min_length=1,
+    space: dict[str, list[Any]] | list[dict[str, list[Any]]] = Field(
         description="axis -> values: any key of the trial's kind (`kind` too), or `exclude_parts` (lists of "
-        "`embeddings`, `layer.<i>`, `head` left in fp32)",
+        "`embeddings`, `layer.<i>`, `head` left in fp32); a list of such grids searches their union"
     )
     strategy: Literal["grid", "random", "tpe"] = Field(
         "grid",
@@ -339,19 +339,26 @@ class SearchParams(Section):
     )
     ray_address: str | None = Field(None, description="`ray.init` address (null: a local Ray instance)")
 
+    def grids(self) -> list[dict[str, list[Any]]]:
+        """The space as a list of grids (one grid, or the union a list declares)."""
+        return self.space if isinstance(self.space, list) else [self.space]
+
     @field_validator("space")
     @classmethod
-    def _axes_have_values(cls, space: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for axis, values in space.items():
-            if not values:
-                raise ValueError(f"{axis}: an axis needs at least one value")
+    def _axes_have_values(cls, space):
+        for grid in space if isinstance(space, list) else [space]:
+            if not grid:
+                raise ValueError("a grid needs at least one axis")
+            for axis, values in grid.items():
+                if not values:
+                    raise ValueError(f"{axis}: an axis needs at least one value")
+        if isinstance(space, list) and not space:
+            raise ValueError("a list of grids needs at least one grid")
         return space
 
     @model_validator(mode="after")
     def _trials_fit_the_space(self) -> SearchParams:
-        size = 1
-        for values in self.space.values():
-            size *= len(values)
+        size = sum(math.prod(len(values) for values in grid.values()) for grid in self.grids())
         if self.strategy in ("random", "tpe") and not self.max_trials:
             raise ValueError(f"max_trials: the {self.strategy} strategy needs it")
         if self.strategy in ("grid", "random") and self.max_trials and self.max_trials > size:

@@ -25,6 +25,11 @@ def measure(ctx: TrialContext, cache: TrialCache, candidates: list[Candidate], t
         else:
             todo.append((cand, key, row))
         rows.append(row)
+    if todo:
+        cached = sum(bool(row.get("cached")) for row in rows)
+        print(f"{len(todo)} new trial(s) to run ({cached} from the cache, {len(rows) - len(todo) - cached} skipped):")
+        for cand, key, _ in todo:
+            print(f"  {key} {cand.label}")
     jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
     for (_, key, row), result in zip(
         todo, run_trials(run_trial, jobs, search, ctx.params.evaluate.threads), strict=True
@@ -48,20 +53,24 @@ def tpe(ctx: TrialContext, cache: TrialCache) -> list[dict]:
     """Optuna's TPE sampler, two objectives (the worst selection accuracy delta, the speed ratio), asking
     `workers` points at a time; a point asked again is read from the cache."""
     import optuna
-    from optuna.distributions import CategoricalDistribution
 
     search = ctx.params.search
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         directions=["maximize", "maximize"], sampler=optuna.samplers.TPESampler(seed=search.seed)
     )
-    distributions = {axis: CategoricalDistribution(list(range(len(v)))) for axis, v in search.space.items()}
+    grids = search.grids()
     rows: dict[str, dict] = {}
     asked = 0
     while asked < search.max_trials:
-        batch = [study.ask(distributions) for _ in range(min(search.workers, search.max_trials - asked))]
+        batch = [study.ask() for _ in range(min(search.workers, search.max_trials - asked))]
         asked += len(batch)
-        points = [{axis: search.space[axis][t.params[axis]] for axis in search.space} for t in batch]
+        points = []
+        for trial in batch:  # define-by-run: which grid, then one value index per axis of that grid
+            g = trial.suggest_categorical("grid", list(range(len(grids)))) if len(grids) > 1 else 0
+            points.append(
+                {a: v[trial.suggest_categorical(f"{g}.{a}", list(range(len(v))))] for a, v in grids[g].items()}
+            )
         for trial, row in zip(batch, measure(ctx, cache, [candidate(search, p) for p in points]), strict=True):
             rows.setdefault(row["trial"], row)
             if row["status"] == "ok":

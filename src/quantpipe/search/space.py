@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from quantpipe.params import NestedParamError, Params, SearchParams, VariantParams, first_error
+from quantpipe.params import NestedParamError, Params, SearchParams, VariantParams
 
 EXCLUDE_PARTS = "exclude_parts"  # the axis of parts of the network left in fp32 (not a variant key)
 
@@ -66,15 +66,18 @@ def make_candidate(raw: dict[str, Any], parts: tuple[str, ...], point: dict[str,
     return Candidate(point, raw, parts, variant, None)
 
 
-def grid_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination, the first axis varying slowest."""
-    axes = list(space)
-    return [dict(zip(axes, values, strict=True)) for values in itertools.product(*(space[a] for a in axes))]
+def grid_points(search: SearchParams) -> list[dict[str, Any]]:
+    """Every combination of each grid (the first axis varying slowest), grid after grid."""
+    points = []
+    for grid in search.grids():
+        axes = list(grid)
+        points += [dict(zip(axes, values, strict=True)) for values in itertools.product(*(grid[a] for a in axes))]
+    return points
 
 
 def planned_points(search: SearchParams) -> list[dict[str, Any]]:
     """The points `grid` and `random` try: all of them (up to `max_trials`), or a seeded sample."""
-    points = grid_points(search.space)
+    points = grid_points(search)
     if search.strategy == "random":
         rng = np.random.default_rng(search.seed)
         return [points[i] for i in sorted(rng.choice(len(points), size=search.max_trials, replace=False))]
@@ -97,15 +100,16 @@ def check_search(params: Params) -> None:
         variant_params("base", dict(search.base))
     except NestedParamError as exc:
         raise ValueError(f"search.{exc}") from None
-    kinds = {search.base["kind"], *(k for k in search.space.get("kind", []) if k in KINDS)}
-    known = _kind_fields(kinds) | {EXCLUDE_PARTS}
-    for axis, values in search.space.items():
-        if axis not in known:
-            close = difflib.get_close_matches(axis, sorted(known), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
-            raise ValueError(f"search.space: unknown axis '{axis}' ({hint})")
-        for value in values:
-            _check_value(search, axis, value)
+    for grid in search.grids():
+        kinds = {k for k in grid.get("kind", [search.base["kind"]]) if k in KINDS}
+        known = _kind_fields(kinds) | {EXCLUDE_PARTS, "kind"}
+        for axis, values in grid.items():
+            if axis not in known:
+                close = difflib.get_close_matches(axis, sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
+                raise ValueError(f"search.space: unknown axis '{axis}' ({hint})")
+            for value in values:
+                _check_value(kinds, axis, value)
     for name in search.selection.datasets:
         spec = params.data.datasets.get(name)
         if spec is None:
@@ -131,9 +135,9 @@ def check_search(params: Params) -> None:
             raise ValueError(str(exc).replace("variants.start", "search.fallback.start", 1)) from None
 
 
-def _check_value(search: SearchParams, axis: str, value: Any) -> None:
-    """A value wrong on its own (a typo, a wrong type) is an error; one that clashes with another key is a
-    combination the search skips."""
+def _check_value(kinds: set[str], axis: str, value: Any) -> None:
+    """A value no kind of its grid accepts on its own (a typo, a wrong type) is an error; one that clashes with
+    another key is a combination the search skips."""
     if axis == EXCLUDE_PARTS:
         from quantpipe.sensitivity import PART
 
@@ -146,12 +150,18 @@ def _check_value(search: SearchParams, axis: str, value: Any) -> None:
         if value not in KINDS or get_kind(value).baseline:
             raise ValueError(f"search.space.kind: unknown variant kind {value!r}")
         return
-    params_model = get_kind(search.base["kind"]).params
-    if axis not in params_model.model_fields:
-        return  # a key of another kind on the kind axis: checked in the combinations
-    try:
-        params_model.model_validate({**search.base, axis: value})
-    except ValidationError as exc:
-        first = first_error(exc)
-        if first["loc"] and first["loc"][0] == axis and first["type"] != "value_error":
-            raise ValueError(f"search.space.{axis}: {first['msg']} (got {value!r})") from None
+    problems = []
+    for kind in sorted(kinds):
+        params_model = get_kind(kind).params
+        if axis not in params_model.model_fields:
+            continue
+        try:
+            params_model.model_validate({"kind": kind, axis: value})
+        except ValidationError as exc:
+            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis and e["type"] != "value_error"]
+            if own:
+                problems.append(own[0]["msg"])
+                continue
+        return
+    if problems:
+        raise ValueError(f"search.space.{axis}: {problems[0]} (got {value!r})")
