@@ -1,6 +1,8 @@
 """Stage search (search/dvc.yaml): trials over `search.space`, the fallback and the winner -> metrics/search.json,
 metrics/search/trials/ (the trial cache), reports/search/."""
 
+import logging
+
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import check_max_length
@@ -24,6 +26,7 @@ def main() -> None:
         "search_report",
         out="metrics/search.json",
     )
+    logging.getLogger().setLevel(logging.WARNING)  # ONNX Runtime's quantizer logs every tensor at INFO
     params = load_params(args.params)
     search = params.search
     if search is None:

@@ -120,7 +120,11 @@ def test_fallback_leaves_the_most_damaging_parts_in_fp32_until_the_budget_holds(
         row = {"status": "ok", "variant": raw, "resolved": {}, "size_mb": 1.0, "datasets": {}, "worst_delta": delta}
         return {**row, "speed_ratio": 2.0 - 0.1 * len(parts)} if timed else row
 
-    monkeypatch.setattr(runner, "run_trials", lambda fn, jobs, search, threads: [fake_trial(*job) for job in jobs])
+    def fake_run_trials(fn, jobs, search, threads, done):
+        for i, job in enumerate(jobs):
+            done(i, fake_trial(*job))
+
+    monkeypatch.setattr(runner, "run_trials", fake_run_trials)
     monkeypatch.setattr(runner, "graph_parts", lambda variant, ctx: list(cost))
     params = search_with(accuracy_budget=0.5, fallback={"start": "fastest", "max_steps": 8})
 

@@ -1,5 +1,6 @@
 """Where trials run: in this process, in a local process pool, or as Ray tasks (any Ray cluster). Each runs
-the same `run_trial`; results come back here in the order asked, and the stage writes them."""
+the same `run_trial`; each result is handed to `done(index, result)` as soon as it arrives (the stage caches it
+then, so a killed search keeps the trials it finished)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
 
+Done = Callable[[int, dict], None]
 
-def run_local(fn: Callable, jobs: list[tuple], workers: int, desc: str) -> list[dict]:
+
+def run_local(fn: Callable, jobs: list[tuple], workers: int, done: Done, desc: str) -> None:
     if workers == 1:
-        return [fn(*job) for job in tqdm(jobs, desc=desc, unit="trial")]
+        for i, job in enumerate(tqdm(jobs, desc=desc, unit="trial")):
+            done(i, fn(*job))
+        return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a forked child would inherit ONNX Runtime's and torch's thread pools
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(fn, *job) for job in jobs]
-        return [f.result() for f in tqdm(futures, desc=desc, unit="trial")]
+        futures = {pool.submit(fn, *job): i for i, job in enumerate(jobs)}
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="trial"):
+            done(futures[future], future.result())
 
 
-def run_ray(fn: Callable, jobs: list[tuple], workers: int, desc: str, address: str | None, threads: int) -> list[dict]:
+def run_ray(
+    fn: Callable, jobs: list[tuple], workers: int, done: Done, desc: str, address: str | None, threads: int
+) -> None:
     """Each trial a Ray task of `threads` CPUs; `address` null starts a local instance of `workers` tasks."""
     try:
         import ray
@@ -34,19 +42,21 @@ def run_ray(fn: Callable, jobs: list[tuple], workers: int, desc: str, address: s
         else:
             ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=threads)(fn)
-    refs = [task.remote(*job) for job in jobs]
-    pending = list(refs)
-    with tqdm(total=len(refs), desc=desc, unit="trial") as bar:
+    index = {task.remote(*job): i for i, job in enumerate(jobs)}
+    pending = list(index)
+    with tqdm(total=len(pending), desc=desc, unit="trial") as bar:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done(index[ref], ray.get(ref))
             bar.update(len(ready))
-    return ray.get(refs)
 
 
-def run_trials(fn: Callable, jobs: list[tuple], search, threads: int, desc: str = "trials") -> list[dict]:
+def run_trials(fn: Callable, jobs: list[tuple], search, threads: int, done: Done, desc: str = "trials") -> None:
     """`fn(*job)` for every job, on the executor `search.executor` names, `search.workers` at a time."""
     if not jobs:
-        return []
+        return
     if search.executor == "ray":
-        return run_ray(fn, jobs, search.workers, desc, search.ray_address, threads)
-    return run_local(fn, jobs, search.workers, desc)
+        run_ray(fn, jobs, search.workers, done, desc, search.ray_address, threads)
+    else:
+        run_local(fn, jobs, search.workers, done, desc)

@@ -30,12 +30,14 @@ def measure(ctx: TrialContext, cache: TrialCache, candidates: list[Candidate], t
         print(f"{len(todo)} new trial(s) to run ({cached} from the cache, {len(rows) - len(todo) - cached} skipped):")
         for cand, key, _ in todo:
             print(f"  {key} {cand.label}")
-    jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
-    for (_, key, row), result in zip(
-        todo, run_trials(run_trial, jobs, search, ctx.params.evaluate.threads), strict=True
-    ):
+
+    def done(i: int, result: dict) -> None:
+        _, key, row = todo[i]
         cache.put(key, result)
         row.update(result, cached=False)
+
+    jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
+    run_trials(run_trial, jobs, search, ctx.params.evaluate.threads, done)
     return rows
 
 
