@@ -288,7 +288,10 @@ def test_promote_writes_the_winner_as_a_variant(searched, tmp_path):
     run(root, "python", "-m", "quantpipe.search.promote", "--name", "found")
     params = load_params(root / "params.yaml")
     assert params.variants["found"].model_dump(mode="json") == winner["variant"]
-    assert (root / "params.yaml").read_text().startswith(before.splitlines()[0])
+    after = (root / "params.yaml").read_text().splitlines()
+    assert [line for line in after if "found" not in line] == before.splitlines()  # every other line as it was
+    run(root, "python", "-m", "quantpipe.search.promote", "--name", "found")  # again: replaced, not added twice
+    assert (root / "params.yaml").read_text().splitlines() == after
     status = json.loads(run(root, "dvc", "status", "--json").stdout)
     assert "quantize@found" in status and "evaluate@found" in status
 
