@@ -45,6 +45,7 @@ def only_dataset(params: dict, spec: dict) -> None:
     )
     params["evaluate"]["datasets"] = ["tiny"]
     params["sensitivity"]["dataset"] = "tiny"
+    params.pop("search")  # it names the shipped datasets
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,7 @@ def raw_params(variants: dict, **compare) -> dict:
     raw["variants"] = variants
     raw["sensitivity"]["variant"] = next(n for n, v in variants.items() if v["kind"] in ("static", "dynamic"))
     raw["compare"] = {"baseline": "pytorch_fp32", **compare}
+    raw.pop("search")  # it names the shipped calibrations
     return raw
 
 

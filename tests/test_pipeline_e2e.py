@@ -30,6 +30,8 @@ def variant_kinds(root: Path) -> dict[str, str]:
 def test_repro_writes_every_metrics_file_and_the_report(project):
     kinds = variant_kinds(project)
     assert {"torch_dynamic", "openvino"} <= set(kinds.values())
+    variants = yaml.safe_load((project / "params.yaml").read_text())["variants"]
+    cpu_flags = json.loads((project / "metrics/environment.json").read_text())["cpu"]["flags"]
     for name in variant_names(project):
         for dataset, n in (("sst2", 40), ("amazon", 24)):
             metrics = json.loads((project / "metrics/eval" / name / f"{dataset}.json").read_text())
@@ -43,7 +45,9 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
             if kinds[name] in ("dynamic", "static"):
                 assert set(metrics["resolved"]) == {"preset"}  # `auto` resolved for this CPU, or the one set
             if kinds[name] == "openvino":  # what the CPU plugin computes in, read back from the compiled model
-                assert metrics["resolved"] == {"inference_precision": "f32"}
+                asked = variants.get(name, {}).get("inference_precision", "f32")
+                has_bf16 = cpu_flags.get("avx512_bf16") or cpu_flags.get("amx_bf16")
+                assert metrics["resolved"] == {"inference_precision": "bf16" if asked == "bf16" and has_bf16 else "f32"}
     report = (project / "reports/compare.md").read_text()
     for name in variant_names(project):
         assert name in report
