@@ -1,0 +1,60 @@
+"""Generation quality: ROUGE-L F1 against the references (`rouge-score`: lower-cased, ASCII letters and digits
+only, no stemming) with a bootstrap 95% CI of its mean, and the fraction of outputs identical to a reference
+model's (the fp32 model's)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.statistics import bootstrap_ci
+
+
+def mean_ci(
+    values: list[float] | np.ndarray, n_resamples: int, seed: int, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of per-example scores, resampling examples with replacement.
+    (Beside its only user for now: statistics.py is a dependency of the committed classification stages.)"""
+    values = np.asarray(values, dtype=float)
+
+    def mean(scores: np.ndarray, _: np.ndarray, axis: int = -1) -> np.ndarray:  # bootstrap_ci resamples pairs
+        return np.mean(scores, axis=axis)
+
+    return bootstrap_ci(values, values, mean, n_resamples, seed, confidence, vectorized=True)
+
+
+def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
+    """ROUGE-L F1 of each prediction against its reference."""
+    from rouge_score import rouge_scorer
+
+    _same_length(predictions, references, "references")
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    return np.array([scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)])
+
+
+def identical_fraction(outputs: list[str], reference_outputs: list[str]) -> float:
+    """The fraction of outputs equal, character for character, to the reference model's for the same input."""
+    _same_length(outputs, reference_outputs, "reference outputs")
+    return float(np.mean([a == b for a, b in zip(outputs, reference_outputs)]))
+
+
+def generation_quality(
+    predictions: list[str],
+    references: list[str],
+    n_resamples: int,
+    seed: int,
+    reference_outputs: list[str] | None = None,
+) -> dict:
+    """Mean ROUGE-L F1 with its bootstrap 95% CI, the number of examples and, given a reference model's
+    outputs, the fraction identical to them."""
+    scores = rouge_l(predictions, references)
+    low, high = mean_ci(scores, n_resamples, seed)
+    out = {"rouge_l": float(scores.mean()), "rouge_l_ci": [low, high], "samples": len(scores)}
+    if reference_outputs is not None:
+        out["identical_to_reference"] = identical_fraction(predictions, reference_outputs)
+    return out
+
+
+def _same_length(predictions: list[str], other: list[str], what: str) -> None:
+    if not predictions or len(predictions) != len(other):
+        raise QuantpipeError(f"quality: {len(predictions)} outputs against {len(other)} {what} (need equal, non-zero)")
