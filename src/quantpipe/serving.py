@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
-import resource
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,8 +25,13 @@ def _rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def peak_rss_bytes() -> int:
+    """The peak resident memory of this process since it started (`VmHWM`, Linux). Not getrusage's ru_maxrss,
+    which Linux carries over `exec` from the parent: a child of a larger process would report the parent's peak."""
+    found = re.search(r"^VmHWM:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE)
+    if found is None:
+        raise QuantpipeError("/proc/self/status: no VmHWM line (peak memory is measured on Linux only)")
+    return int(found.group(1)) * 1024
 
 
 def serve(
@@ -56,7 +61,7 @@ def serve(
         )
         for dataset, items in texts.items()
     }
-    peak_serving = _peak_rss_bytes()  # load, one batch, then one text at a time: a service's high-water mark
+    peak_serving = peak_rss_bytes()  # load, one batch, then one text at a time: a service's high-water mark
     out = {}
     for dataset, items in texts.items():
         run = predict(runtime, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
@@ -68,7 +73,7 @@ def serve(
             "rss_after_load_mb": rss_loaded / 1e6,
             "rss_after_one_batch_mb": rss_one_batch / 1e6,
             "peak_rss_serving_mb": peak_serving / 1e6,
-            "peak_rss_mb": _peak_rss_bytes() / 1e6,
+            "peak_rss_mb": peak_rss_bytes() / 1e6,
             "load_seconds": load_seconds,
             "torch_imported": "torch" in sys.modules,
         },

