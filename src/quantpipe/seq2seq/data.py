@@ -1,0 +1,28 @@
+"""The text-to-text pairs: two columns of one dataset of `data.datasets`, loaded like every split."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from quantpipe.data import load_split
+from quantpipe.errors import QuantpipeError
+from quantpipe.params import Params
+
+
+def text_pairs(params: Params, role: str) -> pd.DataFrame:
+    """`source`, `target` of the train or eval split; rows with a blank source or target are dropped."""
+    cfg = params.seq2seq.data
+    spec = params.data.datasets[cfg.dataset]
+    split = cfg.train_split if role == "train" else cfg.eval_split
+    frame = load_split(cfg.dataset, spec, split)
+    for key in ("source_field", "target_field"):
+        column = getattr(cfg, key)
+        if column not in frame.columns:
+            raise QuantpipeError(
+                f"seq2seq.data.{key}: '{column}' is not a column of {cfg.dataset} (columns: {list(frame.columns)})"
+            )
+    pairs = pd.DataFrame({"source": frame[cfg.source_field], "target": frame[cfg.target_field]}).astype(str)
+    pairs = pairs[(pairs["source"].str.strip() != "") & (pairs["target"].str.strip() != "")].reset_index(drop=True)
+    if pairs.empty:
+        raise QuantpipeError(f"seq2seq.data: no non-blank ({cfg.source_field}, {cfg.target_field}) pair in '{split}'")
+    return pairs

@@ -1,0 +1,157 @@
+"""The fp32 seq2seq model fine-tuned here: an encoder-decoder warm-started from a pretrained encoder (BERT-to-BERT
+from the packaged MiniLM by default), trained on the CPU on (source, target) text pairs, saved for export."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from quantpipe.base_model import _load, length_grouped_batches, resolve_model_ref, training_sample
+from quantpipe.errors import QuantpipeError
+from quantpipe.params import Seq2seqTrainParams
+
+COLUMNS = ("source", "target")
+# the generation tokens of a warm-started BERT-to-BERT, from its tokenizer: start from [CLS], end at [SEP]
+TOKENS = {
+    "decoder_start_token_id": "cls_token",
+    "bos_token_id": "cls_token",
+    "eos_token_id": "sep_token",
+    "pad_token_id": "pad_token",
+}
+
+
+def __post_init__(self) -> None:
+    positive = ["epochs", "batch_size", "learning_rate", "max_source_length", "max_target_length", "threads"]
+    for name in positive + (["max_samples"] if self.max_samples is not None else []):
+        if getattr(self, name) <= 0:
+            raise QuantpipeError(f"{name}: must be greater than 0 (got {getattr(self, name)})")
+    if not 0 <= self.warmup_ratio < 1:
+        raise QuantpipeError(f"warmup_ratio: must be in [0, 1) (got {self.warmup_ratio})")
+    if self.weight_decay < 0:
+        raise QuantpipeError(f"weight_decay: must be at least 0 (got {self.weight_decay})")
+
+
+def warm_start(encoder_ref: str, param: str, seed: int):
+    """An `EncoderDecoderModel` whose encoder and decoder both start from the encoder `encoder_ref` (`pkg:<dist>`,
+    a local path or a Hub id; `param` names it in errors), with its tokenizer. The decoder's cross-attention is
+    new: it is initialised after seeding with `seed`, so the same seed gives the same weights."""
+    from transformers import AutoTokenizer, EncoderDecoderModel, set_seed
+
+    ref = resolve_model_ref(encoder_ref, param)
+    tokenizer = _load(AutoTokenizer, ref, param)
+    tokens = {key: getattr(tokenizer, f"{name}_id") for key, name in TOKENS.items()}
+    missing = sorted({TOKENS[key] for key, value in tokens.items() if value is None})
+    if missing:
+        raise QuantpipeError(
+            f"{param}: the tokenizer of '{encoder_ref}' has no {', '.join(missing)}; "
+            "a warm start needs a BERT-like encoder ([CLS], [SEP], [PAD])"
+        )
+    set_seed(seed)  # the cross-attention is initialised here: seed it, or every run differs
+    try:
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(ref, ref)
+    except (OSError, ValueError) as exc:  # no weights, or no decoder (causal LM) class for the model type
+        first = (str(exc).strip().splitlines() or ["cannot load"])[0]
+        raise QuantpipeError(f"{param}: cannot warm-start from '{encoder_ref}': {first}") from None
+    for config in (model.config, model.generation_config):  # training shifts labels with the first, generate reads
+        for key, value in tokens.items():
+            setattr(config, key, value)
+    return model, tokenizer
+
+
+def check_pairs(pairs: pd.DataFrame) -> None:
+    """A frame with non-empty `source` and `target` columns, or one error line."""
+    missing = [column for column in COLUMNS if column not in pairs.columns]
+    if missing:
+        raise QuantpipeError(
+            f"pairs: no {', '.join(missing)} column (columns: {', '.join(map(str, pairs.columns)) or 'none'})"
+        )
+    if pairs.empty:
+        raise QuantpipeError("pairs: no rows to fine-tune on")
+    nulls = int(pairs[list(COLUMNS)].isna().any(axis=1).sum())
+    if nulls:
+        raise QuantpipeError(f"pairs: {nulls} of {len(pairs)} rows have no source or no target")
+
+
+def seq2seq_batch(tokenizer, sources: list[str], targets: list[str], eos_token_id: int, cfg: Seq2seqTrainParams):
+    """Encoder inputs padded to the batch's longest source; labels: each target's tokens then the end token, -100
+    (no loss) after it. No start token in the labels: the model prepends its decoder start token to make the
+    decoder inputs, so the decoder learns to generate the target's first token from the start token."""
+    import torch
+
+    batch = tokenizer(
+        sources,
+        padding=True,
+        truncation=True,
+        max_length=cfg.max_source_length,
+        return_tensors="pt",
+        return_token_type_ids=False,
+    )
+    ids = tokenizer(targets, add_special_tokens=False, truncation=True, max_length=cfg.max_target_length - 1)
+    labels = torch.full((len(targets), 1 + max(map(len, ids["input_ids"]))), -100)
+    for row, tokens in enumerate(ids["input_ids"]):
+        labels[row, : len(tokens) + 1] = torch.tensor([*tokens, eos_token_id])
+    batch["labels"] = labels
+    return batch
+
+
+def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainParams) -> dict:
+    """Fine-tune on CPU on `pairs` (columns source, target): AdamW, linear warm-up/decay, per-batch padding.
+    Returns the loss statistics and the training time."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup, set_seed
+
+    check_pairs(pairs)
+    set_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    pairs = training_sample(pairs, cfg)
+    sources, targets = pairs["source"].tolist(), pairs["target"].tolist()
+    total_steps = max(1, math.ceil(math.ceil(len(sources) / cfg.batch_size) * cfg.epochs))
+    parameters = list(model.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    rng = np.random.default_rng(cfg.seed)
+    encoded = tokenizer(sources, truncation=True, max_length=cfg.max_source_length)["input_ids"]
+    lengths = np.array([len(ids) for ids in encoded])
+    eos_token_id = model.generation_config.eos_token_id
+    model.train()
+    losses: list[float] = []
+    start = time.perf_counter()
+    with tqdm(total=total_steps, desc="fine-tune seq2seq", unit="step") as bar:
+        while len(losses) < total_steps:
+            for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
+                if len(losses) >= total_steps:
+                    break
+                batch = seq2seq_batch(
+                    tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg
+                )
+                loss = model(**batch).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                bar.update()
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    seconds = time.perf_counter() - start
+    model.eval()
+    return {
+        "train_samples": len(sources),
+        "steps": total_steps,
+        "first_loss": losses[0],
+        "final_loss": float(np.mean(losses[-50:])),
+        "seconds": seconds,
+    }
+
+
+def save_seq2seq(model, tokenizer, out_dir: Path) -> Path:
+    """Write the model (config.json and generation_config.json with its start, end and padding tokens, weights)
+    and its tokenizer to `out_dir`; returns it."""
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return Path(out_dir)

@@ -1,0 +1,53 @@
+"""Stage seq2seq_compare: every seq2seq model timed side by side in one process, scored against the references
+-> reports/seq2seq.md, metrics/seq2seq.json."""
+
+import pandas as pd
+
+from quantpipe.cli import run_stage, stage_args
+from quantpipe.errors import QuantpipeError
+from quantpipe.io import read_json, write_json, write_text
+from quantpipe.params import load_params
+from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
+from quantpipe.seq2seq.models import BASELINE, seq2seq_models
+from quantpipe.seq2seq.report import markdown, summary
+
+
+def main() -> None:
+    args = stage_args(
+        __doc__,
+        "s2s_data",
+        "s2s_base",
+        "s2s_onnx",
+        "s2s_quantized",
+        "s2s_metrics",
+        "environment",
+        "s2s_report",
+        out="metrics/seq2seq.json",
+    )
+    params = load_params(args.params)
+    if params.seq2seq is None:
+        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    cfg = params.seq2seq.evaluate
+    models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
+    pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)
+    evals, outputs = {}, {}
+    for name in models:
+        folder = args.s2s_metrics / name
+        if not (folder / "metrics.json").is_file():
+            raise QuantpipeError(f"{folder}: no metrics (run the seq2seq_evaluate stage)")
+        evals[name], outputs[name] = read_json(folder / "metrics.json"), read_json(folder / "outputs.json")["outputs"]
+    quality = quality_by_model(pairs["target"].tolist(), outputs, BASELINE, cfg.bootstrap_resamples, cfg.seed)
+    loaded = {name: load_seq2seq(path, cfg.threads) for name, path in models.items()}
+    texts = pairs["source"].tolist()[: cfg.latency_samples]
+    max_length = params.seq2seq.model.train.max_source_length
+    timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds, max_length)
+    rows = summary(evals, quality, ratios_to_baseline(timings, BASELINE))
+    environment = read_json(args.environment) if args.environment.is_file() else None
+    write_text(args.s2s_report, markdown(rows, timings, environment, cfg, len(pairs)))
+    write_json(args.out, rows)
+    for name, row in rows.items():
+        print(f"{name}: ROUGE-L {row['rouge_l']:.4f}, per-call speed-up {row['call_speedup_median']:.2f}x")
+
+
+if __name__ == "__main__":
+    run_stage(main)

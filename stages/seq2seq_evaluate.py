@@ -1,0 +1,45 @@
+"""Stage seq2seq_evaluate: one seq2seq model served in a fresh process (memory, one-call increment, per-call
+latency, outputs of the eval texts) -> metrics/seq2seq/eval/<model>/{metrics,outputs}.json."""
+
+import pandas as pd
+
+from quantpipe.cli import run_stage, stage_args
+from quantpipe.errors import QuantpipeError
+from quantpipe.io import atomic_dir, write_json
+from quantpipe.params import load_params
+from quantpipe.seq2seq.measure import measure_in_child
+from quantpipe.seq2seq.models import seq2seq_models
+
+
+def main() -> None:
+    args = stage_args(__doc__, "s2s_data", "s2s_base", "s2s_onnx", "s2s_quantized", name="a seq2seq model name")
+    params = load_params(args.params)
+    if params.seq2seq is None:
+        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
+    if args.name not in models:
+        raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
+    cfg = params.seq2seq.evaluate
+    pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)
+    served = measure_in_child(
+        models[args.name],
+        pairs["source"].tolist(),
+        cfg.max_new_tokens,
+        cfg.latency_samples,
+        cfg.batch_size,
+        cfg.threads,
+        params.seq2seq.model.train.max_source_length,
+    )
+    outputs = {"outputs": served.pop("outputs"), "new_tokens": served.pop("new_tokens")}
+    with atomic_dir(args.out) as tmp:
+        write_json(tmp / "metrics.json", {"model": args.name, "examples": len(pairs), **served})
+        write_json(tmp / "outputs.json", outputs)
+    memory, latency = served["memory"], served["latency"]
+    print(
+        f"{args.name}: p50 {latency['p50_ms']:.1f} ms per call, RSS after load {memory['rss_after_load_mb']:.0f} MB, "
+        f"peak {memory['peak_rss_mb']:.0f} MB, one call +{memory['one_call_increment_mb']:.1f} MB"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

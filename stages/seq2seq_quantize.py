@@ -1,0 +1,49 @@
+"""Stage seq2seq_quantize: one seq2seq variant, dynamic int8 file by file -> models/seq2seq/quantized/<variant>/."""
+
+from quantpipe.cli import run_stage, stage_args
+from quantpipe.errors import QuantpipeError
+from quantpipe.io import atomic_dir, write_json
+from quantpipe.params import load_params
+from quantpipe.seq2seq.export import ENCODER_FILE, decoder_file
+from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes
+from quantpipe.seq2seq.quantize import quantize_seq2seq
+
+EXCLUSIONS = {"lm_head": lm_head_nodes, "cross_attention": cross_attention_nodes}
+
+
+def main() -> None:
+    args = stage_args(__doc__, "s2s_onnx", name="variant name in params.yaml `seq2seq.variants`")
+    params = load_params(args.params)
+    variants = params.seq2seq.variants if params.seq2seq else {}
+    if args.name not in variants:
+        raise QuantpipeError(f"seq2seq.variants.{args.name}: not in params (known: {sorted(variants)})")
+    variant = variants[args.name]
+    files = {"encoder": ENCODER_FILE, "decoder": decoder_file(args.s2s_onnx)}
+    nodes = sorted(
+        {
+            node
+            for what in variant.exclude
+            for part in variant.parts
+            for node in EXCLUSIONS[what](args.s2s_onnx / files[part])
+        }
+    )
+    with atomic_dir(args.out) as tmp:
+        resolved = quantize_seq2seq(
+            args.s2s_onnx,
+            tmp,
+            variant.preset,
+            variant.per_channel,
+            variant.parts,
+            nodes,
+            f"seq2seq.variants.{args.name}",
+        )
+        write_json(
+            tmp / "quantpipe_variant.json", {"params": variant.model_dump(), "resolved": resolved, "excluded": nodes}
+        )
+    print(
+        f"{args.name}: preset {resolved['preset']}, quantized operators {resolved['quantized_ops']}, {len(nodes)} nodes fp32"
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,92 @@
+"""The seq2seq pipeline (seq2seq/dvc.yaml) on a tiny random T5 and a few Amazon reviews, in a temporary git + DVC
+copy of the repository: every output, a no-op second repro, one variant flag re-runs only that variant."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, build_tiny_t5, ran_stages, run
+
+pytestmark = pytest.mark.e2e
+
+
+def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
+    amazon = params["data"]["datasets"]["amazon"]
+    amazon.update(eval_split="validation[:24]", selection_split="train[:40]")
+    s2s = params["seq2seq"]
+    s2s["model"].update(source="pretrained", pretrained=str(model_dir))
+    s2s["model"]["train"].update(max_source_length=32)
+    s2s["data"].update(train_split="train[:16]", eval_split="validation[:6]", eval_samples=6)
+    s2s["variants"] = {"dynamic_int8": {"preset": "auto"}, "int8_encoder": {"preset": "auto", "parts": ["encoder"]}}
+    s2s["evaluate"].update(max_new_tokens=4, latency_samples=2, batch_size=2, rounds=1, bootstrap_resamples=20)
+    return params
+
+
+@pytest.fixture(scope="module")
+def s2s_project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("s2s") / "project"
+    model = build_tiny_t5(tmp_path_factory.mktemp("t5") / "model")
+    files = run(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
+    for name in filter(None, files):
+        if name.endswith("dvc.lock") or name.startswith(("metrics/", "reports/")) or not (REPO / name).exists():
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, root / name)
+    params = tiny_seq2seq(yaml.safe_load((REPO / "params.yaml").read_text()), model)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(root, "git", "init", "-q")
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "tiny seq2seq project")
+    out = run(root, "dvc", "repro", "seq2seq/dvc.yaml").stdout
+    assert {"seq2seq/dvc.yaml:seq2seq_export", "seq2seq/dvc.yaml:seq2seq_compare"} <= ran_stages(out)
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "seq2seq run")
+    return root
+
+
+def test_every_model_is_measured_and_reported(s2s_project):
+    rows = json.loads((s2s_project / "metrics/seq2seq.json").read_text())
+    assert set(rows) == {"pytorch_fp32", "onnx_fp32", "dynamic_int8", "int8_encoder"}
+    assert rows["onnx_fp32"]["identical_to_fp32"] == 1.0  # fp32 ONNX generates what PyTorch does
+    for row in rows.values():
+        assert 0 <= row["rouge_l_ci_low"] <= row["rouge_l"] <= row["rouge_l_ci_high"] <= 1
+        assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 0 and row["call_speedup_min"] > 0
+    assert rows["dynamic_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
+    assert rows["int8_encoder"]["size_mb_decoder_model_merged"] == rows["onnx_fp32"]["size_mb_decoder_model_merged"]
+    report = (s2s_project / "reports/seq2seq.md").read_text()
+    assert all(name in report for name in rows) and "ROUGE-L" in report and report.startswith("# quantpipe seq2seq")
+    resolved = json.loads((s2s_project / "models/seq2seq/quantized/dynamic_int8/quantpipe_variant.json").read_text())
+    assert resolved["resolved"]["quantized_ops"]["encoder_model.onnx"] > 0
+
+
+def test_a_second_repro_runs_nothing_and_a_flag_reruns_only_its_variant(s2s_project, tmp_path):
+    assert ran_stages(run(s2s_project, "dvc", "repro", "seq2seq/dvc.yaml").stdout) == {"environment"}
+    root = tmp_path / "project"
+    shutil.copytree(s2s_project, root, symlinks=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seq2seq"]["variants"]["dynamic_int8"]["per_channel"] = True
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = ran_stages(run(root, "dvc", "repro", "seq2seq/dvc.yaml").stdout)
+    assert ran == {
+        "environment",
+        "seq2seq/dvc.yaml:seq2seq_quantize@dynamic_int8",
+        "seq2seq/dvc.yaml:seq2seq_evaluate@dynamic_int8",
+        "seq2seq/dvc.yaml:seq2seq_compare",
+    }
+    diff = run(root, "dvc", "metrics", "diff", "--json").stdout
+    assert "metrics/seq2seq.json" in diff
+
+
+def test_a_classification_model_is_refused_in_one_line(s2s_project, tmp_path):
+    root = tmp_path / "project"
+    shutil.copytree(s2s_project, root, symlinks=True)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seq2seq"]["model"]["pretrained"] = "models/none"
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run(root, "python", "stages/seq2seq_model.py", check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: ")

