@@ -53,12 +53,13 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
         "",
         (
             "| model | ROUGE-L [95% CI] | identical | p50/p95/p99 ms | per-call speed-up | tokens/s ratio | size MB "
-            "(encoder / decoder) | RSS after load MB | first / later call +MB | peak RSS MB |"
+            "(encoder / decoder; PyTorch: one file) | RSS after load MB | first / later call +MB | peak RSS MB |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["call_speedup_median"]):
-        parts = " / ".join(f"{v:.1f}" for k, v in r.items() if k.startswith("size_mb_"))
+        files = sorted((k for k in r if k.startswith("size_mb_")), key=lambda k: "encoder" not in k)  # encoder first
+        parts = " / ".join(f"{r[k]:.1f}" for k in files)
         lines.append(
             f"| {name} | {r['rouge_l']:.4f} [{r['rouge_l_ci_low']:.3f}, {r['rouge_l_ci_high']:.3f}] "
             f"| {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
