@@ -169,7 +169,12 @@ def built_project(tmp_path_factory, tiny_model) -> Path:
     # the working tree as it is: tracked files and new ones not ignored yet (a deleted file is skipped below)
     files = run(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
     for name in filter(None, files):
-        if name.endswith("dvc.lock") or name.startswith(("metrics/", "reports/")) or not (REPO / name).exists():
+        # the seq2seq pipeline is left out: tests/test_seq2seq_pipeline.py builds its own project
+        if (
+            name.endswith("dvc.lock")
+            or name.startswith(("metrics/", "reports/", "seq2seq/"))
+            or not (REPO / name).exists()
+        ):
             continue
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, root / name)

@@ -45,7 +45,8 @@ def only_dataset(params: dict, spec: dict) -> None:
     )
     params["evaluate"]["datasets"] = ["tiny"]
     params["sensitivity"]["dataset"] = "tiny"
-    params.pop("search")  # it names the shipped datasets
+    params.pop("search")  # they name the shipped datasets
+    params.pop("seq2seq")
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO
 
 from quantpipe.base_model import package_model_dir
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Seq2seqTrainParams
+from quantpipe.params import Seq2seqTrainParams, load_params
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
 from quantpipe.seq2seq.runtime import load_torch_seq2seq
@@ -106,3 +108,12 @@ def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
         with pytest.raises(QuantpipeError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+def test_no_sample_to_train_on_is_one_line(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["seq2seq"]["model"]["train"]["max_samples"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(QuantpipeError, match=r"seq2seq.model.train.max_samples: .*greater than 0 \(got 0\)$") as error:
+        load_params(tmp_path / "params.yaml")
+    assert "\n" not in str(error.value)

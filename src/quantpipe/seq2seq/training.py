@@ -25,17 +25,6 @@ TOKENS = {
 }
 
 
-def __post_init__(self) -> None:
-    positive = ["epochs", "batch_size", "learning_rate", "max_source_length", "max_target_length", "threads"]
-    for name in positive + (["max_samples"] if self.max_samples is not None else []):
-        if getattr(self, name) <= 0:
-            raise QuantpipeError(f"{name}: must be greater than 0 (got {getattr(self, name)})")
-    if not 0 <= self.warmup_ratio < 1:
-        raise QuantpipeError(f"warmup_ratio: must be in [0, 1) (got {self.warmup_ratio})")
-    if self.weight_decay < 0:
-        raise QuantpipeError(f"weight_decay: must be at least 0 (got {self.weight_decay})")
-
-
 def warm_start(encoder_ref: str, param: str, seed: int):
     """An `EncoderDecoderModel` whose encoder and decoder both start from the encoder `encoder_ref` (`pkg:<dist>`,
     a local path or a Hub id; `param` names it in errors), with its tokenizer. The decoder's cross-attention is
