@@ -8,7 +8,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json, write_text
 from quantpipe.params import load_params
 from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
-from quantpipe.seq2seq.models import BASELINE, seq2seq_models
+from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
 from quantpipe.seq2seq.report import markdown, summary
 
 
@@ -37,11 +37,11 @@ def main() -> None:
             raise QuantpipeError(f"{folder}: no metrics (run the seq2seq_evaluate stage)")
         evals[name], outputs[name] = read_json(folder / "metrics.json"), read_json(folder / "outputs.json")["outputs"]
     quality = quality_by_model(pairs["target"].tolist(), outputs, BASELINE, cfg.bootstrap_resamples, cfg.seed)
-    loaded = {name: load_seq2seq(path, cfg.threads) for name, path in models.items()}
+    loaded = {name: load_seq2seq(model.path, cfg.threads, model.use_cache) for name, model in models.items()}
     texts = pairs["source"].tolist()[: cfg.latency_samples]
     max_length = params.seq2seq.model.train.max_source_length
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds, max_length)
-    rows = summary(evals, quality, ratios_to_baseline(timings, BASELINE))
+    rows = summary(evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE))
     environment = read_json(args.environment) if args.environment.is_file() else None
     write_text(args.s2s_report, markdown(rows, timings, environment, cfg, len(pairs)))
     write_json(args.out, rows)

@@ -7,7 +7,7 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
-from quantpipe.seq2seq.measure import measure_in_child
+from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
 from quantpipe.seq2seq.models import seq2seq_models
 
 
@@ -21,15 +21,18 @@ def main() -> None:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
     cfg = params.seq2seq.evaluate
     pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)
-    served = measure_in_child(
-        models[args.name],
-        pairs["source"].tolist(),
-        cfg.max_new_tokens,
-        cfg.latency_samples,
-        cfg.batch_size,
-        cfg.threads,
-        params.seq2seq.model.train.max_source_length,
+    model = models[args.name]
+    request = MeasureRequest(
+        model_dir=str(model.path),
+        texts=pairs["source"].tolist(),
+        max_new_tokens=cfg.max_new_tokens,
+        latency_samples=cfg.latency_samples,
+        batch_size=cfg.batch_size,
+        threads=cfg.threads,
+        max_length=params.seq2seq.model.train.max_source_length,
+        use_cache=model.use_cache,
     )
+    served = measure_in_child(request)
     outputs = {"outputs": served.pop("outputs"), "new_tokens": served.pop("new_tokens")}
     with atomic_dir(args.out) as tmp:
         write_json(tmp / "metrics.json", {"model": args.name, "examples": len(pairs), **served})

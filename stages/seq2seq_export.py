@@ -16,8 +16,9 @@ def main() -> None:
     if with_past is None:
         with_past = decoder_has_past(seq2seq_config(args.s2s_base))
     with atomic_dir(args.out) as tmp:
-        export_seq2seq(args.s2s_base, tmp, with_past)
-    print(f"seq2seq export: {'with' if with_past else 'without'} the decoder's key/value cache")
+        export_seq2seq(args.s2s_base, tmp, with_past, params.seq2seq.optimization)
+    optimized = f", ONNX Runtime optimization {params.seq2seq.optimization}"
+    print(f"seq2seq export: {'with' if with_past else 'without'} the decoder's key/value cache{optimized}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def main() -> None:
             from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
             ref = resolve_model_ref(cfg.pretrained, "seq2seq.model.pretrained")
-            seq2seq_config(ref)
+            seq2seq_config(ref, "seq2seq.model.pretrained")
             save_seq2seq(AutoModelForSeq2SeqLM.from_pretrained(ref), AutoTokenizer.from_pretrained(ref), tmp)
             stats = {"source": "pretrained", "model": cfg.pretrained}
         else:

@@ -4,7 +4,7 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.params import load_params
-from quantpipe.seq2seq.export import ENCODER_FILE, decoder_file
+from quantpipe.seq2seq.export import part_files
 from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes
 from quantpipe.seq2seq.quantize import quantize_seq2seq
 
@@ -18,13 +18,14 @@ def main() -> None:
     if args.name not in variants:
         raise QuantpipeError(f"seq2seq.variants.{args.name}: not in params (known: {sorted(variants)})")
     variant = variants[args.name]
-    files = {"encoder": ENCODER_FILE, "decoder": decoder_file(args.s2s_onnx)}
+    files = part_files(args.s2s_onnx)
     nodes = sorted(
         {
             node
             for what in variant.exclude
             for part in variant.parts
-            for node in EXCLUSIONS[what](args.s2s_onnx / files[part])
+            for file in files[part]
+            for node in EXCLUSIONS[what](args.s2s_onnx / file)
         }
     )
     with atomic_dir(args.out) as tmp:

@@ -197,6 +197,13 @@ def project(built_project, tmp_path) -> Path:
 
 
 # Seq2seq: a tiny random T5 over the packaged MiniLM's BERT tokenizer (30,522 ids; no download).
+SEQ2SEQ_TEXTS = [  # sources of the tiny seq2seq models' tests
+    "the film was good",
+    "a very bad movie, not fun at all and boring",
+    "it works",
+    "the kitchen product broke after a week",
+    "i love this book",
+]
 T5_EOS, T5_PAD = 102, 0  # BERT's [SEP] and [PAD]; T5 starts decoding from pad
 
 

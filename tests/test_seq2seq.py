@@ -8,23 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_tiny_t5, save_with_tokenizer
+from conftest import SEQ2SEQ_TEXTS, build_tiny_t5, save_with_tokenizer
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
+from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, MERGED_FILE, WITH_PAST_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import call_latencies, generate_texts, new_token_counts
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, cross_attention_nodes, lm_head_nodes, op_counts
 from quantpipe.seq2seq.quality import generation_quality, identical_fraction
 from quantpipe.seq2seq.quantize import quantize_seq2seq
 from quantpipe.seq2seq.runtime import greedy_config, load_ort_seq2seq, load_torch_seq2seq
 
-TEXTS = [
-    "the film was good",
-    "a very bad movie, not fun at all and boring",
-    "it works",
-    "the kitchen product broke after a week",
-    "i love this book",
-]
 START, EOS, PAD = 101, 102, 0  # BERT's [CLS], [SEP], [PAD]
 
 
@@ -101,11 +94,11 @@ def test_onnx_generates_what_pytorch_generates(name, request, tokenizer):
     torch_model = load_torch_seq2seq(request.getfixturevalue(f"{name}_dir"), threads=1)
     onnx_model = load_ort_seq2seq(request.getfixturevalue(f"{name}_onnx"), threads=1)
     assert onnx_model.use_cache == (name == "t5")
-    expected = generate_texts(torch_model, tokenizer, TEXTS, max_new_tokens=8, batch_size=2)
-    got = generate_texts(onnx_model, tokenizer, TEXTS, max_new_tokens=8, batch_size=2)
+    expected = generate_texts(torch_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=2)
+    got = generate_texts(onnx_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=2)
     assert got == expected
     assert len(set(expected.texts)) > 1  # the outputs depend on the input: the comparison means something
-    one_by_one = generate_texts(onnx_model, tokenizer, TEXTS, max_new_tokens=8, batch_size=1)
+    one_by_one = generate_texts(onnx_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=1)
     assert one_by_one == expected  # batching (padding, length-sorted order) changes nothing
 
 
@@ -121,10 +114,26 @@ def test_int8_model_is_smaller_quantized_and_generates(t5_onnx, t5_int8, tokeniz
     assert len(branches) == 2 and all(merged[key] > 0 for key in branches)  # both If branches quantized
     assert not any(op_counts(out / MERGED_FILE, ("MatMul",)).values())
     model = load_ort_seq2seq(out, threads=1)
-    generated = generate_texts(model, tokenizer, TEXTS, max_new_tokens=6, batch_size=2, fixed_length=True)
-    assert generated.new_tokens == [6] * len(TEXTS)
-    seconds = call_latencies(model, tokenizer, TEXTS[:2], max_new_tokens=4)
+    generated = generate_texts(model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=6, batch_size=2, fixed_length=True)
+    assert generated.new_tokens == [6] * len(SEQ2SEQ_TEXTS)
+    seconds = call_latencies(model, tokenizer, SEQ2SEQ_TEXTS[:2], max_new_tokens=4)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
+
+
+def test_o3_export_fuses_then_quantizes(t5_dir, tmp_path, tokenizer):
+    """The reference's workflow: export with ONNX Runtime's O3 optimizations (T5's RMS norms fused into one op each), then dynamic
+    int8 of the optimized files; both generate."""
+    onnx = export_seq2seq(t5_dir, tmp_path / "o3", with_past=True, optimization="O3")
+    assert onnx_files(onnx) == [DECODER_FILE, WITH_PAST_FILE, ENCODER_FILE]  # not merged (see export_seq2seq)
+    fused = op_counts(onnx / ENCODER_FILE, ("SimplifiedLayerNormalization",))["main"]
+    assert fused > 0 and not op_counts(onnx / ENCODER_FILE, ("Pow",))["main"]  # RMS norm: Pow, Mean, Sqrt unfused
+    quantize_seq2seq(onnx, tmp_path / "int8", "arm64")
+    for model_dir in (onnx, tmp_path / "int8"):
+        model = load_ort_seq2seq(model_dir, threads=1)
+        generated = generate_texts(
+            model, tokenizer, SEQ2SEQ_TEXTS[:2], max_new_tokens=4, batch_size=2, fixed_length=True
+        )
+        assert generated.new_tokens == [4, 4]
 
 
 def test_int8_encoder_with_fp32_decoder(t5_onnx, tmp_path, tokenizer):
@@ -132,7 +141,9 @@ def test_int8_encoder_with_fp32_decoder(t5_onnx, tmp_path, tokenizer):
     assert resolved["preset"] == "avx512"
     assert resolved["quantized_ops"][ENCODER_FILE] > 0 and resolved["quantized_ops"][MERGED_FILE] == 0
     assert (tmp_path / MERGED_FILE).read_bytes() == (t5_onnx / MERGED_FILE).read_bytes()
-    generated = generate_texts(load_ort_seq2seq(tmp_path, threads=1), tokenizer, TEXTS[:2], 4, 2, fixed_length=True)
+    generated = generate_texts(
+        load_ort_seq2seq(tmp_path, threads=1), tokenizer, SEQ2SEQ_TEXTS[:2], 4, 2, fixed_length=True
+    )
     assert generated.new_tokens == [4, 4]
 
 
@@ -161,14 +172,14 @@ def test_new_token_counts_stop_at_the_first_end_token():
 
 
 def test_rouge_and_identical_outputs():
-    same = generation_quality(TEXTS, TEXTS, n_resamples=200, seed=0, reference_outputs=TEXTS)
+    same = generation_quality(SEQ2SEQ_TEXTS, SEQ2SEQ_TEXTS, n_resamples=200, seed=0, reference_outputs=SEQ2SEQ_TEXTS)
     assert same["rouge_l"] == 1.0 and same["rouge_l_ci"] == [1.0, 1.0] and same["identical_to_reference"] == 1.0
     outputs = ["the film was bad", "a bad movie", "it works", "broke", "i love this book"]
-    q = generation_quality(outputs, TEXTS, n_resamples=500, seed=0)
+    q = generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)
     assert 0 < q["rouge_l"] < 1 and q["rouge_l_ci"][0] <= q["rouge_l"] <= q["rouge_l_ci"][1]
     assert q["rouge_l_ci"][0] < q["rouge_l_ci"][1] and q["samples"] == 5
-    assert q == generation_quality(outputs, TEXTS, n_resamples=500, seed=0)  # seeded
-    assert identical_fraction(outputs, TEXTS) == 0.4
+    assert q == generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)  # seeded
+    assert identical_fraction(outputs, SEQ2SEQ_TEXTS) == 0.4
 
 
 def test_bad_inputs_are_one_line(tiny_model, bert2bert_dir, t5_onnx, tmp_path):
@@ -176,6 +187,10 @@ def test_bad_inputs_are_one_line(tiny_model, bert2bert_dir, t5_onnx, tmp_path):
         (lambda: export_seq2seq(tiny_model, tmp_path / "a", with_past=True), r"not a seq2seq model \(bert, Bert"),
         (lambda: export_seq2seq(bert2bert_dir, tmp_path / "b", True), "no key/value cache in ONNX; export it with"),
         (lambda: export_seq2seq(tmp_path, tmp_path / "c", with_past=False), "cannot load the model config: "),
+        (
+            lambda: export_seq2seq(bert2bert_dir, tmp_path / "f", False, optimization="O3"),
+            r"^seq2seq.optimization: ONNX Runtime cannot optimize encoder-decoder models \(O3\); set none$",
+        ),
         (lambda: load_torch_seq2seq(tiny_model, threads=1), "not a seq2seq model"),
         (lambda: load_ort_seq2seq(tiny_model, threads=1), "encoder_model.onnx, decoder_model.onnx not found"),
         (lambda: quantize_seq2seq(t5_onnx, tmp_path / "d", "avx3"), "preset: unknown preset 'avx3'"),
@@ -189,4 +204,4 @@ def test_bad_inputs_are_one_line(tiny_model, bert2bert_dir, t5_onnx, tmp_path):
     model = load_ort_seq2seq(t5_onnx, threads=1)
     with pytest.raises(QuantpipeError, match=r"^max_new_tokens: must be at least 1 \(got 0\)$"):
         greedy_config(model, 0)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in "abf")

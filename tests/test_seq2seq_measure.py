@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_t5
+from conftest import SEQ2SEQ_TEXTS, build_tiny_t5
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
+from quantpipe.seq2seq.generation import generate_texts
 from quantpipe.seq2seq.measure import (
+    MeasureRequest,
     engine_of,
     load_seq2seq,
     measure_in_child,
@@ -24,13 +26,6 @@ from quantpipe.seq2seq.measure import (
 )
 from quantpipe.serving import peak_rss_bytes
 
-TEXTS = [
-    "the film was good",
-    "a very bad movie, not fun at all and boring",
-    "it works",
-    "the kitchen product broke after a week",
-    "i love this book",
-]
 MAX_NEW_TOKENS = 6
 LATENCY_SAMPLES = 3
 
@@ -49,7 +44,7 @@ def t5_onnx(t5_dir, tmp_path_factory) -> Path:
 def measured(t5_dir, t5_onnx) -> dict[str, dict]:
     """Each model measured in its own fresh process."""
     return {
-        name: measure_in_child(model_dir, TEXTS, MAX_NEW_TOKENS, LATENCY_SAMPLES, batch_size=2, threads=1)
+        name: measure_in_child(MeasureRequest(str(model_dir), SEQ2SEQ_TEXTS, MAX_NEW_TOKENS, LATENCY_SAMPLES, 2, 1))
         for name, model_dir in (("pytorch", t5_dir), ("onnx", t5_onnx))
     }
 
@@ -59,7 +54,7 @@ def test_child_reports_every_figure(measured, name):
     """torch is imported by both: ORTModelForSeq2SeqLM runs transformers' generation loop on torch tensors."""
     result = measured[name]
     assert result["engine"] == {"pytorch": "pytorch", "onnx": "onnxruntime"}[name]
-    assert len(result["outputs"]) == len(TEXTS) and all(isinstance(text, str) for text in result["outputs"])
+    assert len(result["outputs"]) == len(SEQ2SEQ_TEXTS) and all(isinstance(text, str) for text in result["outputs"])
     assert all(1 <= count <= MAX_NEW_TOKENS for count in result["new_tokens"])
     assert len(result["latencies_s"]) == LATENCY_SAMPLES and all(s > 0 for s in result["latencies_s"])
     latency = result["latency"]
@@ -87,34 +82,56 @@ def test_peak_is_the_childs_own():
 
 def test_quality_against_references_and_fp32(measured):
     outputs = {name: result["outputs"] for name, result in measured.items()}
-    quality = quality_by_model(TEXTS, outputs, baseline="pytorch", n_resamples=100, seed=0)
+    quality = quality_by_model(SEQ2SEQ_TEXTS, outputs, baseline="pytorch", n_resamples=100, seed=0)
     assert quality["pytorch"]["identical_to_reference"] == 1.0
     assert quality["onnx"]["identical_to_reference"] == 1.0  # fp32 ONNX decodes what PyTorch decodes
     for scores in quality.values():
         low, high = scores["rouge_l_ci"]
-        assert 0 <= low <= scores["rouge_l"] <= high <= 1 and scores["samples"] == len(TEXTS)
+        assert 0 <= low <= scores["rouge_l"] <= high <= 1 and scores["samples"] == len(SEQ2SEQ_TEXTS)
 
 
 def test_side_by_side_rounds_for_every_model(t5_dir, t5_onnx):
     models = {"pytorch": load_seq2seq(t5_dir, threads=1), "onnx": load_seq2seq(t5_onnx, threads=1)}
-    timings = time_generate_side_by_side(models, TEXTS, MAX_NEW_TOKENS, batch_size=2, rounds=2)
+    timings = time_generate_side_by_side(models, SEQ2SEQ_TEXTS, MAX_NEW_TOKENS, batch_size=2, rounds=2)
     for runs in timings.values():
-        assert [len(seconds) for seconds in runs["call_seconds"]] == [len(TEXTS)] * 2
-        assert runs["generated_tokens"] == [len(TEXTS) * MAX_NEW_TOKENS] * 2  # equal lengths: equal work
+        assert [len(seconds) for seconds in runs["call_seconds"]] == [len(SEQ2SEQ_TEXTS)] * 2
+        assert runs["generated_tokens"] == [len(SEQ2SEQ_TEXTS) * MAX_NEW_TOKENS] * 2  # equal lengths: equal work
         assert len(runs["examples_per_second"]) == 2 and all(v > 0 for v in runs["tokens_per_second"])
     ratios = ratios_to_baseline(timings, "pytorch")
     assert ratios["pytorch"]["examples_per_second"] == {"median": 1.0, "min": 1.0, "max": 1.0}
     assert ratios["onnx"]["call_p50_speedup"]["median"] > 0
 
 
+def test_pytorch_without_cache_recomputes_the_prefix(t5_dir):
+    """The no-cache baseline feeds its decoder the whole prefix at every step (as an ONNX decoder exported without
+    the cache does) and decodes what the cached model decodes."""
+    decoded, lengths = {}, {}
+    for use_cache in (True, False):
+        model, tokenizer = load_seq2seq(t5_dir, threads=1, use_cache=use_cache)
+        seen = lengths[use_cache] = []
+        model.decoder.register_forward_pre_hook(
+            lambda _, args, kw, seen=seen: seen.append(kw["input_ids"].shape[1]), with_kwargs=True
+        )
+        decoded[use_cache] = generate_texts(model, tokenizer, SEQ2SEQ_TEXTS[:1], MAX_NEW_TOKENS, 1, fixed_length=True)
+    assert lengths[True] == [1] * MAX_NEW_TOKENS
+    assert lengths[False] == list(range(1, MAX_NEW_TOKENS + 1))
+    assert decoded[True] == decoded[False]
+
+
 def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
     cases = [
         (lambda: engine_of(tmp_path), "neither a seq2seq ONNX directory"),
-        (lambda: measure_in_child(tmp_path, TEXTS, 4, 1, 1, 1), f"^{tmp_path}: neither a seq2seq ONNX directory"),
-        (lambda: measure_in_child(t5_onnx, TEXTS, 0, 1, 1, 1), r"^max_new_tokens: must be at least 1 \(got 0\)$"),
-        (lambda: measure_in_child(t5_onnx, [], 4, 1, 1, 1), "^measure: 0 texts"),
+        (
+            lambda: measure_in_child(MeasureRequest(str(tmp_path), SEQ2SEQ_TEXTS, 4, 1, 1, 1)),
+            f"^{tmp_path}: neither a seq2seq ONNX directory",
+        ),
+        (
+            lambda: measure_in_child(MeasureRequest(str(t5_onnx), SEQ2SEQ_TEXTS, 0, 1, 1, 1)),
+            r"^max_new_tokens: must be at least 1 \(got 0\)$",
+        ),
+        (lambda: measure_in_child(MeasureRequest(str(t5_onnx), [], 4, 1, 1, 1)), "^measure: 0 texts"),
         (lambda: time_generate_side_by_side({}, [], 4, 1, 1), "^side by side: 0 texts"),
-        (lambda: quality_by_model(TEXTS, {"a": TEXTS}, "fp32", 10, 0), "^baseline 'fp32' is not among"),
+        (lambda: quality_by_model(SEQ2SEQ_TEXTS, {"a": SEQ2SEQ_TEXTS}, "fp32", 10, 0), "^baseline 'fp32' is not among"),
     ]
     for call, message in cases:
         with pytest.raises(QuantpipeError, match=message) as error:
@@ -122,4 +139,4 @@ def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
         assert "\n" not in str(error.value)
     models = {"pytorch": load_seq2seq(t5_dir, threads=1)}
     with pytest.raises(QuantpipeError, match=r"^max_new_tokens: must be at least 1 \(got 0\)$"):
-        time_generate_side_by_side(models, TEXTS, 0, batch_size=2, rounds=1)
+        time_generate_side_by_side(models, SEQ2SEQ_TEXTS, 0, batch_size=2, rounds=1)

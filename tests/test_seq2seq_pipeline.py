@@ -50,7 +50,9 @@ def s2s_project(tmp_path_factory) -> Path:
 
 def test_every_model_is_measured_and_reported(s2s_project):
     rows = json.loads((s2s_project / "metrics/seq2seq.json").read_text())
-    assert set(rows) == {"pytorch_fp32", "onnx_fp32", "dynamic_int8", "int8_encoder"}
+    assert set(rows) == {"pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32", "dynamic_int8", "int8_encoder"}
+    assert rows["pytorch_fp32_no_cache"]["identical_to_fp32"] == 1.0  # the cache changes speed, not outputs
+    assert rows["pytorch_fp32_no_cache"]["call_speedup_no_cache_median"] == 1.0
     assert rows["onnx_fp32"]["identical_to_fp32"] == 1.0  # fp32 ONNX generates what PyTorch does
     for row in rows.values():
         assert 0 <= row["rouge_l_ci_low"] <= row["rouge_l"] <= row["rouge_l_ci_high"] <= 1
@@ -81,12 +83,12 @@ def test_a_second_repro_runs_nothing_and_a_flag_reruns_only_its_variant(s2s_proj
     assert "metrics/seq2seq.json" in diff
 
 
-def test_a_classification_model_is_refused_in_one_line(s2s_project, tmp_path):
+def test_a_classification_model_is_refused_in_one_line(s2s_project, tiny_model, tmp_path):
     root = tmp_path / "project"
     shutil.copytree(s2s_project, root, symlinks=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["seq2seq"]["model"]["pretrained"] = "models/none"
+    params["seq2seq"]["model"]["pretrained"] = str(tiny_model)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     proc = run(root, "python", "stages/seq2seq_model.py", check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith("error: ")
+    assert proc.stderr.startswith(f"error: seq2seq.model.pretrained: '{tiny_model}': not a seq2seq model (bert,")

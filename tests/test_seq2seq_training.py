@@ -110,10 +110,33 @@ def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
         assert "\n" not in str(error.value)
 
 
-def test_no_sample_to_train_on_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("model.train.max_samples", 0, r"seq2seq.model.train.max_samples: .*greater than 0 \(got 0\)$"),
+        ("evaluate.max_new_tokens", 0, r"seq2seq.evaluate.max_new_tokens: .*greater than 0 \(got 0\)$"),
+        (
+            "variants.arm64.calibration",
+            "minmax",
+            r"seq2seq.variants.arm64.calibration: unknown key \(known: preset, per_channel, parts, exclude\)$",
+        ),
+        (
+            "variants.arm64.exclude",
+            ["embeddings"],
+            r"seq2seq.variants.arm64.exclude.0: .*'lm_head' or 'cross_attention'",
+        ),
+        ("optimization", "O3", r"^[^ ]*: seq2seq.optimization: O3 cannot apply to the model fine-tuned here"),
+        ("task", "text-classification", r"seq2seq.task: .*'text2text-generation'"),
+    ],
+)
+def test_bad_seq2seq_params_are_one_line(tmp_path, key, value, message):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["seq2seq"]["model"]["train"]["max_samples"] = 0
+    *path, last = key.split(".")
+    section = params["seq2seq"]
+    for part in path:
+        section = section[part]
+    section[last] = value
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(QuantpipeError, match=r"seq2seq.model.train.max_samples: .*greater than 0 \(got 0\)$") as error:
+    with pytest.raises(QuantpipeError, match=message) as error:
         load_params(tmp_path / "params.yaml")
     assert "\n" not in str(error.value)

@@ -9,7 +9,8 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +20,8 @@ from quantpipe.errors import QuantpipeError
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
 CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothing to quantize on a CPU
 BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; their models come from export
+# the seq2seq pipeline's: PyTorch with and without the decoder's key/value cache, the fp32 export
+SEQ2SEQ_BASELINES = ("pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
 
 
@@ -376,7 +379,9 @@ class Seq2seqTrainParams(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of the steps in linear warm-up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_source_length: int = Field(128, gt=0, description="tokens per source text (longer ones are truncated)")
-    max_target_length: int = Field(16, gt=0, description="tokens per target text (longer ones are truncated)")
+    max_target_length: int = Field(
+        16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
+    )
     seed: int = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
     threads: int = Field(2, gt=0, description="torch threads while training")
 
@@ -444,6 +449,11 @@ class Seq2seqParams(Section):
     data: Seq2seqDataParams = Field(description="the text-to-text data")
     with_past: bool | None = Field(
         None, description="export the decoder with its key/value cache (null: where the model's decoder has one)"
+    )
+    optimization: Literal[CPU_OPT_LEVELS] = Field(
+        "none",
+        description="ONNX Runtime graph optimization of the export, as `optimum-cli export onnx --optimize` (T5, BART,"
+        " ...; not the warm-started BERT-to-BERT: ONNX Runtime has no optimizer for encoder-decoder models)",
     )
     variants: dict[str, Seq2seqVariantParams] = Field(default_factory=dict, description="name -> int8 variant")
     evaluate: Seq2seqEvaluateParams = Field(Seq2seqEvaluateParams(), description="measurement")
@@ -537,8 +547,14 @@ class Params(Section):
         if name not in self.data.datasets:
             raise ValueError(f"seq2seq.data.dataset: '{name}' is not one of data.datasets {sorted(self.data.datasets)}")
         for variant in self.seq2seq.variants:
-            if not NAME.fullmatch(variant) or variant in ("pytorch_fp32", "onnx_fp32"):
+            if not NAME.fullmatch(variant) or variant in SEQ2SEQ_BASELINES:
                 raise ValueError(f"seq2seq.variants: '{variant}' is not a valid variant name (or is a baseline's)")
+        if self.seq2seq.optimization != "none" and self.seq2seq.model.source == "finetune":
+            raise ValueError(
+                f"seq2seq.optimization: {self.seq2seq.optimization} cannot apply to the model fine-tuned here (an"
+                " EncoderDecoderModel: ONNX Runtime's optimizer has no such model type, optimum#396); set none, or"
+                " take a T5 with seq2seq.model.source: pretrained"
+            )
 
 
 class NestedParamError(ValueError):
@@ -550,6 +566,8 @@ def _known_keys(loc: tuple, model: type[BaseModel] | None = None) -> list[str]:
     """The keys allowed beside the last part of `loc` (a validation error's location), if a section holds it."""
     target: Any = model or Params
     for part in loc[:-1]:
+        if get_origin(target) in (Union, UnionType):  # an optional section: its model
+            target = next((arg for arg in get_args(target) if arg is not type(None)), None)
         if get_origin(target) is dict:
             target = get_args(target)[1]
         elif isinstance(target, type) and issubclass(target, BaseModel) and part in target.model_fields:

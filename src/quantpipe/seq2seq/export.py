@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
 
 ENCODER_FILE = "encoder_model.onnx"
-DECODER_FILE = "decoder_model.onnx"  # no cache: the whole prefix recomputed at each step
+DECODER_FILE = "decoder_model.onnx"  # no cache: the whole prefix recomputed at each step (with cache: first step)
+WITH_PAST_FILE = "decoder_with_past_model.onnx"  # with cache: the later steps
 MERGED_FILE = "decoder_model_merged.onnx"  # with cache: first step and later steps as two branches of one If
-UNUSED_FILES = (DECODER_FILE, "decoder_with_past_model.onnx")  # superseded by the merged decoder
 
 
-def seq2seq_config(model_dir: str | Path):
+def seq2seq_config(model_dir: str | Path, param: str | None = None):
     """The transformers config of a model (a directory or a Hub id); a model that cannot be read or is not a
-    seq2seq language model is one error line."""
+    seq2seq language model is one error line, naming `param` (the params key it came from) if given."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES as SEQ2SEQ
 
+    where = f"{param}: '{model_dir}'" if param else str(model_dir)
     try:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:  # not found, or no model_type
         first = (str(exc).strip().splitlines() or ["cannot load"])[0].split(". ")[0]
-        raise QuantpipeError(f"{model_dir}: cannot load the model config: {first}") from None
+        raise QuantpipeError(f"{where}: cannot load the model config: {first}") from None
     if config.model_type not in SEQ2SEQ:  # by type, as AutoModelForSeq2SeqLM (t5-small names an old class)
         architectures = config.architectures or []
         raise QuantpipeError(
-            f"{model_dir}: not a seq2seq model ({config.model_type}, {', '.join(architectures) or 'no architecture'});"
+            f"{where}: not a seq2seq model ({config.model_type}, {', '.join(architectures) or 'no architecture'});"
             " text2text-generation needs an encoder-decoder language model (T5, BART, EncoderDecoderModel, ...)"
         )
     return config
@@ -47,12 +49,29 @@ def decoder_has_past(config) -> bool:
     return issubclass(decoder.func, OnnxConfigWithPast)
 
 
-def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool) -> Path:
+def check_optimization(config, optimization: str) -> None:
+    """One error line if ONNX Runtime's graph optimizer cannot take the model type (Optimum's own check)."""
+    from optimum.onnxruntime.utils import ORTConfigManager
+
+    if optimization == "none":
+        return
+    try:
+        ORTConfigManager.check_optimization_supported_model(config.model_type, None)
+    except NotImplementedError:
+        raise QuantpipeError(
+            f"seq2seq.optimization: ONNX Runtime cannot optimize {config.model_type} models ({optimization}); set none"
+        ) from None
+
+
+def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool, optimization: str = "none") -> Path:
     """Export a model (a directory or a Hub id) to `out_dir`: encoder_model.onnx plus decoder_model_merged.onnx
-    (`with_past`) or decoder_model.onnx, with config, generation config and tokenizer. Returns `out_dir`."""
+    (`with_past`; optimized: the decoder and decoder-with-past pair) or decoder_model.onnx, with config, generation config and tokenizer; `optimization` (O1-O3, or none):
+    ONNX Runtime's graph optimizations applied by the exporter, before the decoders are merged, as
+    `optimum-cli export onnx --optimize` does. Returns `out_dir`."""
     from optimum.exporters.onnx import main_export
 
     config = seq2seq_config(model_dir)
+    check_optimization(config, optimization)
     if with_past and not decoder_has_past(config):
         raise QuantpipeError(
             f"{model_dir}: the decoder ({config.decoder.model_type}) has no key/value cache in ONNX; "
@@ -60,14 +79,30 @@ def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool) -> Pat
         )
     out_dir = Path(out_dir)
     task = "text2text-generation-with-past" if with_past else "text2text-generation"
-    main_export(str(model_dir), output=out_dir, task=task, do_validation=False)
-    if with_past:
-        for name in UNUSED_FILES:
+    optimize = None if optimization == "none" else optimization
+    main_export(str(model_dir), output=out_dir, task=task, do_validation=False, optimize=optimize)
+    if with_past:  # keep the merged decoder; an optimized one's fused ops defeat int8 of its If branches: the pair
+        for name in (MERGED_FILE,) if optimize else (DECODER_FILE, WITH_PAST_FILE):
             for path in out_dir.glob(f"{name}*"):  # the file and its external data, if any
                 path.unlink()
     return out_dir
 
 
-def decoder_file(onnx_dir: Path) -> str:
-    """The decoder file name an exported directory holds (merged, with cache, or plain)."""
-    return MERGED_FILE if (Path(onnx_dir) / MERGED_FILE).is_file() else DECODER_FILE
+def is_optimized(onnx_dir: Path) -> bool:
+    """Whether an exported directory was optimized by ONNX Runtime (O1-O3: the exporter records it in
+    ort_config.json)."""
+    ort_config = Path(onnx_dir) / "ort_config.json"
+    return ort_config.is_file() and bool(json.loads(ort_config.read_text()).get("optimization"))
+
+
+def part_files(onnx_dir: Path) -> dict[str, list[str]]:
+    """The files of each part of an exported directory: the encoder's, and the decoder's: the merged decoder (with
+    cache), the decoder and decoder-with-past pair (with cache, optimized), or the decoder alone (no cache)."""
+    onnx_dir = Path(onnx_dir)
+    if (onnx_dir / MERGED_FILE).is_file():
+        decoder = [MERGED_FILE]
+    elif (onnx_dir / WITH_PAST_FILE).is_file():
+        decoder = [DECODER_FILE, WITH_PAST_FILE]
+    else:
+        decoder = [DECODER_FILE]
+    return {"encoder": [ENCODER_FILE], "decoder": decoder}

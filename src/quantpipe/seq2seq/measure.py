@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -42,12 +43,16 @@ def engine_of(model_dir: Path) -> str:
     )
 
 
-def load_seq2seq(model_dir: Path, threads: int):
-    """The model of `model_dir` loaded by its engine's loader, with its tokenizer (saved beside it)."""
+def load_seq2seq(model_dir: Path, threads: int, use_cache: bool = True):
+    """The model of `model_dir` loaded by its engine's loader, with its tokenizer (saved beside it). `use_cache`
+    applies to PyTorch; an ONNX model uses the key/value cache if it was exported with it."""
     from transformers import AutoTokenizer
 
-    load = load_ort_seq2seq if engine_of(model_dir) == "onnxruntime" else load_torch_seq2seq
-    return load(model_dir, threads), AutoTokenizer.from_pretrained(model_dir)
+    if engine_of(model_dir) == "onnxruntime":
+        model = load_ort_seq2seq(model_dir, threads)
+    else:
+        model = load_torch_seq2seq(model_dir, threads, use_cache)
+    return model, AutoTokenizer.from_pretrained(model_dir)
 
 
 def file_sizes_mb(model_dir: Path) -> dict[str, float]:
@@ -65,15 +70,21 @@ def _bytes_with_external_data(path: Path) -> int:
     return path.stat().st_size + (external.stat().st_size if external.is_file() else 0)
 
 
-def measure(
-    model_dir: str,
-    texts: list[str],
-    max_new_tokens: int,
-    latency_samples: int,
-    batch_size: int,
-    threads: int,
-    max_length: int | None = None,
-) -> dict:
+@dataclass
+class MeasureRequest:
+    """What `measure` serves and how: the model's directory, the texts, the generation and timing settings."""
+
+    model_dir: str
+    texts: list[str]
+    max_new_tokens: int
+    latency_samples: int
+    batch_size: int
+    threads: int
+    max_length: int | None = None  # source tokens (longer texts truncated); None: the tokenizer's limit
+    use_cache: bool = True  # PyTorch: generate with the decoder's key/value cache (ONNX: as exported)
+
+
+def measure(request: MeasureRequest) -> dict:
     """Everything one model costs in this process, in the order a service meets it: load the model and its
     tokenizer; one warm-up call on the first text, then one more call on it (the RSS just before and just after
     each gives the increment of a first and of a later call, as memory_profiler shows a line's); calls one text
@@ -82,11 +93,13 @@ def measure(
     peak. Timed calls generate exactly `max_new_tokens` tokens (equal lengths across models); the outputs stop
     at their end token. `torch_imported` is true for ONNX Runtime too: Optimum's ORTModelForSeq2SeqLM imports
     torch (generation runs in transformers' torch loop, ONNX Runtime computes the encoder and decoder steps)."""
+    texts, latency_samples, max_new_tokens = request.texts, request.latency_samples, request.max_new_tokens
+    model_dir, max_length = Path(request.model_dir), request.max_length
     if not texts or latency_samples < 1:
         raise QuantpipeError(f"measure: {len(texts)} texts, latency_samples {latency_samples} (need at least 1 each)")
     rss_start = _rss_bytes()
     start = time.perf_counter()
-    model, tokenizer = load_seq2seq(Path(model_dir), threads)
+    model, tokenizer = load_seq2seq(model_dir, request.threads, request.use_cache)
     load_seconds = time.perf_counter() - start
     rss_loaded = _rss_bytes()
 
@@ -101,10 +114,10 @@ def measure(
         model, tokenizer, texts[:latency_samples], max_new_tokens, fixed_length=True, max_length=max_length
     )
     peak_serving = peak_rss_bytes()
-    generated = generate_texts(model, tokenizer, texts, max_new_tokens, batch_size, max_length=max_length)
+    generated = generate_texts(model, tokenizer, texts, max_new_tokens, request.batch_size, max_length=max_length)
     return {
-        "engine": engine_of(Path(model_dir)),
-        "files_mb": file_sizes_mb(Path(model_dir)),
+        "engine": engine_of(model_dir),
+        "files_mb": file_sizes_mb(model_dir),
         "outputs": generated.texts,
         "new_tokens": generated.new_tokens,
         "latencies_s": seconds,
@@ -122,35 +135,18 @@ def measure(
     }
 
 
-def measure_in_child(
-    model_dir: Path,
-    texts: list[str],
-    max_new_tokens: int,
-    latency_samples: int,
-    batch_size: int,
-    threads: int,
-    max_length: int | None = None,
-) -> dict:
+def measure_in_child(request: MeasureRequest) -> dict:
     """`measure` in a fresh Python process (`python -m quantpipe.seq2seq.measure`), request and response as JSON
     files, so that its memory holds this one model and what its engine imports."""
-    request_args = {
-        "model_dir": str(model_dir),
-        "texts": texts,
-        "max_new_tokens": max_new_tokens,
-        "latency_samples": latency_samples,
-        "batch_size": batch_size,
-        "threads": threads,
-        "max_length": max_length,
-    }
     with tempfile.TemporaryDirectory() as tmp:
-        request, response = Path(tmp) / "request.json", Path(tmp) / "response.json"
-        request.write_text(json.dumps(request_args))
+        request_file, response = Path(tmp) / "request.json", Path(tmp) / "response.json"
+        request_file.write_text(json.dumps(asdict(request)))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         done = subprocess.run(
-            [sys.executable, "-m", "quantpipe.seq2seq.measure", str(request), str(response)], check=False, env=env
+            [sys.executable, "-m", "quantpipe.seq2seq.measure", str(request_file), str(response)], check=False, env=env
         )
         if not response.is_file():
-            raise QuantpipeError(f"measuring {model_dir}: the process stopped with exit code {done.returncode}")
+            raise QuantpipeError(f"measuring {request.model_dir}: the process stopped with exit code {done.returncode}")
         answer = json.loads(response.read_text())
     if answer["status"] == "error":
         raise QuantpipeError(answer["value"])
@@ -237,7 +233,7 @@ def _check_baseline(baseline: str, models: dict) -> None:
 
 def _main(request: str, response: str) -> None:
     try:
-        answer = {"status": "ok", "value": measure(**json.loads(Path(request).read_text()))}
+        answer = {"status": "ok", "value": measure(MeasureRequest(**json.loads(Path(request).read_text())))}
     except QuantpipeError as exc:
         answer = {"status": "error", "value": str(exc)}
     Path(response).write_text(json.dumps(answer))

@@ -1,7 +1,8 @@
 """Dynamic int8 of a seq2seq export, file by file, as `optimum-cli onnxruntime quantize --<preset>` does it:
 one ORTQuantizer per ONNX file, `AutoQuantizationConfig.<preset>(is_static=False, per_channel=...)`. The
 quantized files keep the standard names, so ORTModelForSeq2SeqLM loads the directory as it is; a part not
-quantized is copied in fp32."""
+quantized is copied in fp32. An optimized export (O1-O3: fused contrib operators, which Optimum's quantizer cannot
+type) goes through ONNX Runtime's quantizer directly, with the same configuration."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.quantization import PRESETS, resolve_preset
-from quantpipe.seq2seq.export import ENCODER_FILE, decoder_file
+from quantpipe.quantization import PRESETS, quantize_fused_dynamic, resolve_preset
+from quantpipe.seq2seq.export import is_optimized, part_files
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, graphs, node_names, op_counts
 
 PARTS = ("encoder", "decoder")
@@ -35,34 +36,37 @@ def quantize_seq2seq(
     from optimum.onnxruntime import AutoQuantizationConfig, ORTQuantizer
 
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
-    files = {"encoder": ENCODER_FILE, "decoder": decoder_file(onnx_dir)}
-    missing = [f for f in files.values() if not (onnx_dir / f).is_file()]
+    files = part_files(onnx_dir)
+    missing = [f for part in files.values() for f in part if not (onnx_dir / f).is_file()]
     if missing:
         raise QuantpipeError(f"{onnx_dir}: {', '.join(missing)} not found (export the seq2seq model first)")
     if preset not in ("auto", *PRESETS):
         raise QuantpipeError(f"{name}.preset: unknown preset '{preset}' (known: auto, {', '.join(PRESETS)})")
     if not parts or set(parts) - set(PARTS):
         raise QuantpipeError(f"{name}.parts: {list(parts)}: give one or both of {list(PARTS)}")
-    quantized = [files[part] for part in PARTS if part in parts]
+    quantized = [file for part in PARTS if part in parts for file in files[part]]
     check_nodes_to_exclude(name, nodes_to_exclude, [onnx_dir / f for f in quantized])
     preset = resolve_preset(name, preset, cpu_info())
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / "_quantized"
-    counts = {}
-    for file in files.values():
+    counts, optimized = {}, is_optimized(onnx_dir)
+    for file in (file for part in files.values() for file in part):
         if file in quantized:
             config = getattr(AutoQuantizationConfig, preset)(
                 is_static=False, per_channel=per_channel, nodes_to_exclude=list(nodes_to_exclude)
             )
-            ORTQuantizer.from_pretrained(onnx_dir, file_name=file).quantize(
-                quantization_config=config, save_dir=scratch
-            )
-            shutil.move(scratch / file.replace(".onnx", "_quantized.onnx"), out_dir / file)
+            if optimized:
+                quantize_fused_dynamic(onnx_dir / file, out_dir / file, config, {"EnableSubgraph": True})
+            else:
+                ORTQuantizer.from_pretrained(onnx_dir, file_name=file).quantize(
+                    quantization_config=config, save_dir=scratch
+                )
+                shutil.move(scratch / file.replace(".onnx", "_quantized.onnx"), out_dir / file)
             check_every_graph_quantized(name, onnx_dir / file, out_dir / file, nodes_to_exclude)
         else:
             shutil.copy2(onnx_dir / file, out_dir / file)
         counts[file] = sum(op_counts(out_dir / file, QUANTIZED_OPS).values())
-    shutil.rmtree(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
     for item in onnx_dir.iterdir():  # config, generation config and tokenizer travel with the model
         if item.is_file() and item.suffix != ".onnx":
             shutil.copy2(item, out_dir / item.name)

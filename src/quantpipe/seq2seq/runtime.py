@@ -6,36 +6,39 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, decoder_file, seq2seq_config
+from quantpipe.seq2seq.export import DECODER_FILE, MERGED_FILE, part_files, seq2seq_config
 
 
-def load_torch_seq2seq(model_dir: str | Path, threads: int):
-    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode, PyTorch limited to `threads` threads."""
+def load_torch_seq2seq(model_dir: str | Path, threads: int, use_cache: bool = True):
+    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode, PyTorch limited to `threads` threads;
+    `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value cache)."""
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
     seq2seq_config(model_dir)
     torch.set_num_threads(threads)
-    return AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    model.generation_config.use_cache = use_cache
+    return model
 
 
 def load_ort_seq2seq(model_dir: Path, threads: int):
-    """`ORTModelForSeq2SeqLM` over the files of an exported or quantized directory: the merged decoder with its
-    cache if there is one, else the decoder without cache. Each session runs `threads` intra-op threads."""
+    """`ORTModelForSeq2SeqLM` over the files of an exported or quantized directory: with the decoder's cache if it
+    was exported with one (merged, or the decoder-with-past pair), else without. Each session runs `threads`
+    intra-op threads."""
     import onnxruntime as ort
     from optimum.onnxruntime import ORTModelForSeq2SeqLM
 
     model_dir = Path(model_dir)
-    decoder = decoder_file(model_dir)
-    missing = [f for f in (ENCODER_FILE, decoder) if not (model_dir / f).is_file()]
+    files = [file for part in part_files(model_dir).values() for file in part]
+    missing = [f for f in files if not (model_dir / f).is_file()]
     if missing:
         raise QuantpipeError(f"{model_dir}: {', '.join(missing)} not found (not a seq2seq ONNX directory)")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    use_cache = decoder == MERGED_FILE
     return ORTModelForSeq2SeqLM.from_pretrained(
-        model_dir, use_cache=use_cache, use_merged=use_cache, session_options=options
+        model_dir, use_cache=files[1:] != [DECODER_FILE], use_merged=MERGED_FILE in files, session_options=options
     )
 
 
@@ -43,7 +46,8 @@ def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):
     """Greedy decoding (no sampling, one beam) of at most `max_new_tokens` tokens, with the model's own start,
     end and padding tokens. `fixed_length`: exactly `max_new_tokens` (the end token is held back until then),
     so that every model generates the same number of tokens and per-call times compare; otherwise an output
-    stops at its end token, as a user gets it (what quality is measured on)."""
+    stops at its end token, as a user gets it (what quality is measured on). The key/value cache is used as the
+    model's own generation config says (an ONNX model: as exported)."""
     from transformers import GenerationConfig
 
     if max_new_tokens < 1:
@@ -63,4 +67,5 @@ def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):
         bos_token_id=own.bos_token_id,
         eos_token_id=own.eos_token_id,
         pad_token_id=own.pad_token_id,
+        use_cache=own.use_cache,
     )
