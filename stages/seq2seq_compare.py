@@ -6,7 +6,7 @@ import pandas as pd
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json, write_text
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
 from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
 from quantpipe.seq2seq.report import markdown, summary
@@ -24,9 +24,7 @@ def main() -> None:
         "s2s_report",
         out="metrics/seq2seq.json",
     )
-    params = load_params(args.params)
-    if params.seq2seq is None:
-        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    params = load_seq2seq_params(args.params)
     cfg = params.seq2seq.evaluate
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
     pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)

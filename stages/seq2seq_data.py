@@ -1,17 +1,14 @@
 """Stage seq2seq_data: the (source, target) pairs of the seq2seq task -> data/seq2seq/{train,eval}.parquet."""
 
 from quantpipe.cli import run_stage, stage_args
-from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.data import text_pairs
 
 
 def main() -> None:
     args = stage_args(__doc__, out="data/seq2seq")
-    params = load_params(args.params)
-    if params.seq2seq is None:
-        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    params = load_seq2seq_params(args.params)
     with atomic_dir(args.out) as tmp:
         for role in ("train", "eval"):
             pairs = text_pairs(params, role)

@@ -6,16 +6,14 @@ import pandas as pd
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
 from quantpipe.seq2seq.models import seq2seq_models
 
 
 def main() -> None:
     args = stage_args(__doc__, "s2s_data", "s2s_base", "s2s_onnx", "s2s_quantized", name="a seq2seq model name")
-    params = load_params(args.params)
-    if params.seq2seq is None:
-        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    params = load_seq2seq_params(args.params)
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
     if args.name not in models:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")

@@ -1,17 +1,14 @@
 """Stage seq2seq_export: the fp32 seq2seq model to ONNX (with the decoder's cache where it has one)."""
 
 from quantpipe.cli import run_stage, stage_args
-from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.export import decoder_has_past, export_seq2seq, seq2seq_config
 
 
 def main() -> None:
     args = stage_args(__doc__, "s2s_base", out="models/seq2seq/onnx")
-    params = load_params(args.params)
-    if params.seq2seq is None:
-        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    params = load_seq2seq_params(args.params)
     with_past = params.seq2seq.with_past
     if with_past is None:
         with_past = decoder_has_past(seq2seq_config(args.s2s_base))

@@ -5,18 +5,15 @@ import pandas as pd
 
 from quantpipe.base_model import resolve_model_ref
 from quantpipe.cli import run_stage, stage_args
-from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.export import seq2seq_config
 from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
 
 
 def main() -> None:
     args = stage_args(__doc__, "s2s_data", out="models/seq2seq/base")
-    params = load_params(args.params)
-    if params.seq2seq is None:
-        raise QuantpipeError("seq2seq: params.yaml has no seq2seq section")
+    params = load_seq2seq_params(args.params)
     cfg = params.seq2seq.model
     with atomic_dir(args.out) as tmp:
         if cfg.source == "pretrained":

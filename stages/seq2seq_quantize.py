@@ -3,7 +3,7 @@
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_params
+from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.export import part_files
 from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes
 from quantpipe.seq2seq.quantize import quantize_seq2seq
@@ -13,8 +13,8 @@ EXCLUSIONS = {"lm_head": lm_head_nodes, "cross_attention": cross_attention_nodes
 
 def main() -> None:
     args = stage_args(__doc__, "s2s_onnx", name="variant name in params.yaml `seq2seq.variants`")
-    params = load_params(args.params)
-    variants = params.seq2seq.variants if params.seq2seq else {}
+    params = load_seq2seq_params(args.params)
+    variants = params.seq2seq.variants
     if args.name not in variants:
         raise QuantpipeError(f"seq2seq.variants.{args.name}: not in params (known: {sorted(variants)})")
     variant = variants[args.name]

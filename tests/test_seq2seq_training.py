@@ -14,7 +14,7 @@ from conftest import REPO
 
 from quantpipe.base_model import package_model_dir
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Seq2seqTrainParams, load_params
+from quantpipe.params import Seq2seqTrainParams, load_params, load_seq2seq_params
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
 from quantpipe.seq2seq.runtime import load_torch_seq2seq
@@ -140,3 +140,14 @@ def test_bad_seq2seq_params_are_one_line(tmp_path, key, value, message):
     with pytest.raises(QuantpipeError, match=message) as error:
         load_params(tmp_path / "params.yaml")
     assert "\n" not in str(error.value)
+
+
+def test_the_seq2seq_stages_need_their_section(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params.pop("seq2seq")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    load_params(tmp_path / "params.yaml")  # the classification pipeline does not need it
+    with pytest.raises(
+        QuantpipeError, match=r"params.yaml: seq2seq: no such section \(the seq2seq pipeline's params\)$"
+    ):
+        load_seq2seq_params(tmp_path / "params.yaml")

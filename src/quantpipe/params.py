@@ -614,3 +614,11 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise QuantpipeError(f"{path}: {one_line(exc)}") from None
+
+
+def load_seq2seq_params(path: str | Path = "params.yaml") -> Params:
+    """`load_params` for the seq2seq pipeline's stages: its `seq2seq` section must be there."""
+    params = load_params(path)
+    if params.seq2seq is None:
+        raise QuantpipeError(f"{path}: seq2seq: no such section (the seq2seq pipeline's params)")
+    return params
