@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
+from conftest import build_tiny_t5
 
 from quantpipe.base_model import build_base_model
+from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.params import BaseModelParams, TrainParams
@@ -67,3 +70,18 @@ def test_same_params_give_identical_weights(tiny_model, tmp_path):
     other_seed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": 7})})
     build_base_model(other_seed, toy_set(), tmp_path / "c")
     assert (tmp_path / "c/model.safetensors").read_bytes() != (tmp_path / "a/model.safetensors").read_bytes()
+
+
+def test_a_seq2seq_model_is_refused_in_one_line(tmp_path):
+    """T5 has a sequence-classification class in transformers, but a T5 checkpoint is a text-to-text model: it
+    belongs to the seq2seq pipeline."""
+    t5 = build_tiny_t5(tmp_path / "t5")
+    for key, cfg in (
+        ("base_model.pretrained", BaseModelParams(source="pretrained", pretrained=str(t5))),
+        ("base_model.encoder", params().model_copy(update={"encoder": str(t5)})),
+    ):
+        with pytest.raises(
+            QuantpipeError, match=rf"^{key}: '{t5}' is a seq2seq model \(t5, T5ForConditionalGeneration\)"
+        ):
+            build_base_model(cfg, toy_set(), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

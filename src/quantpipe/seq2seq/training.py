@@ -3,15 +3,13 @@ from the packaged MiniLM by default), trained on the CPU on (source, target) tex
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from quantpipe.base_model import _load, length_grouped_batches, resolve_model_ref, training_sample
+from quantpipe.base_model import load_pretrained, resolve_model_ref, train_loop, training_sample
 from quantpipe.errors import QuantpipeError
 from quantpipe.params import Seq2seqTrainParams
 
@@ -32,7 +30,7 @@ def warm_start(encoder_ref: str, param: str, seed: int):
     from transformers import AutoTokenizer, EncoderDecoderModel, set_seed
 
     ref = resolve_model_ref(encoder_ref, param)
-    tokenizer = _load(AutoTokenizer, ref, param)
+    tokenizer = load_pretrained(AutoTokenizer, ref, param)
     tokens = {key: getattr(tokenizer, f"{name}_id") for key, name in TOKENS.items()}
     missing = sorted({TOKENS[key] for key, value in tokens.items() if value is None})
     if missing:
@@ -89,52 +87,31 @@ def seq2seq_batch(tokenizer, sources: list[str], targets: list[str], eos_token_i
 
 
 def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainParams) -> dict:
-    """Fine-tune on CPU on `pairs` (columns source, target): AdamW, linear warm-up/decay, per-batch padding.
-    Returns the loss statistics and the training time."""
+    """Fine-tune on CPU on `pairs` (columns source, target) with `quantpipe.base_model.train_loop`, per-batch
+    padding. Returns the loss statistics and the training time."""
     import torch
-    from transformers import get_linear_schedule_with_warmup, set_seed
+    from transformers import set_seed
 
     check_pairs(pairs)
     set_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     pairs = training_sample(pairs, cfg)
     sources, targets = pairs["source"].tolist(), pairs["target"].tolist()
-    total_steps = max(1, math.ceil(math.ceil(len(sources) / cfg.batch_size) * cfg.epochs))
-    parameters = list(model.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    rng = np.random.default_rng(cfg.seed)
     encoded = tokenizer(sources, truncation=True, max_length=cfg.max_source_length)["input_ids"]
     lengths = np.array([len(ids) for ids in encoded])
     eos_token_id = model.generation_config.eos_token_id
-    model.train()
-    losses: list[float] = []
+
+    def batch(idx: np.ndarray):
+        return seq2seq_batch(tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg)
+
     start = time.perf_counter()
-    with tqdm(total=total_steps, desc="fine-tune seq2seq", unit="step") as bar:
-        while len(losses) < total_steps:
-            for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
-                if len(losses) >= total_steps:
-                    break
-                batch = seq2seq_batch(
-                    tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg
-                )
-                loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                bar.update()
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
-    seconds = time.perf_counter() - start
-    model.eval()
+    losses = train_loop(model, list(model.parameters()), lengths, batch, cfg, "fine-tune seq2seq")
     return {
         "train_samples": len(sources),
-        "steps": total_steps,
+        "steps": len(losses),
         "first_loss": losses[0],
         "final_loss": float(np.mean(losses[-50:])),
-        "seconds": seconds,
+        "seconds": time.perf_counter() - start,
     }
 
 
