@@ -8,7 +8,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, read_json, write_json, write_text
 from quantpipe.params import load_params
-from quantpipe.search.report import pareto_points, search_markdown, summary_metrics
+from quantpipe.search.report import SearchResult, pareto_points, search_markdown, summary_metrics
 from quantpipe.search.runner import STRATEGIES, fallback, pareto, winner
 from quantpipe.search.selection import selection_data
 from quantpipe.search.trial import TrialCache, TrialContext, on_report_splits
@@ -44,12 +44,13 @@ def main() -> None:
     best = winner(measured, search)
     report = on_report_splits(ctx, best["variant"], ()) if best else None
     environment = read_json(args.environment) if args.environment.is_file() else None
+    result = SearchResult(search, measured, front, best, steps, report)
     with atomic_dir(args.search_report) as tmp:
-        write_text(tmp / "search.md", search_markdown(search, measured, front, best, steps, report, environment))
+        write_text(tmp / "search.md", search_markdown(result, environment))
         write_json(tmp / "trials.json", {"trials": measured, "fallback": steps})
         write_json(tmp / "pareto.json", pareto_points(measured, front))
         write_json(tmp / "winner.json", {"winner": best, "report": report})
-    write_json(args.out, summary_metrics(search, measured, front, best, steps, report))
+    write_json(args.out, summary_metrics(result))
     for row in measured:
         if row["status"] == "ok":
             print(

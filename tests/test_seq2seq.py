@@ -180,6 +180,10 @@ def test_rouge_and_identical_outputs():
     assert q["rouge_l_ci"][0] < q["rouge_l_ci"][1] and q["samples"] == 5
     assert q == generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)  # seeded
     assert identical_fraction(outputs, SEQ2SEQ_TEXTS) == 0.4
+    paired = generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0, reference_outputs=SEQ2SEQ_TEXTS)
+    assert paired["rouge_l_delta"] == pytest.approx(q["rouge_l"] - 1.0)  # the reference model's outputs score 1
+    low, high = paired["rouge_l_delta_ci"]
+    assert low <= paired["rouge_l_delta"] <= high <= 0 and same["rouge_l_delta_ci"] == [0.0, 0.0]
 
 
 def test_bad_inputs_are_one_line(tiny_model, bert2bert_dir, t5_onnx, tmp_path):

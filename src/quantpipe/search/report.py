@@ -3,7 +3,26 @@ data and the markdown report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from quantpipe.params import SearchParams
+
+
+@dataclass
+class SearchResult:
+    """What a search found: its params, every trial row, the Pareto front's trial ids, the winner, the fallback
+    (start, ranking, steps) and the winner re-scored on the report splits."""
+
+    search: SearchParams
+    rows: list[dict]
+    front: list[str]
+    best: dict | None
+    fallback: dict | None
+    report: dict | None
+
+
+def _fields(result: SearchResult) -> tuple:
+    return result.search, result.rows, result.front, result.best, result.fallback, result.report
 
 
 def _speed(row: dict, dataset: str) -> str:
@@ -21,15 +40,9 @@ def counts(rows: list[dict]) -> dict[str, int]:
     }
 
 
-def summary_metrics(
-    search: SearchParams,
-    rows: list[dict],
-    front: list[str],
-    best: dict | None,
-    fallback: dict | None,
-    report: dict | None,
-) -> dict:
+def summary_metrics(result: SearchResult) -> dict:
     """What `dvc metrics show/diff` compares: the trial counts and the winner on both splits."""
+    search, rows, front, best, fallback, report = _fields(result)
     out = {
         "strategy": search.strategy,
         "accuracy_budget": search.accuracy_budget,
@@ -66,15 +79,8 @@ def pareto_points(rows: list[dict], front: list[str]) -> list[dict]:
     ]
 
 
-def search_markdown(
-    search: SearchParams,
-    rows: list[dict],
-    front: list[str],
-    best: dict | None,
-    fallback: dict | None,
-    report: dict | None,
-    environment: dict | None,
-) -> str:
+def search_markdown(result: SearchResult, environment: dict | None) -> str:
+    search, rows, front, best, fallback, report = _fields(result)
     datasets = list(search.selection.datasets)
     c = counts(rows)
     lines = ["# quantpipe search", ""]

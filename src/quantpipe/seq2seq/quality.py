@@ -1,6 +1,6 @@
 """Generation quality: ROUGE-L F1 against the references (`rouge-score`: lower-cased, ASCII letters and digits
-only, no stemming) with a bootstrap 95% CI of its mean, and the fraction of outputs identical to a reference
-model's (the fp32 model's)."""
+only, no stemming) with a bootstrap 95% CI of its mean, and against a reference model (the fp32 model): the
+fraction of outputs identical to its outputs and the ROUGE-L difference, paired example by example, with its CI."""
 
 from __future__ import annotations
 
@@ -46,12 +46,16 @@ def generation_quality(
     reference_outputs: list[str] | None = None,
 ) -> dict:
     """Mean ROUGE-L F1 with its bootstrap 95% CI, the number of examples and, given a reference model's
-    outputs, the fraction identical to them."""
+    outputs, the fraction identical to them and the mean per-example ROUGE-L difference to them (this model's
+    minus the reference model's, on the same references) with its bootstrap 95% CI."""
     scores = rouge_l(predictions, references)
     low, high = mean_ci(scores, n_resamples, seed)
     out = {"rouge_l": float(scores.mean()), "rouge_l_ci": [low, high], "samples": len(scores)}
     if reference_outputs is not None:
         out["identical_to_reference"] = identical_fraction(predictions, reference_outputs)
+        deltas = scores - rouge_l(reference_outputs, references)
+        out["rouge_l_delta"] = float(deltas.mean())
+        out["rouge_l_delta_ci"] = list(mean_ci(deltas, n_resamples, seed))
     return out
 
 

@@ -18,6 +18,9 @@ def summary(
             "rouge_l_ci_low": round(q["rouge_l_ci"][0], 4),
             "rouge_l_ci_high": round(q["rouge_l_ci"][1], 4),
             "identical_to_fp32": round(q["identical_to_reference"], 4),
+            "rouge_l_delta": round(q["rouge_l_delta"], 4),
+            "rouge_l_delta_ci_low": round(q["rouge_l_delta_ci"][0], 4),
+            "rouge_l_delta_ci_high": round(q["rouge_l_delta_ci"][1], 4),
             "p50_ms": round(ev["latency"]["p50_ms"], 2),
             "p95_ms": round(ev["latency"]["p95_ms"], 2),
             "p99_ms": round(ev["latency"]["p99_ms"], 2),
@@ -44,7 +47,8 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
     rounds = len(next(iter(timings.values()))["examples_per_second"])
     lines += [
         f"Greedy decoding of {cfg.max_new_tokens} new tokens. Quality: ROUGE-L F1 of the {examples} eval outputs (each",
-        "stopping at its end token) against the references, bootstrap 95% CI; identical: the share of outputs equal",
+        "stopping at its end token) against the references, bootstrap 95% CI; Δ: minus PyTorch fp32's, paired per",
+        "example, in ROUGE-L points (x100), bootstrap 95% CI; identical: the share of outputs equal",
         (
             "to PyTorch fp32's. Speed: all models in one process, "
             f"{rounds} rounds in a balanced order; per-call speed-up: PyTorch fp32's p50"
@@ -60,18 +64,19 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
         "the increment of the first call and of a later one (memory_profiler-style), the peak.",
         "",
         (
-            "| model | ROUGE-L [95% CI] | identical | p50/p95/p99 ms | per-call speed-up | vs no cache "
+            "| model | ROUGE-L [95% CI] | Δ points [95% CI] | identical | p50/p95/p99 ms | per-call speed-up | vs no cache "
             "| tokens/s ratio | size MB "
             "(encoder / decoder; PyTorch: one file) | RSS after load MB | first / later call +MB | peak RSS MB |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["call_speedup_median"]):
         files = sorted((k for k in r if k.startswith("size_mb_")), key=lambda k: "encoder" not in k)  # encoder first
         parts = " / ".join(f"{r[k]:.1f}" for k in files)
         lines.append(
             f"| {name} | {r['rouge_l']:.4f} [{r['rouge_l_ci_low']:.3f}, {r['rouge_l_ci_high']:.3f}] "
-            f"| {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
+            f"| {100 * r['rouge_l_delta']:+.2f} [{100 * r['rouge_l_delta_ci_low']:+.2f}, "
+            f"{100 * r['rouge_l_delta_ci_high']:+.2f}] | {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
             f"| {r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] "
             f"| {r['call_speedup_no_cache_median']:.2f}x [{r['call_speedup_no_cache_min']:.2f}, "
             f"{r['call_speedup_no_cache_max']:.2f}] | {r['tokens_per_second_ratio_median']:.2f}x | {r['size_mb']:.1f} ({parts or '-'}) "
