@@ -27,7 +27,7 @@ def main() -> None:
     params = load_seq2seq_params(args.params)
     cfg = params.seq2seq.evaluate
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
-    pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)
+    pairs = pd.read_parquet(args.s2s_data / "eval.parquet")
     evals, outputs = {}, {}
     for name in models:
         folder = args.s2s_metrics / name

@@ -18,7 +18,7 @@ def main() -> None:
     if args.name not in models:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
     cfg = params.seq2seq.evaluate
-    pairs = pd.read_parquet(args.s2s_data / "eval.parquet").head(params.seq2seq.data.eval_samples or None)
+    pairs = pd.read_parquet(args.s2s_data / "eval.parquet")
     model = models[args.name]
     request = MeasureRequest(
         model_dir=str(model.path),

@@ -24,7 +24,9 @@ def main() -> None:
             save_seq2seq(AutoModelForSeq2SeqLM.from_pretrained(ref), AutoTokenizer.from_pretrained(ref), tmp)
             stats = {"source": "pretrained", "model": cfg.pretrained}
         else:
-            model, tokenizer = warm_start(cfg.encoder, "seq2seq.model.encoder", cfg.train.seed)
+            model, tokenizer = warm_start(
+                cfg.encoder, "seq2seq.model.encoder", cfg.train.seed, cfg.train.tie_encoder_decoder
+            )
             stats = finetune_seq2seq(model, tokenizer, pd.read_parquet(args.s2s_data / "train.parquet"), cfg.train)
             save_seq2seq(model, tokenizer, tmp)
         write_json(tmp / "training.json", stats)

@@ -68,6 +68,18 @@ def test_same_seed_same_weights(encoder_dir):
     assert any("crossattention.self.query" in key for key in differ)
 
 
+def test_tied_decoder_shares_the_encoder_weights_after_saving(encoder_dir, tmp_path):
+    from transformers import EncoderDecoderModel
+
+    model, tokenizer = warm_start(str(encoder_dir), "x", 0, tie=True)
+    save_seq2seq(model, tokenizer, tmp_path / "tied")
+    reloaded = EncoderDecoderModel.from_pretrained(tmp_path / "tied")
+    encoder_query = reloaded.encoder.encoder.layer[0].attention.self.query.weight
+    decoder_layer = reloaded.decoder.bert.encoder.layer[0]
+    assert decoder_layer.attention.self.query.weight.data_ptr() == encoder_query.data_ptr()  # one tensor
+    assert decoder_layer.crossattention.self.query.weight.data_ptr() != encoder_query.data_ptr()
+
+
 def test_finetune_lowers_the_loss_and_saves_a_model_that_exports(encoder_dir, tmp_path):
     model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
     stats = finetune_seq2seq(model, tokenizer, PAIRS, Seq2seqTrainParams(epochs=3, **FAST))
@@ -151,3 +163,20 @@ def test_the_seq2seq_stages_need_their_section(tmp_path):
         QuantpipeError, match=r"params.yaml: seq2seq: no such section \(the seq2seq pipeline's params\)$"
     ):
         load_seq2seq_params(tmp_path / "params.yaml")
+
+
+def test_eval_pairs_are_a_seeded_sample_across_the_split():
+    """The validation split's first 200 reviews are all books: the eval pairs are a seeded sample instead."""
+    from quantpipe.seq2seq.data import text_pairs
+
+    def with_data(**changes):
+        params = load_seq2seq_params(REPO / "params.yaml")
+        data = params.seq2seq.data.model_copy(update=changes)
+        return params.model_copy(update={"seq2seq": params.seq2seq.model_copy(update={"data": data})})
+
+    first, again = text_pairs(with_data(eval_samples=60), "eval"), text_pairs(with_data(eval_samples=60), "eval")
+    assert len(first) == 60 and first.equals(again)
+    validation = pd.read_json(REPO / "data/offline/amazon_reviews/validation.jsonl", lines=True)
+    domains = validation.set_index("content").loc[first["source"], "domain"]
+    assert domains.nunique() == 3  # books, electronics, kitchen
+    assert not text_pairs(with_data(eval_samples=60, seed=1), "eval").equals(first)

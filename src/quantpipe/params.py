@@ -379,6 +379,9 @@ class Seq2seqTrainParams(Section):
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of the steps in linear warm-up")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_source_length: int = Field(128, gt=0, description="tokens per source text (longer ones are truncated)")
+    tie_encoder_decoder: bool = Field(
+        False, description="the decoder shares the encoder's weights (its cross-attention stays its own)"
+    )
     max_target_length: int = Field(
         16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
     )
@@ -404,7 +407,10 @@ class Seq2seqDataParams(Section):
     eval_split: str = Field("validation", description="split the report scores (never trained on)")
     source_field: str = Field(description="column of the input text")
     target_field: str = Field(description="column of the reference output")
-    eval_samples: int | None = Field(200, gt=0, description="first texts of the eval split generated and scored")
+    eval_samples: int | None = Field(
+        400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
+    )
+    seed: int = Field(0, description="seed of the eval sample")
 
 
 class Seq2seqVariantParams(Section):

@@ -10,7 +10,9 @@ from quantpipe.params import Params
 
 
 def text_pairs(params: Params, role: str) -> pd.DataFrame:
-    """`source`, `target` of the train or eval split; rows with a blank source or target are dropped."""
+    """`source`, `target` of the train or eval split; rows with a blank source or target are dropped. The eval
+    pairs are a seeded sample of `eval_samples` rows (a split's first rows may all come from one product domain),
+    in the sample's order."""
     cfg = params.seq2seq.data
     spec = params.data.datasets[cfg.dataset]
     split = cfg.train_split if role == "train" else cfg.eval_split
@@ -25,4 +27,6 @@ def text_pairs(params: Params, role: str) -> pd.DataFrame:
     pairs = pairs[(pairs["source"].str.strip() != "") & (pairs["target"].str.strip() != "")].reset_index(drop=True)
     if pairs.empty:
         raise QuantpipeError(f"seq2seq.data: no non-blank ({cfg.source_field}, {cfg.target_field}) pair in '{split}'")
+    if role == "eval" and cfg.eval_samples and cfg.eval_samples < len(pairs):
+        pairs = pairs.sample(n=cfg.eval_samples, random_state=cfg.seed).reset_index(drop=True)
     return pairs

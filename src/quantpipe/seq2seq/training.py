@@ -23,10 +23,11 @@ TOKENS = {
 }
 
 
-def warm_start(encoder_ref: str, param: str, seed: int):
+def warm_start(encoder_ref: str, param: str, seed: int, tie: bool = False):
     """An `EncoderDecoderModel` whose encoder and decoder both start from the encoder `encoder_ref` (`pkg:<dist>`,
-    a local path or a Hub id; `param` names it in errors), with its tokenizer. The decoder's cross-attention is
-    new: it is initialised after seeding with `seed`, so the same seed gives the same weights."""
+    a local path or a Hub id; `param` names it in errors), with its tokenizer; `tie`: the decoder shares the
+    encoder's weights. The decoder's cross-attention is new: it is initialised after seeding with `seed`, so the
+    same seed gives the same weights."""
     from transformers import AutoTokenizer, EncoderDecoderModel, set_seed
 
     ref = resolve_model_ref(encoder_ref, param)
@@ -40,7 +41,7 @@ def warm_start(encoder_ref: str, param: str, seed: int):
         )
     set_seed(seed)  # the cross-attention is initialised here: seed it, or every run differs
     try:
-        model = EncoderDecoderModel.from_encoder_decoder_pretrained(ref, ref)
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(ref, ref, tie_encoder_decoder=tie)
     except (OSError, ValueError) as exc:  # no weights, or no decoder (causal LM) class for the model type
         first = (str(exc).strip().splitlines() or ["cannot load"])[0]
         raise QuantpipeError(f"{param}: cannot warm-start from '{encoder_ref}': {first}") from None
