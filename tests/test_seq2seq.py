@@ -179,6 +179,7 @@ def test_rouge_and_identical_outputs():
     assert 0 < q["rouge_l"] < 1 and q["rouge_l_ci"][0] <= q["rouge_l"] <= q["rouge_l_ci"][1]
     assert q["rouge_l_ci"][0] < q["rouge_l_ci"][1] and q["samples"] == 5
     assert q == generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)  # seeded
+    assert q["rouge_l_shuffled"] < q["rouge_l"]  # these outputs match their own references best
     assert identical_fraction(outputs, SEQ2SEQ_TEXTS) == 0.4
     paired = generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0, reference_outputs=SEQ2SEQ_TEXTS)
     assert paired["rouge_l_delta"] == pytest.approx(q["rouge_l"] - 1.0)  # the reference model's outputs score 1

@@ -60,7 +60,12 @@ def test_every_model_is_measured_and_reported(s2s_project):
     assert rows["dynamic_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
     assert rows["int8_encoder"]["size_mb_decoder_model_merged"] == rows["onnx_fp32"]["size_mb_decoder_model_merged"]
     report = (s2s_project / "reports/seq2seq.md").read_text()
-    assert all(name in report for name in rows) and "ROUGE-L" in report and report.startswith("# quantpipe seq2seq")
+    assert (
+        all(name in report for name in rows)
+        and "ROUGE-L" in report
+        and "a seeded shuffle" in report
+        and report.startswith("# quantpipe seq2seq")
+    )
     resolved = json.loads((s2s_project / "models/seq2seq/quantized/dynamic_int8/quantpipe_variant.json").read_text())
     assert resolved["resolved"]["quantized_ops"]["encoder_model.onnx"] > 0
 

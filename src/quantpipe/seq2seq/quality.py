@@ -45,12 +45,20 @@ def generation_quality(
     seed: int,
     reference_outputs: list[str] | None = None,
 ) -> dict:
-    """Mean ROUGE-L F1 with its bootstrap 95% CI, the number of examples and, given a reference model's
+    """Mean ROUGE-L F1 with its bootstrap 95% CI; the same outputs scored against the references of other inputs
+    (a seeded shuffle: what a model that ignored its input would score with these outputs); the number of examples
+    and, given a reference model's
     outputs, the fraction identical to them and the mean per-example ROUGE-L difference to them (this model's
     minus the reference model's, on the same references) with its bootstrap 95% CI."""
     scores = rouge_l(predictions, references)
     low, high = mean_ci(scores, n_resamples, seed)
-    out = {"rouge_l": float(scores.mean()), "rouge_l_ci": [low, high], "samples": len(scores)}
+    shuffled = [references[i] for i in np.random.default_rng(seed).permutation(len(references))]
+    out = {
+        "rouge_l": float(scores.mean()),
+        "rouge_l_ci": [low, high],
+        "rouge_l_shuffled": float(rouge_l(predictions, shuffled).mean()),
+        "samples": len(scores),
+    }
     if reference_outputs is not None:
         out["identical_to_reference"] = identical_fraction(predictions, reference_outputs)
         deltas = scores - rouge_l(reference_outputs, references)

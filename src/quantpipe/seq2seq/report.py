@@ -3,6 +3,8 @@ and the markdown report."""
 
 from __future__ import annotations
 
+from quantpipe.seq2seq.models import BASELINE
+
 
 def summary(
     evals: dict[str, dict], quality: dict[str, dict], ratios: dict[str, dict], ratios_no_cache: dict[str, dict]
@@ -17,6 +19,7 @@ def summary(
             "rouge_l": round(q["rouge_l"], 4),
             "rouge_l_ci_low": round(q["rouge_l_ci"][0], 4),
             "rouge_l_ci_high": round(q["rouge_l_ci"][1], 4),
+            "rouge_l_shuffled": round(q["rouge_l_shuffled"], 4),
             "identical_to_fp32": round(q["identical_to_reference"], 4),
             "rouge_l_delta": round(q["rouge_l_delta"], 4),
             "rouge_l_delta_ci_low": round(q["rouge_l_delta_ci"][0], 4),
@@ -83,4 +86,14 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
             f"| {r['rss_after_load_mb']:.0f} | {r['first_call_increment_mb']:.1f} / {r['one_call_increment_mb']:.1f} "
             f"| {r['peak_rss_mb']:.0f} |"
         )
+    base = rows.get(BASELINE)
+    if base:
+        lines += [
+            "",
+            (
+                f"Does the model read its input? PyTorch fp32's outputs score ROUGE-L {base['rouge_l']:.4f} against "
+                f"their own references and {base['rouge_l_shuffled']:.4f} against those of other inputs (a seeded "
+                "shuffle)."
+            ),
+        ]
     return "\n".join(lines) + "\n"
