@@ -1,4 +1,7 @@
-"""Stage evaluate: one model (a baseline or a variant) on every evaluation dataset -> metrics/eval/<name>/."""
+"""Stage evaluate: one model (a baseline or a variant) on every evaluation dataset -> metrics/eval/<name>/, and
+its predicted labels -> predictions/<name>/ (the compare stage's agreement with the baseline)."""
+
+from contextlib import ExitStack
 
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import read_prepared
@@ -11,7 +14,7 @@ from quantpipe.params import load_params
 
 
 def main() -> None:
-    args = stage_args(__doc__, "base", "onnx", "quantized", "prepared", name="baseline or variant name")
+    args = stage_args(__doc__, "base", "onnx", "quantized", "prepared", "predictions", name="baseline or variant name")
     params = load_params(args.params)
     cfg = params.evaluate
     models = pipeline_models(params, args.base, args.onnx, args.quantized)
@@ -22,9 +25,17 @@ def main() -> None:
     check_max_length(args.base, cfg.max_length, "evaluate.max_length")
     frames = {name: read_prepared(args.prepared, name, "eval") for name in cfg.datasets}
     results = evaluate_model(args.name, kind, variant, model_dir, args.base, frames, cfg)
-    with atomic_dir(args.out) as tmp:
+    # both directories are renamed into place only once both are complete
+    with ExitStack() as outputs:
+        metrics_dir = outputs.enter_context(atomic_dir(args.out))
+        labels_dir = outputs.enter_context(atomic_dir(args.predictions / args.name))
         for dataset, metrics in results.items():
-            write_json(tmp / f"{dataset}.json", metrics)
+            labels = metrics.pop("labels")
+            write_json(labels_dir / f"{dataset}.json", {"variant": args.name, "dataset": dataset, "labels": labels})
+            write_json(metrics_dir / f"{dataset}.json", metrics)
+            if "skipped" in metrics:
+                print(f"{args.name}/{dataset}: skipped on this CPU: {metrics['skipped']}")
+                continue
             print(
                 f"{args.name}/{dataset}: accuracy {metrics['accuracy']:.4f} "
                 f"[{metrics['accuracy_ci_low']:.4f}, {metrics['accuracy_ci_high']:.4f}], "

@@ -11,7 +11,7 @@ from quantpipe.environment import cpu_info, environment
 from quantpipe.io import read_json
 from quantpipe.metrics import classification_metrics
 from quantpipe.rendering import markdown_report, render_image, write_plots
-from quantpipe.statistics import latency_percentiles, timing_summary
+from quantpipe.statistics import agreement, latency_percentiles, timing_summary
 
 
 def test_constant_timing_series_has_no_spread():
@@ -46,6 +46,19 @@ def test_bootstrap_interval_contains_the_estimate_and_is_seeded():
 def test_perfect_predictions_give_a_degenerate_interval():
     m = classification_metrics(np.array([0, 1, 1, 0]), np.array([0, 1, 1, 0]), n_resamples=100, seed=0)
     assert m["accuracy_ci_low"] == m["accuracy_ci_high"] == 1.0
+
+
+def test_agreement_is_the_share_of_equal_labels_with_a_paired_interval():
+    rng = np.random.default_rng(2)
+    reference = rng.integers(0, 2, 400)
+    flipped = rng.random(400) < 0.1
+    predicted = np.where(flipped, 1 - reference, reference)
+    value, low, high = agreement(reference, predicted, 500, seed=0)
+    assert value == pytest.approx(1 - flipped.mean())
+    assert low < value < high and high - low == pytest.approx(2 * 1.96 * np.sqrt(0.9 * 0.1 / 400), rel=0.3)
+    assert agreement(reference, predicted, 500, seed=0) == (value, low, high)  # seeded
+    assert agreement(reference, reference, 100, seed=0) == (1.0, 1.0, 1.0)  # the baseline against itself
+    assert agreement(reference, predicted, 0, seed=0) == (value, None, None)  # no resamples, no interval
 
 
 def test_environment_records_flags_and_versions(tmp_path):
@@ -112,5 +125,5 @@ def test_report_plots_and_pareto(tmp_path):
     write_plots(table, tmp_path / "plots")
     assert {r["variant"] for r in read_json(tmp_path / "plots/pareto_sst2.json")} == set(table["variant"])
     assert len(read_json(tmp_path / "plots/latency_sst2.json")) == 12
-    render_image(table, tmp_path / "img.png")
+    render_image(table, tmp_path / "img.png", "pytorch_fp32", 0.01, ["naive"])
     assert (tmp_path / "img.png").read_bytes()[:4] == b"\x89PNG"

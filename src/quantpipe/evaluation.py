@@ -29,13 +29,29 @@ def evaluate_model(
     cfg: EvaluateParams,
 ) -> dict[str, dict]:
     """Metrics with confidence intervals, batch-size-1 latency percentiles, size, load time and memory per
-    dataset, and what the build resolved (a preset picked for this CPU, ...)."""
+    dataset, and what the build resolved (a preset picked for this CPU, ...). Each dataset's dict also holds
+    `labels`, the predicted labels in the order of the texts, which the stage writes apart from the metrics.
+
+    A variant the quantize stage skipped on this CPU (`"skipped": reason` in its VARIANT_FILE) is not served:
+    per dataset only its name, kind, dataset and the reason, and no labels."""
+    built = Path(model_dir) / VARIANT_FILE
+    recorded = read_json(built) if built.is_file() else {}
+    if "skipped" in recorded:
+        return {
+            dataset: {
+                "variant": name,
+                "kind": kind.name,
+                "dataset": dataset,
+                "skipped": recorded["skipped"],
+                "labels": [],
+            }
+            for dataset in datasets
+        }
     if cfg.max_samples:
         datasets = {k: v.head(cfg.max_samples) for k, v in datasets.items()}
     texts = {k: v["text"].tolist() for k, v in datasets.items()}
     served = serve_in_child(kind, variant, model_dir, tokenizer_dir, texts, cfg)
-    built = Path(model_dir) / VARIANT_FILE
-    resolved = read_json(built).get("resolved", {}) if built.is_file() else {}
+    resolved = recorded.get("resolved", {})
     results = {}
     for dataset, frame in datasets.items():
         m = served["datasets"][dataset]
@@ -52,5 +68,6 @@ def evaluate_model(
             "resolved": resolved,
             "batch_size": cfg.batch_size,
             "threads": cfg.threads,
+            "labels": [int(label) for label in m["labels"]],
         }
     return results

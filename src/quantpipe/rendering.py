@@ -12,6 +12,8 @@ from quantpipe.io import write_json
 
 
 def _fmt_ci(row, name: str) -> str:
+    if pd.isna(row.get(name)):
+        return "-"
     if f"{name}_ci_low" in row and pd.notna(row.get(f"{name}_ci_low")):
         return f"{row[name]:.4f} [{row[f'{name}_ci_low']:.3f}, {row[f'{name}_ci_high']:.3f}]"
     return f"{row[name]:.4f}"
@@ -27,9 +29,11 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
                 "variant": f"**{r['variant']}**" if r["best_within_budget"] else r["variant"],
                 "accuracy [95% CI]": _fmt_ci(r, "accuracy"),
                 "Δ acc": f"{r['accuracy_delta'] * 100:+.2f} pt",
+                "agree [95% CI]": _fmt_ci(r, "agreement"),
                 "F1 [95% CI]": _fmt_ci(r, "f1"),
                 "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
                 "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
+                "streams": str(r["streams"]),
                 "speed ratio [range]": f"{r['speed_ratio']:.2f}x [{r['speed_ratio_low']:.2f}, {r['speed_ratio_high']:.2f}]",
                 "p50/p95/p99 ms (bs 1)": "/".join(f"{latency[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms"))
                 if latency
@@ -51,9 +55,27 @@ def markdown_report(
     side_by_side: dict,
     environment: dict | None = None,
     image: str | None = None,
+    answer: dict | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> str:
-    lines = [
-        "# quantpipe comparison",
+    """The report: the CPU, the answer (`quantpipe.analysis.the_answer`), the models skipped on this CPU, then
+    how it was measured and one table per dataset."""
+    lines = ["# quantpipe comparison", ""]
+    if environment:
+        cpu = environment["cpu"]
+        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
+        lines += [f"CPU: **{cpu['model']}**, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
+    if answer:
+        lines += [answer_markdown(answer, baseline, accuracy_budget)]
+    if skipped:
+        lines += [
+            "Skipped on this CPU: "
+            + "; ".join(f"`{name}` ({reason})" for name, reason in sorted(skipped.items()))
+            + ".",
+            "",
+        ]
+    lines += [
+        "## How it was measured",
         "",
         f"Baseline: `{baseline}`. Δ acc and speed ratio are against the baseline on the same dataset;",
         f"**bold** marks the fastest model within {accuracy_budget * 100:g} accuracy point(s) of it.",
@@ -61,22 +83,18 @@ def markdown_report(
         "in rounds over the same texts (tokenization included, length-sorted batches padded per batch), each round",
         "timing each model once, in orders from a Williams design (each model in each position and after each",
         "other model equally often). samples/s: median over the rounds [interquartile range], CV: coefficient of",
-        "variation; speed ratio: median of the round-by-round ratios to the baseline [min, max over the rounds].",
-        "Accuracy and F1 on the whole split, 95% paired bootstrap intervals. Latency, size, peak RSS, load time: each",
-        "model's own evaluate stage, a fresh process that imports only what serving its kind needs (no torch for",
-        "ONNX Runtime or OpenVINO). Latency: batch size 1, tokenization included. Peak RSS serving: the high-water",
-        "mark after loading, one batch and the texts one at a time; batched: after the whole splits in batches too.",
-        "Ratios: against the baseline.",
+        "variation; speed ratio: median of the round-by-round ratios to the baseline [min, max over the rounds];",
+        "streams: the batches a model had in flight at once (its configured concurrency).",
+        "Accuracy and F1 on the whole split, 95% paired bootstrap intervals; agree: the share of the texts on which",
+        "the model predicts the baseline's label, 95% paired bootstrap interval. Latency, size, peak RSS, load time:",
+        "each model's own evaluate stage, a fresh process that imports only what serving its kind needs (no torch",
+        "for ONNX Runtime or OpenVINO). Latency: batch size 1, one caller, tokenization included. Peak RSS serving:",
+        "the high-water mark after loading, one batch and the texts one at a time; batched: after the whole splits",
+        "in batches too. Ratios: against the baseline.",
         "",
     ]
     if environment:
-        cpu, versions = environment["cpu"], environment["versions"]
-        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
-        lines[2:2] = [f"CPU: **{cpu['model']}**, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
-        lines += [
-            "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v),
-            "",
-        ]
+        lines += ["Versions: " + ", ".join(f"{k} {v}" for k, v in environment["versions"].items() if v), ""]
     for dataset, group in table.groupby("dataset", sort=True):
         timed = side_by_side["datasets"][dataset]["examples"]
         lines += [
@@ -90,6 +108,80 @@ def markdown_report(
     if image:
         lines += [f"![accuracy against throughput]({image})", ""]
     return "\n".join(lines)
+
+
+def _ratio(answer: dict, name: str) -> str:
+    return f"{answer[name]:.2f}x [{answer[name + '_low']:.2f}, {answer[name + '_high']:.2f}]"
+
+
+def _against(answer: dict, name: str, other: str, ranked: str) -> str:
+    if other not in answer:
+        return "-"
+    if name not in answer:  # the model to ship is itself that model
+        return "itself"
+    return f"{_ratio(answer, name)} `{answer[other]}`" + ("" if answer[ranked] else ": not ranked")
+
+
+def answer_markdown(answer: dict, baseline: str, accuracy_budget: float) -> str:
+    """The report's first section: per dataset (one column each) the model to ship and why, then plain notes
+    where the ranges do not rank it, an engine default recipe is faster, or a single caller would pick another."""
+    datasets = sorted(answer)
+    facts = {
+        "ship: most samples/s within budget": lambda a: (
+            f"**{a['ship']}**" + (f" ({a['streams']} streams)" if a["streams"] > 1 else "")
+        ),
+        f"speed vs `{baseline}`": lambda a: _ratio(a, "speed_ratio"),
+        "vs the runner-up within budget": lambda a: _against(a, "vs_runner_up", "runner_up", "ranked"),
+        "vs the fastest engine default": lambda a: _against(
+            a, "vs_reference", "fastest_reference", "ranked_vs_reference"
+        ),
+        "Δ acc": lambda a: f"{a['accuracy_delta'] * 100:+.2f} pt",
+        f"agreement with `{baseline}` [95% CI]": lambda a: _fmt_ci(a, "agreement"),
+        "lowest latency within budget (bs 1, p50)": lambda a: (
+            f"`{a['latency_best']}` {a['latency_best_p50_ms']:.1f} ms" if "latency_best" in a else "-"
+        ),
+    }
+    table = pd.DataFrame([{"": fact, **{d: show(answer[d]) for d in datasets}} for fact, show in facts.items()])
+    notes = []
+    for dataset in datasets:
+        a = answer[dataset]
+        unranked_runner_up = "runner_up" in a and not a["ranked"]
+        if unranked_runner_up:
+            also = " (also the fastest engine default)" if a["runner_up"] == a.get("fastest_reference") else ""
+            notes.append(
+                f"{dataset}: `{a['ship']}` is not ranked against the runner-up `{a['runner_up']}`{also}: the ratio of "
+                f"their samples/s, round by round, {_ratio(a, 'vs_runner_up')}, spans 1.0x; either may be the faster."
+            )
+        reference = a.get("fastest_reference")
+        if reference == a["ship"]:
+            notes.append(f"{dataset}: `{a['ship']}` is itself an engine default recipe (`compare.references`).")
+        elif "vs_reference" in a and not (unranked_runner_up and reference == a["runner_up"]):
+            if not a["ranked_vs_reference"]:
+                notes.append(
+                    f"{dataset}: `{a['ship']}` and the fastest engine default `{reference}` are not ranked: "
+                    f"{_ratio(a, 'vs_reference')} spans 1.0x."
+                )
+            elif a["vs_reference"] < 1:
+                notes.append(
+                    f"{dataset}: the engine default `{reference}` is faster than `{a['ship']}`: "
+                    f"{_ratio(a, 'vs_reference')}."
+                )
+        if a.get("latency_best", a["ship"]) != a["ship"] and "ship_p50_ms" in a:
+            notes.append(
+                f"{dataset}: for one caller at a time (batch size 1), `{a['latency_best']}` has the lowest latency "
+                f"within budget: p50 {a['latency_best_p50_ms']:.1f} ms against `{a['ship']}`'s {a['ship_p50_ms']:.1f} ms."
+            )
+    lines = [
+        "## The answer",
+        "",
+        "The model to ship per dataset: the most samples/s (batched, side by side, at its streams) within",
+        f"{accuracy_budget * 100:g} accuracy point(s) of `{baseline}`. Speeds: median [min, max] of the round-by-round",
+        "ratios of samples/s; a range that spans 1.0x does not rank the two models.",
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+    return "\n".join(lines + [f"- {note}" for note in notes] + ([""] if notes else []))
 
 
 def sensitivity_markdown(sensitivity: dict) -> str:
@@ -153,31 +245,124 @@ def write_plots(table: pd.DataFrame, plots_dir: Path) -> None:
         write_json(Path(plots_dir) / f"latency_{dataset}.json", latency)
 
 
-def render_image(table: pd.DataFrame, path: Path) -> None:
-    """Accuracy against throughput per dataset, the Pareto front drawn as a line."""
+# where a label may go, tried in this order: offsets in points from its point (right, left, then farther out)
+LABEL_OFFSETS = [
+    (dx * side, dy)
+    for dx, dy in ((6, 0), (6, 10), (6, -10), (10, 22), (10, -22), (14, 36), (14, -36), (18, 50), (18, -50))
+    for side in (1, -1)
+]
+GROUP_DISTANCE = 0.02  # points closer than this (in both axes, as a fraction of the axes) share one label
+
+
+def _styles(table: pd.DataFrame, baseline: str, references: list[str]) -> list[tuple[str, pd.Series, dict]]:
+    """(legend label, rows, marker style) of the baseline, the engines' default recipes, the best model within
+    budget and the others; each row in exactly one."""
+    best, base, ref = table["best_within_budget"], table["variant"] == baseline, table["variant"].isin(references)
+    return [
+        (f"baseline ({baseline})", base & ~best, {"fmt": "D", "color": "black", "markersize": 6}),
+        ("engine default recipe (compare.references)", ref & ~best & ~base, {"fmt": "s", "color": "tab:orange"}),
+        ("other model", ~ref & ~best & ~base, {"fmt": "o", "color": "tab:blue", "markersize": 5}),
+        ("best within budget", best, {"fmt": "*", "color": "tab:red", "markersize": 14}),
+    ]
+
+
+def _label_groups(ax, group: pd.DataFrame) -> list[tuple[float, float, str]]:
+    """(x, y, "a, b") per cluster of points that lie within GROUP_DISTANCE of each other in axes fractions."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    clusters: list[list[tuple[float, float, str]]] = []
+    for _, r in group.sort_values(["samples_per_second", "variant"]).iterrows():
+        x, y = r["samples_per_second"], r["accuracy"]
+        for cluster in clusters:
+            cx, cy, _ = cluster[0]
+            if abs(x - cx) / (x1 - x0) < GROUP_DISTANCE and abs(y - cy) / (y1 - y0) < GROUP_DISTANCE:
+                cluster.append((x, y, r["variant"]))
+                break
+        else:
+            clusters.append([(x, y, r["variant"])])
+    return [(c[0][0], c[0][1], ", ".join(name for _, _, name in c)) for c in clusters]
+
+
+def _annotate(ax, text: str, xy: tuple[float, float], offset: tuple[int, int], leader: bool = False):
+    """The label `text` at `offset` points from `xy` (with a thin leader line to it if `leader`), and the box of
+    its text in pixels."""
+    note = ax.annotate(
+        text,
+        xy,
+        xytext=offset,
+        textcoords="offset points",
+        fontsize=7.5,
+        ha="left" if offset[0] > 0 else "right",
+        va="center",
+        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6, "shrinkB": 4} if leader else None,
+    )
+    return note, note.get_window_extent(ax.figure.canvas.get_renderer()).padded(2)
+
+
+def _place_labels(ax, labels: list[tuple[float, float, str]]) -> None:
+    """Annotate each (x, y, text) at the first of LABEL_OFFSETS where its text stays inside the axes and overlaps
+    neither a point nor a label placed before it (the first offset if none does), with a leader line when it is
+    away from its point; deterministic, no solver."""
+    from matplotlib.transforms import Bbox
+
+    inside = ax.get_window_extent(ax.figure.canvas.get_renderer()).padded(-4)  # off the frame
+    taken = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 6), 12, 12) for x, y, _ in labels]
+    for x, y, text in labels:
+        chosen = LABEL_OFFSETS[0]
+        for offset in LABEL_OFFSETS:
+            note, box = _annotate(ax, text, (x, y), offset)
+            note.remove()
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not any(box.overlaps(other) for other in taken):
+                chosen = offset
+                break
+        taken.append(_annotate(ax, text, (x, y), chosen, leader=abs(chosen[1]) > 10)[1])
+
+
+def render_image(table: pd.DataFrame, path: Path, baseline: str, accuracy_budget: float, references: list[str]) -> None:
+    """Accuracy against samples/s, one subplot per dataset: the median samples/s over the side-by-side rounds
+    with their interquartile range as horizontal bars (the top axis: the same as a multiple of the baseline's),
+    accuracy with its 95% CI as vertical bars, the accuracy budget as a band below the baseline's accuracy, the
+    engines' default recipes and the best model within budget marked, the Pareto front dashed. Models at one
+    spot share a label; labels are moved until they overlap nothing."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets = sorted(table["dataset"].unique())
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 5.5), squeeze=False)
+    handles = {}
     for ax, dataset in zip(axes[0], datasets):
         group = table[table["dataset"] == dataset]
-        ax.scatter(group["samples_per_second"], group["accuracy"])
-        for _, r in group.iterrows():
-            ax.annotate(
-                r["variant"],
-                (r["samples_per_second"], r["accuracy"]),
-                fontsize=8,
-                xytext=(4, 4),
-                textcoords="offset points",
+        base = group[group["variant"] == baseline].iloc[0]
+        band = ax.axhspan(base["accuracy"] - accuracy_budget, base["accuracy"], color="tab:green", alpha=0.12, lw=0)
+        handles[f"accuracy budget: {accuracy_budget * 100:g} pt below {baseline}"] = band
+        for label, rows, style in _styles(group, baseline, references):
+            if not rows.any():
+                continue
+            picked = group[rows]
+            x, y = picked["samples_per_second"], picked["accuracy"]
+            q1, q3 = picked["throughput"].map(lambda t: t["q1"]), picked["throughput"].map(lambda t: t["q3"])
+            has_ci = "accuracy_ci_low" in picked and picked["accuracy_ci_low"].notna().all()
+            yerr = [y - picked["accuracy_ci_low"], picked["accuracy_ci_high"] - y] if has_ci else None
+            handles[label] = ax.errorbar(
+                x, y, xerr=[x - q1, q3 - x], yerr=yerr, linestyle="none", elinewidth=0.8, capsize=2, zorder=3, **style
             )
         front = pareto_front(group)
-        ax.plot(front["samples_per_second"], front["accuracy"], linestyle="--", alpha=0.6)
-        ax.set(title=dataset, xlabel="samples/s (median)", ylabel="accuracy")
+        (handles["Pareto front"],) = ax.plot(
+            front["samples_per_second"], front["accuracy"], linestyle="--", color="0.5", lw=0.8, zorder=2
+        )
+        ax.margins(x=0.12, y=0.08)
+        ax.set(title=dataset, xlabel="samples/s (median over the rounds; bars: IQR)", ylabel="accuracy (bars: 95% CI)")
+        ax.secondary_xaxis(
+            "top",
+            functions=(lambda v, b=base["samples_per_second"]: v / b, lambda v, b=base["samples_per_second"]: v * b),
+        ).set_xlabel(f"x {baseline}")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    for ax, dataset in zip(axes[0], datasets):
+        _place_labels(ax, _label_groups(ax, table[table["dataset"] == dataset]))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

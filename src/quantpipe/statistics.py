@@ -65,3 +65,20 @@ def paired_ratio(num: list[float], den: list[float]) -> dict[str, float]:
     """Speed ratio round by round (num[i] / den[i], both timed in round i): median, min and max."""
     ratios = np.asarray(num, dtype=float) / np.asarray(den, dtype=float)
     return {"median": float(np.median(ratios)), "min": float(ratios.min()), "max": float(ratios.max())}
+
+
+def _share_equal(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a == b, axis=axis)
+
+
+def agreement(
+    reference: list[int] | np.ndarray, predicted: list[int] | np.ndarray, n_resamples: int, seed: int
+) -> tuple[float, float | None, float | None]:
+    """Share of `predicted` equal to `reference` (two models' labels on the same texts) and, with `n_resamples`
+    > 0, its paired percentile bootstrap 95% CI (None, None without)."""
+    reference, predicted = np.asarray(reference), np.asarray(predicted)
+    value = float(_share_equal(reference, predicted))
+    if not n_resamples:
+        return value, None, None
+    low, high = bootstrap_ci(reference, predicted, _share_equal, n_resamples, seed, vectorized=True)
+    return value, low, high
