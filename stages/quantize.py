@@ -1,6 +1,7 @@
 """Stage quantize: one variant of params.yaml `variants`, built by its kind -> models/quantized/<variant>/."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.kinds import get_kind
@@ -17,6 +18,12 @@ def main() -> None:
     kind = get_kind(variant.kind)
     kind.check_available(args.name)
     inputs = BuildInputs(params, args.base, args.onnx, args.calibration, args.prepared)
+    reason = kind.skip_reason(variant, cpu_info())
+    if reason:
+        with atomic_dir(args.out) as tmp:
+            write_json(tmp / VARIANT_FILE, {"kind": kind.name, "params": variant.model_dump(), "skipped": reason})
+        print(f"{args.name}: skipped on this CPU: {reason}")
+        return
     with atomic_dir(args.out) as tmp:
         resolved = kind.build(args.name, variant, inputs, tmp)
         write_json(tmp / VARIANT_FILE, {"kind": kind.name, "params": variant.model_dump(), "resolved": resolved})

@@ -5,6 +5,7 @@ from quantpipe.data import read_prepared
 from quantpipe.inference import Tokenizer, check_max_length
 from quantpipe.io import write_json
 from quantpipe.kinds import pipeline_models
+from quantpipe.kinds.base import skipped_reason
 from quantpipe.params import load_params
 from quantpipe.side_by_side import time_side_by_side
 
@@ -15,6 +16,8 @@ def main() -> None:
     cfg, sbs = params.evaluate, params.side_by_side
     check_max_length(args.base, cfg.max_length, "evaluate.max_length")
     models = pipeline_models(params, args.base, args.onnx, args.quantized)
+    skipped = {name: reason for name, (_, _, path) in models.items() if (reason := skipped_reason(path))}
+    models = {name: model for name, model in models.items() if name not in skipped}
     for name, (kind, _, _) in models.items():
         kind.check_available(name)
     classifiers = {name: kind.load(path, variant, cfg) for name, (kind, variant, path) in models.items()}
@@ -24,6 +27,7 @@ def main() -> None:
         "max_samples": sbs.max_samples,
         "batch_size": cfg.batch_size,
         "threads": cfg.threads,
+        "skipped": skipped,
         "datasets": {},
     }
     for dataset in cfg.datasets:
@@ -32,7 +36,10 @@ def main() -> None:
         result["datasets"][dataset] = {
             "examples": len(texts),
             "models": {
-                name: {key: t[key] for key in ("samples_per_second", "model_samples_per_second")}
+                name: {
+                    "streams": models[name][1].streams,
+                    **{key: t[key] for key in ("samples_per_second", "model_samples_per_second")},
+                }
                 for name, t in timed.items()
             },
         }

@@ -53,7 +53,7 @@ class CopyKind(Kind):
         return {"graph_optimization": variant.graph_optimization}
 
     def load(self, model_dir: Path, variant: CopyParams, cfg: EvaluateParams):
-        return load_onnx(model_dir, cfg.model_copy(update={"graph_optimization": variant.graph_optimization}))
+        return load_onnx(model_dir, variant, cfg.model_copy(update={"graph_optimization": variant.graph_optimization}))
 
 
 KIND = CopyKind()
@@ -84,12 +84,13 @@ class NeedsKind(Kind):
 KIND = NeedsKind()
 '''
 
-BUILDABLE = ["dynamic", "static", "torch_dynamic", "openvino"]
+BUILDABLE = ["dynamic", "static", "torch_dynamic", "openvino", "pytorch"]
 VARIANTS = {  # name -> raw params, one per buildable kind (kind: its name)
     "dynamic": {"kind": "dynamic", "operators": ["MatMul"]},
     "static": {"kind": "static", "calibration": "mm", "per_channel": True, "operators": ["MatMul"]},
     "torch_dynamic": {"kind": "torch_dynamic"},
     "openvino": {"kind": "openvino", "calibration": "mm", "smooth_quant_alpha": -1},
+    "pytorch": {"kind": "pytorch"},
 }
 
 
@@ -173,7 +174,7 @@ def build(name: str, variant: VariantParams, params: Params, dirs: dict, quantiz
 
 
 def fp32_labels(dirs: dict, texts: pd.DataFrame) -> np.ndarray:
-    classifier = get_kind("pytorch").load(dirs["base"], None, cfg())
+    classifier = get_kind("pytorch").load(dirs["base"], get_kind("pytorch").params(kind="pytorch"), cfg())
     return predict(classifier, Tokenizer(dirs["base"]), texts["text"].tolist(), 8, 64).labels
 
 
@@ -181,7 +182,8 @@ def test_every_buildable_kind_is_registered():
     buildable = [k for k in KINDS if not get_kind(k).baseline]
     assert set(BUILDABLE) <= set(buildable)
     assert {get_kind(k).name for k in KINDS} == set(KINDS)  # a kind's name is its registry key
-    assert set(BASELINES.values()) == {k for k in KINDS if get_kind(k).baseline}
+    # the baselines' kinds: onnx only serves its baseline; pytorch serves pytorch_fp32 and variants (bf16, compile)
+    assert {k for k in KINDS if get_kind(k).baseline} == {"onnx"} and set(BASELINES.values()) == {"onnx", "pytorch"}
 
 
 @pytest.mark.parametrize("kind_name", BUILDABLE)
@@ -198,8 +200,10 @@ def test_each_kind_builds_and_predicts_like_the_fp32_model(kind_name, two_class,
         import torch
 
         assert set(resolved) == {"engine"} and resolved["engine"] in torch.backends.quantized.supported_engines
-    elif kind_name == "openvino":
-        assert resolved == {"inference_precision": "f32"}  # what the CPU plugin computes in, read back
+    elif kind_name == "openvino":  # what the CPU plugin computes in, read back (no hint: its default)
+        assert resolved["inference_precision"] in ("f32", "bf16") and resolved["streams"] == 1
+    elif kind_name == "pytorch":
+        assert resolved == {"autocast": "none", "compile": False}
     else:
         assert set(resolved) == {"preset"} and resolved["preset"] in PRESETS  # `auto` resolved for this CPU
     expected = fp32_labels(two_class, sentences)
@@ -243,7 +247,10 @@ def test_a_registered_kind_is_validated_by_its_own_params(copy_kind, tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(QuantpipeError) as info:
         load_params(path)
-    assert str(info.value) == f"{path}: variants.cp.calibration: unknown key (known: kind, graph_optimization)"
+    assert (
+        str(info.value)
+        == f"{path}: variants.cp.calibration: unknown key (known: kind, streams, threads, graph_optimization)"
+    )
     raw["variants"]["cp"] = {"kind": "copy_fp33"}
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(QuantpipeError, match=r"variants\.cp\.kind: unknown 'copy_fp33' \(variant kinds: .*copy_fp32"):
@@ -383,7 +390,10 @@ def test_quantize_refuses_a_key_of_another_kind(project, tmp_path):
     path = project_params(project, tmp_path, lambda p: p["variants"].update(td_calibrated=variant))
     proc = quantize(project, path, "td_calibrated")
     assert_stopped(
-        proc, project, "td_calibrated", f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, engine)"
+        proc,
+        project,
+        "td_calibrated",
+        f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, streams, threads, engine)",
     )
 
 
@@ -400,3 +410,125 @@ def test_a_missing_optional_dependency_names_the_variant(project, tmp_path, monk
     path = project_params(project, tmp_path, lambda p: p["variants"].update(xyz_int8={"kind": "needs_xyz"}))
     proc = quantize(project, path, "xyz_int8", python_path=tmp_path, register="needs_xyz=needs_xyz_kind")
     assert_stopped(proc, project, "xyz_int8", message)
+
+
+# --- engine defaults, bf16 and concurrency (streams)
+
+AVX2_ONLY = {"flags": {"avx2": True, "avx512_bf16": False, "amx_bf16": False}}
+WITH_BF16 = {"flags": {"avx2": True, "avx512_bf16": True, "amx_bf16": False}}
+BF16_VARIANTS = {
+    "pytorch": {"kind": "pytorch", "autocast": "bf16"},
+    "openvino": {"kind": "openvino", "weights": "fp32", "inference_precision": "bf16"},
+}
+
+
+@pytest.mark.parametrize("kind_name", sorted(BF16_VARIANTS))
+def test_a_bf16_variant_is_skipped_with_its_reason_on_a_cpu_without_bf16(kind_name):
+    variant = get_kind(kind_name).params.model_validate(BF16_VARIANTS[kind_name])
+    reason = get_kind(kind_name).skip_reason(variant, AVX2_ONLY)
+    assert "neither AVX512_BF16 nor AMX-BF16" in reason and "\n" not in reason
+    assert get_kind(kind_name).skip_reason(variant, WITH_BF16) is None
+    fp32 = get_kind(kind_name).params.model_validate(
+        {**BF16_VARIANTS[kind_name], "autocast": "none"}
+        if kind_name == "pytorch"
+        else {**BF16_VARIANTS[kind_name], "inference_precision": "default"}
+    )
+    assert get_kind(kind_name).skip_reason(fp32, AVX2_ONLY) is None  # OpenVINO's default: no hint, never skipped
+
+
+def test_the_openvino_default_sets_no_precision_hint_and_a_forced_one_says_so():
+    from quantpipe.kinds.openvino import OpenVinoParams, compile_config
+
+    default = compile_config(OpenVinoParams(kind="openvino", weights="fp32"), threads=2)
+    assert default == {"INFERENCE_NUM_THREADS": 2}  # what `core.compile_model(model, "CPU")` gets, threads aside
+    forced = compile_config(OpenVinoParams(kind="openvino", weights="fp32", inference_precision="f32", streams=2), 2)
+    assert forced == {
+        "INFERENCE_NUM_THREADS": 2,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": 2,
+    }
+
+
+def test_the_quantize_stage_records_a_skipped_variant_on_a_fake_cpu_without_bf16(two_class, tmp_path):
+    """The stage as dvc.yaml runs it, on a CPU faked through QUANTPIPE_CPUINFO: nothing built, the reason kept."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Fake CPU\nflags\t\t: fpu sse avx2\n")
+    raw = raw_params({"dyn": VARIANTS["dynamic"], "bf": BF16_VARIANTS["pytorch"]})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "quantized" / "bf"
+    args = [f"--{k}={v}" for k, v in two_class.items()] + [
+        "--name=bf",
+        f"--out={out}",
+        f"--params={tmp_path / 'params.yaml'}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/quantize.py"), *args],
+        env={**ENV, "QUANTPIPE_CPUINFO": str(cpuinfo)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [VARIANT_FILE]
+    from quantpipe.kinds.base import skipped_reason
+
+    assert "bf16 autocast" in skipped_reason(out) and "skipped on this CPU" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "kind_name,raw",
+    [
+        ("pytorch", {"kind": "pytorch", "streams": 2}),
+        ("pytorch", {"kind": "pytorch", "autocast": "bf16"}),  # runs where bf16 is emulated too (the test's CPU)
+        ("dynamic", {**VARIANTS["dynamic"], "streams": 2}),
+        ("openvino", {**VARIANTS["openvino"], "streams": 2}),
+        ("openvino", {"kind": "openvino", "weights": "fp32", "streams": 2, "threads": 2}),
+    ],
+)
+def test_each_option_builds_and_concurrency_predicts_like_one_stream(kind_name, raw, two_class, sentences, tmp_path):
+    params = Params.model_validate(
+        raw_params({"dyn": VARIANTS["dynamic"], "v": raw} if kind_name != "dynamic" else {"v": raw})
+    )
+    variant = params.variants["v"]
+    out = build("v", variant, params, two_class, tmp_path / "quantized")
+    texts = sentences["text"].tolist() * 3
+    one = predict(
+        get_kind(kind_name).load(out, variant.model_copy(update={"streams": 1}), cfg()), Tokenizer(out), texts, 4, 64
+    )
+    runtime = get_kind(kind_name).load(out, variant, cfg())
+    many = predict(runtime, Tokenizer(out), texts, 4, 64)
+    assert np.array_equal(one.labels, many.labels)
+    if variant.streams > 1:
+        from quantpipe.inference import Concurrent
+
+        assert isinstance(runtime, Concurrent) and runtime.streams == 2
+    if kind_name == "openvino":
+        assert read_json(out / VARIANT_FILE)["resolved"]["streams"] == variant.streams
+
+
+def test_torch_compile_builds_and_predicts_like_eager(two_class, sentences, tmp_path):
+    params = Params.model_validate(raw_params({"dyn": VARIANTS["dynamic"], "c": {"kind": "pytorch", "compile": True}}))
+    out = build("c", params.variants["c"], params, two_class, tmp_path / "quantized")
+    assert read_json(out / VARIANT_FILE)["resolved"] == {"autocast": "none", "compile": True}
+    got = predict(
+        get_kind("pytorch").load(out, params.variants["c"], cfg()), Tokenizer(out), sentences["text"].tolist(), 8, 64
+    )
+    assert np.array_equal(got.labels, fp32_labels(two_class, sentences))
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ({"kind": "openvino", "weights": "fp32", "streams": 0}, "variants.v.streams: Input should be greater than 0"),
+        ({"kind": "openvino", "weights": "fp32", "inference_precision": "fp16"}, "variants.v.inference_precision:"),
+        ({"kind": "pytorch", "autocast": "fp16"}, "variants.v.autocast:"),
+        ({"kind": "dynamic", "threads": 0}, "variants.v.threads: Input should be greater than 0"),
+    ],
+)
+def test_bad_concurrency_and_precision_options_are_one_line(raw, expected, tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params({"dyn": VARIANTS["dynamic"], "v": raw})))
+    with pytest.raises(QuantpipeError) as info:
+        load_params(path)
+    assert expected in str(info.value) and "\n" not in str(info.value)

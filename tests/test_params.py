@@ -53,13 +53,12 @@ def test_unknown_preset(tmp_path):
 def test_unknown_variant_kind(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8"].update(kind="weird"))
     assert msg.endswith(f"variants.dynamic_int8.kind: unknown 'weird' (variant kinds: {', '.join(BUILDABLE)})")
-    assert "pytorch" not in BUILDABLE and "onnx" not in BUILDABLE  # the baselines' kinds are not offered
+    assert "onnx" not in BUILDABLE and "pytorch" in BUILDABLE  # onnx only serves its baseline; pytorch also bf16
 
 
 @pytest.mark.parametrize(
     ("change", "got"),
     [
-        (lambda v: v.update(kind="pytorch"), "'pytorch' is a baseline's kind"),
         (lambda v: v.update(kind="onnx"), "'onnx' is a baseline's kind"),
         (lambda v: v.pop("kind"), "missing"),
     ],
@@ -71,7 +70,7 @@ def test_variant_kind_must_be_a_buildable_one(tmp_path, change, got):
 
 def test_a_kind_takes_only_its_own_keys(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(calibration="minmax_50"))
-    assert msg.endswith("variants.torch_dynamic_int8.calibration: unknown key (known: kind, engine)")
+    assert msg.endswith("variants.torch_dynamic_int8.calibration: unknown key (known: kind, streams, threads, engine)")
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(engine="arm"))
     assert "variants.torch_dynamic_int8.engine" in msg and "'arm'" in msg and "qnnpack" in msg
 

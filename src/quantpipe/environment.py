@@ -42,6 +42,11 @@ def cpu_info(cpuinfo: Path | None = None) -> dict:
     }
 
 
+def has_bf16(cpu: dict) -> bool:
+    """Whether the CPU of `cpu_info()` computes bf16 natively (AVX512_BF16 or AMX-BF16)."""
+    return bool(cpu["flags"].get("avx512_bf16") or cpu["flags"].get("amx_bf16"))
+
+
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,50 @@ class Tokenizer:
         }
 
 
+class Concurrent:
+    """A runtime that answers several batches at once (`streams` of them in flight); called with one batch, it
+    answers that batch alone, the way one caller at a time sees it."""
+
+    streams: int
+    input_names: set[str]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """The logits of every batch, in order."""
+        raise NotImplementedError
+
+
+class Replicas(Concurrent):
+    """`len(replicas)` copies of a runtime (sessions of a share of the threads each, or one thread-safe model),
+    each called from its own thread over every `streams`-th batch."""
+
+    def __init__(self, replicas: list[Callable]):
+        self.replicas = replicas
+        self.streams = len(replicas)
+        self.input_names = replicas[0].input_names
+        self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream")
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        return self.replicas[0](batch)
+
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        shares = [
+            self.pool.submit(lambda run, part: [run(b) for b in part], run, batches[i :: self.streams])
+            for i, run in enumerate(self.replicas)
+        ]
+        out: list[np.ndarray] = [None] * len(batches)
+        for i, share in enumerate(shares):
+            out[i :: self.streams] = share.result()
+        return out
+
+
+def threads_per_stream(threads: int, streams: int) -> int:
+    """The intra-op threads of each of `streams` concurrent inferences sharing `threads` (at least 1)."""
+    return max(1, threads // streams)
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray
@@ -90,14 +136,16 @@ def predict(
     features = tokenizer.encode(texts, max_length)
     tokenize_seconds = time.perf_counter() - start
     labels = np.empty(len(texts), dtype=np.int64)
+    batches = length_sorted_batches([len(f["input_ids"]) for f in features], batch_size)
+    if isinstance(classifier, Concurrent):  # every batch handed over at once: `streams` of them in flight
+        start = time.perf_counter()
+        logits = classifier.map([tokenizer.pad([features[i] for i in idx]) for idx in batches])
+        model_seconds = time.perf_counter() - start
+        for idx, out in zip(batches, logits):
+            labels[idx] = out.argmax(axis=-1)
+        return Prediction(labels, tokenize_seconds, model_seconds)
     model_seconds = 0.0
-    for idx in tqdm(
-        length_sorted_batches([len(f["input_ids"]) for f in features], batch_size),
-        desc=desc,
-        unit="batch",
-        leave=False,
-        disable=not desc,
-    ):
+    for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not desc):
         start = time.perf_counter()
         labels[idx] = classifier(tokenizer.pad([features[i] for i in idx])).argmax(axis=-1)
         model_seconds += time.perf_counter() - start

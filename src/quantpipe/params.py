@@ -196,6 +196,20 @@ class VariantParams(Section):
     """One variant: `kind` picks its typed params, its build step and its runtime (`quantpipe.kinds`)."""
 
     kind: str = Field(description="the variant kind; each kind documents its own keys below")
+    streams: int = Field(
+        1,
+        gt=0,
+        description="concurrent inferences of the batched passes (OpenVINO: THROUGHPUT hint with this many "
+        "streams, fed by an async queue; ONNX Runtime: this many sessions; PyTorch: this many threads calling the "
+        "model), the threads split between them; latency is still timed with one caller",
+    )
+    threads: int | None = Field(
+        None, gt=0, description="intra-op threads of this model, all streams together; null: `evaluate.threads`"
+    )
+
+    def runtime_threads(self, cfg: EvaluateParams) -> int:
+        """The threads this model runs with: its own `threads`, else the evaluate section's."""
+        return self.threads or cfg.threads
 
     def check_references(self, name: str, params: Params) -> None:
         """Cross-checks against the rest of params.yaml (a calibration name, ...): raise ValueError."""

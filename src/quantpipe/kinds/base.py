@@ -59,6 +59,11 @@ class Kind:
                 f"variants.{variant_name}.kind: {self.name} needs {', '.join(missing)}, not installed{how}"
             )
 
+    def skip_reason(self, variant: VariantParams, cpu: dict) -> str | None:
+        """Why the variant cannot run as asked on this CPU (`quantpipe.environment.cpu_info`), in one line, or
+        None. A skipped variant is built as a note of the reason, and reported as skipped, not run otherwise."""
+        return None
+
     def build(self, name: str, variant: VariantParams, inputs: BuildInputs, out_dir: Path) -> dict:
         """Write the model into `out_dir`; return what was resolved at build time (recorded in metrics)."""
         raise QuantpipeError(f"variants.{name}.kind: {self.name} is a baseline; nothing to build")
@@ -69,6 +74,14 @@ class Kind:
     def size_bytes(self, model_dir: Path) -> int:
         """Size on disk of the weights."""
         return sum(f.stat().st_size for pattern in self.weight_files for f in Path(model_dir).glob(pattern))
+
+
+def skipped_reason(model_dir: Path) -> str | None:
+    """The reason the quantize stage recorded for skipping the variant built in `model_dir`, or None."""
+    import json
+
+    path = Path(model_dir) / VARIANT_FILE
+    return json.loads(path.read_text()).get("skipped") if path.is_file() else None
 
 
 def copy_tokenizer(source: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:

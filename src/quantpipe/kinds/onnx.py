@@ -10,6 +10,7 @@ from pydantic import Field
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
+from quantpipe.inference import Replicas, threads_per_stream
 from quantpipe.kinds.base import Kind
 from quantpipe.params import EvaluateParams, VariantParams
 
@@ -46,9 +47,17 @@ class OnnxClassifier:
         return self.session.run(None, feed)[0]
 
 
-def load_onnx(model_dir: Path, cfg: EvaluateParams) -> OnnxClassifier:
-    """The session of `model_dir/model.onnx` with the evaluate section's session options."""
-    return OnnxClassifier(Path(model_dir) / MODEL_FILE, cfg.threads, cfg.graph_optimization, cfg.execution_mode)
+def load_onnx(model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
+    """The session of `model_dir/model.onnx` with the evaluate section's session options; with `streams` > 1,
+    that many sessions sharing the variant's threads, each called from its own thread."""
+    threads = variant.runtime_threads(cfg)
+    path = Path(model_dir) / MODEL_FILE
+    if variant.streams == 1:
+        return OnnxClassifier(path, threads, cfg.graph_optimization, cfg.execution_mode)
+    per_stream = threads_per_stream(threads, variant.streams)
+    return Replicas(
+        [OnnxClassifier(path, per_stream, cfg.graph_optimization, cfg.execution_mode) for _ in range(variant.streams)]
+    )
 
 
 class OnnxParams(VariantParams):
@@ -62,8 +71,8 @@ class OnnxKind(Kind):
     baseline = True
     params = OnnxParams
 
-    def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier:
-        return load_onnx(model_dir, cfg)
+    def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
+        return load_onnx(model_dir, variant, cfg)
 
 
 KIND = OnnxKind()

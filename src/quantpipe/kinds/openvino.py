@@ -4,19 +4,19 @@ OpenVINO and NNCF are the optional extra `quantpipe[openvino]`."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
+from quantpipe.inference import Concurrent
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.params import EvaluateParams, VariantParams
 
-logger = logging.getLogger(__name__)
 IR_FILE = "model.xml"  # its weights: model.bin beside it
 
 
@@ -39,12 +39,12 @@ class OpenVinoParams(VariantParams):
     )
     ignored_nodes: list[str] = Field(default_factory=list, description="node names NNCF leaves in fp32")
     ignored_types: list[str] = Field(default_factory=list, description="operation types NNCF leaves in fp32")
-    inference_precision: Literal["f32", "bf16"] = Field(
-        "f32",
-        description="`INFERENCE_PRECISION_HINT`: the CPU plugin computes in bf16 by default where the CPU has "
-        "AVX512_BF16 or AMX; `f32` keeps fp32 arithmetic, `bf16` is a variant of its own",
+    inference_precision: Literal["default", "f32", "bf16"] = Field(
+        "default",
+        description="`INFERENCE_PRECISION_HINT`: `default` sets none, as OpenVINO's users do (the CPU plugin then "
+        "computes in bf16 where the CPU has AVX512_BF16 or AMX, else f32; what it chose is recorded); `f32` "
+        "forces fp32 arithmetic; `bf16` forces bf16 (skipped, with the reason in the report, on a CPU without it)",
     )
-    streams: int = Field(1, gt=0, description="`NUM_STREAMS` (parallel inference requests; 1 for one caller)")
 
     @model_validator(mode="after")
     def _int8_options(self) -> OpenVinoParams:
@@ -87,8 +87,20 @@ def nncf_quantize(name: str, model, texts: list[str], tokenizer, max_length: int
         raise QuantpipeError(f"variants.{name}.ignored_*: NNCF: {first}") from None
 
 
-class OpenVinoClassifier:
-    """A model compiled for OpenVINO's CPU plugin, with one infer request."""
+def compile_config(variant: OpenVinoParams, threads: int) -> dict:
+    """The CPU plugin's properties for the variant: one stream of `threads` threads with OpenVINO's default
+    hints, or the THROUGHPUT hint with `streams` streams; a precision hint only where the variant forces one."""
+    config = {"INFERENCE_NUM_THREADS": threads}
+    if variant.streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": variant.streams}
+    if variant.inference_precision != "default":
+        config["INFERENCE_PRECISION_HINT"] = variant.inference_precision
+    return config
+
+
+class OpenVinoClassifier(Concurrent):
+    """A model compiled for OpenVINO's CPU plugin: one infer request for one caller, and an `AsyncInferQueue`
+    of `streams` requests for many batches at once."""
 
     def __init__(self, model_dir: Path, variant: OpenVinoParams, threads: int):
         import openvino as ov
@@ -96,19 +108,39 @@ class OpenVinoClassifier:
         path = Path(model_dir) / IR_FILE
         if not path.is_file():
             raise QuantpipeError(f"{path}: OpenVINO model not found (run the quantize stage)")
-        config = {
-            "INFERENCE_PRECISION_HINT": variant.inference_precision,
-            "NUM_STREAMS": variant.streams,
-            "INFERENCE_NUM_THREADS": threads,
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        self.compiled = ov.Core().compile_model(str(path), "CPU", compile_config(variant, threads))
         self.request = self.compiled.create_infer_request()
+        self.streams = variant.streams
+        self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if self.streams > 1 else None
         self.input_names = {name for port in self.compiled.inputs for name in port.get_names()}
 
+    def _feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
+
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.input_names}
-        return np.array(self.request.infer(feed)[self.compiled.output(0)])
+        return np.array(self.request.infer(self._feed(batch))[self.compiled.output(0)])
+
+    def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        if self.queue is None:
+            return [self(batch) for batch in batches]
+        out: list[np.ndarray] = [None] * len(batches)
+
+        def done(request, index: int) -> None:
+            out[index] = np.array(request.get_output_tensor(0).data)  # a copy: the request's buffer is reused
+
+        self.queue.set_callback(done)
+        for index, batch in enumerate(batches):
+            self.queue.start_async(self._feed(batch), index)
+        self.queue.wait_all()
+        return out
+
+    def computed_in(self) -> dict:
+        """What the plugin resolved: the precision it computes in, its hint and its streams."""
+        return {
+            "inference_precision": self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            "performance_hint": str(self.compiled.get_property("PERFORMANCE_HINT")),
+            "streams": int(self.compiled.get_property("NUM_STREAMS")),
+        }
 
 
 class OpenVinoKind(Kind):
@@ -134,20 +166,15 @@ class OpenVinoKind(Kind):
             model = nncf_quantize(name, model, texts, Tokenizer(inputs.base), cfg.max_length, variant)
         ov.save_model(model, str(Path(out_dir) / IR_FILE), compress_to_fp16=False)
         copy_tokenizer(inputs.onnx, out_dir)
-        # the CPU plugin falls back to f32 without a word where the CPU has no bf16: record what it computes in
-        compiled = OpenVinoClassifier(out_dir, variant, inputs.params.evaluate.threads).compiled
-        precision = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-        if precision != variant.inference_precision:
-            logger.warning(
-                "variants.%s.inference_precision: %s asked, the CPU plugin computes in %s on this CPU",
-                name,
-                variant.inference_precision,
-                precision,
-            )
-        return {"inference_precision": precision}
+        return OpenVinoClassifier(out_dir, variant, variant.runtime_threads(inputs.params.evaluate)).computed_in()
+
+    def skip_reason(self, variant: OpenVinoParams, cpu: dict) -> str | None:
+        if variant.inference_precision == "bf16" and not has_bf16(cpu):
+            return "inference_precision bf16: this CPU has neither AVX512_BF16 nor AMX-BF16 (OpenVINO would compute in f32)"
+        return None
 
     def load(self, model_dir: Path, variant: OpenVinoParams, cfg: EvaluateParams) -> OpenVinoClassifier:
-        return OpenVinoClassifier(model_dir, variant, cfg.threads)
+        return OpenVinoClassifier(model_dir, variant, variant.runtime_threads(cfg))
 
 
 KIND = OpenVinoKind()

@@ -23,4 +23,4 @@ class OrtInt8Kind(Kind):
         return {"preset": preset}
 
     def load(self, model_dir: Path, variant: OrtQuantParams, cfg: EvaluateParams):
-        return load_onnx(model_dir, cfg)
+        return load_onnx(model_dir, variant, cfg)

@@ -1,22 +1,31 @@
-"""Kind `pytorch`: the fine-tuned fp32 PyTorch model (baseline `pytorch_fp32`), run in inference mode."""
+"""Kind `pytorch`: the fine-tuned PyTorch model (baseline `pytorch_fp32`), run in inference mode; as a variant,
+the same weights under bf16 autocast (`torch.autocast("cpu", dtype=torch.bfloat16)`, the one-line recipe for
+CPUs with native bf16) and/or compiled by `torch.compile` (Inductor)."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
+from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
-from quantpipe.kinds.base import Kind
+from quantpipe.inference import Replicas, threads_per_stream
+from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.params import EvaluateParams, VariantParams
+
+WEIGHT_FILES = ("*.safetensors", "*.bin")
 
 
 class TorchClassifier:
-    """A PyTorch sequence classifier in inference mode; `model` defaults to the one saved in `model_dir`."""
+    """A PyTorch sequence classifier in inference mode; `model` defaults to the one saved in `model_dir`.
+    `autocast` bf16 runs it under CPU autocast; `compile` wraps it in `torch.compile(dynamic=True)`."""
 
-    def __init__(self, model_dir: Path, threads: int, model=None):
+    def __init__(self, model_dir: Path, threads: int, model=None, autocast: str = "none", compile: bool = False):
         import torch
 
         if not (Path(model_dir) / "config.json").is_file():
@@ -33,27 +42,74 @@ class TorchClassifier:
             "attention_mask",
             "token_type_ids",
         }
+        self.autocast = autocast
+        self.forward = torch.compile(self.model, dynamic=True) if compile else self.model
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        with self.torch.inference_mode():
+        autocast = (
+            self.torch.autocast("cpu", dtype=self.torch.bfloat16)
+            if self.autocast == "bf16"
+            else contextlib.nullcontext()
+        )
+        with self.torch.inference_mode(), autocast:
             inputs = {k: self.torch.from_numpy(v) for k, v in batch.items() if k in self.input_names}
-            return self.model(**inputs).logits.numpy()
+            return self.forward(**inputs).logits.float().numpy()
+
+
+def torch_runtime(classifier: TorchClassifier, streams: int) -> TorchClassifier | Replicas:
+    """`classifier` alone, or called from `streams` threads at once (a model in inference mode is thread-safe;
+    torch's intra-op pool is split between them)."""
+    if streams == 1:
+        return classifier
+    classifier.torch.set_num_threads(threads_per_stream(classifier.torch.get_num_threads(), streams))
+    return Replicas([classifier] * streams)
 
 
 class PytorchParams(VariantParams):
-    """The fine-tuned fp32 PyTorch model (the base_model stage builds it)."""
+    """The fine-tuned PyTorch model (the base_model stage trains it), as it is or under bf16 autocast."""
 
-    kind: Literal["pytorch"] = Field(description="`pytorch`: the fp32 model, run by PyTorch")
+    kind: Literal["pytorch"] = Field(description="`pytorch`: the fine-tuned model, run by PyTorch")
+    autocast: Literal["none", "bf16"] = Field(
+        "none",
+        description="`bf16`: run under `torch.autocast('cpu', dtype=torch.bfloat16)` (skipped, with the reason "
+        "in the report, where the CPU has neither AVX512_BF16 nor AMX-BF16); `none`: fp32",
+    )
+    compile: bool = Field(False, description="wrap the model in `torch.compile(dynamic=True)` (Inductor)")
 
 
 class PytorchKind(Kind):
     name = "pytorch"
-    baseline = True
     params = PytorchParams
-    weight_files = ("*.safetensors", "*.bin")
+    weight_files = WEIGHT_FILES
 
-    def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> TorchClassifier:
-        return TorchClassifier(model_dir, cfg.threads)
+    def skip_reason(self, variant: PytorchParams, cpu: dict) -> str | None:
+        if variant.autocast == "bf16" and not has_bf16(cpu):
+            return "bf16 autocast: this CPU has neither AVX512_BF16 nor AMX-BF16 (bf16 would be emulated)"
+        return None
+
+    def build(self, name: str, variant: PytorchParams, inputs: BuildInputs, out_dir: Path) -> dict:
+        """The fine-tuned weights as they are (autocast and compile act at run time); one batch is run here so
+        that a model torch.compile cannot compile fails now, in one line."""
+        for pattern in WEIGHT_FILES:
+            for file in Path(inputs.base).glob(pattern):
+                shutil.copy2(file, Path(out_dir) / file.name)
+        copy_tokenizer(inputs.base, out_dir)
+        if variant.compile:
+            from quantpipe.inference import Tokenizer, predict
+
+            classifier = self.load(out_dir, variant, inputs.params.evaluate)
+            try:
+                predict(classifier, Tokenizer(out_dir), ["a first text", "and a second one"], 2, 16)
+            except (RuntimeError, OSError) as exc:  # Dynamo/Inductor errors (RuntimeErrors), a missing compiler
+                first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise QuantpipeError(f"variants.{name}.compile: torch.compile failed: {first}") from None
+        return {"autocast": variant.autocast, "compile": variant.compile}
+
+    def load(self, model_dir: Path, variant: PytorchParams, cfg: EvaluateParams) -> TorchClassifier | Replicas:
+        classifier = TorchClassifier(
+            model_dir, variant.runtime_threads(cfg), autocast=variant.autocast, compile=variant.compile
+        )
+        return torch_runtime(classifier, variant.streams)
 
 
 KIND = PytorchKind()
