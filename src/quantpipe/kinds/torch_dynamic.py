@@ -1,8 +1,16 @@
-"""Kind `torch_dynamic`: PyTorch's own dynamic int8 (`torch.ao.quantization.quantize_dynamic` of every
-`nn.Linear`, qint8 weights, activations quantized per batch), the classic BERT recipe."""
+"""Kind `torch_dynamic`: PyTorch dynamic int8 of every `nn.Linear` (int8 weights, activations quantized per batch),
+the classic BERT recipe, through one of two APIs: `torch.ao.quantization.quantize_dynamic` (deprecated in torch,
+slated for removal) or its maintained successor, torchao's `quantize_` with `Int8DynamicActivationInt8WeightConfig`.
+
+Both save the quantized state dict, loaded back with `torch.load(weights_only=True)`: only tensors and the
+classes torchao allowlists for its own tensor subclasses (`torch.serialization.add_safe_globals`, done when
+torchao is imported) can come out of the file, no code."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -14,17 +22,62 @@ from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.params import EvaluateParams, VariantParams
 
 WEIGHTS_FILE = "model.pt"
+# what torch prints for the deprecated API's every use (its removal: pytorch PR #153892); nothing to act on here
+DEPRECATIONS = (
+    (DeprecationWarning, r"torch\.ao\.quantization is deprecated"),
+    (UserWarning, r"torch\.quantize_per_tensor, torch\.quantize_per_channel"),
+    (UserWarning, r"TypedStorage is deprecated"),  # torch.load of the qint8 weights
+)
 
 
 class TorchDynamicParams(VariantParams):
     """PyTorch dynamic int8 of the fine-tuned model's linear layers."""
 
-    kind: Literal["torch_dynamic"] = Field(description="`torch_dynamic`: PyTorch `quantize_dynamic`, run by PyTorch")
+    kind: Literal["torch_dynamic"] = Field(description="`torch_dynamic`: PyTorch dynamic int8, run by PyTorch")
     engine: Literal["auto", "x86", "fbgemm", "qnnpack"] = Field(
         "auto",
-        description="`torch.backends.quantized.engine` (int8 kernels); `auto`: x86 where this torch has it, "
-        "else fbgemm (qnnpack on arm64)",
+        description="`torch.backends.quantized.engine` (int8 kernels) of `api: ao_quantization`; `auto`: x86 where "
+        "this torch has it, else fbgemm (qnnpack on arm64)",
     )
+    api: Literal["ao_quantization", "torchao"] = Field(
+        "ao_quantization",
+        description="`ao_quantization`: `torch.ao.quantization.quantize_dynamic` (qint8 weights per tensor; "
+        "deprecated in torch, its warnings silenced); `torchao`: torchao's `quantize_` with "
+        "`Int8DynamicActivationInt8WeightConfig` (per-channel weights, per-token activations; reduced int8 range "
+        "on a CPU without VNNI), run eagerly: on a 2-core AVX2-only EPYC about 0.1x fp32's speed (its int8 "
+        "matmul has no fast kernel there), against 1.1x for `quantize_dynamic` (docs/results.md)",
+    )
+
+
+@contextlib.contextmanager
+def quiet_deprecations():
+    """The old API's deprecation warnings silenced (only those)."""
+    with warnings.catch_warnings():
+        for category, message in DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message, category=category)
+        yield
+
+
+def import_torchao(variant_name: str = "<name>"):
+    """`torchao.quantization`, its import-time log lines (CUDA extensions it cannot load on a CPU wheel, enum
+    registrations torch calls deprecated) kept out of the output; missing torchao is one line."""
+    loggers = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import torchao.quantization
+    except ImportError as exc:
+        raise QuantpipeError(
+            f"variants.{variant_name}.api: torchao needs the torchao package ({exc}); "
+            "pip install --no-deps torchao==0.18.0"
+        ) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    return torchao.quantization
 
 
 def quantized_engine(engine: str) -> str:
@@ -40,11 +93,42 @@ def quantized_engine(engine: str) -> str:
 
 
 def quantize_linear(model, engine: str):
-    """`model` with every `nn.Linear` replaced by its dynamic int8 version, for `engine`'s kernels."""
+    """`model` with every `nn.Linear` replaced by its dynamic int8 version (`quantize_dynamic`), for `engine`'s
+    kernels."""
     import torch
 
     torch.backends.quantized.engine = engine
-    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    with quiet_deprecations():
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def torchao_reduce_range() -> bool:
+    """Whether torchao's int8 range is halved here: on a CPU without VNNI its kernels could overflow."""
+    import torch
+
+    import_torchao()
+    from torchao.utils import should_reduce_range
+
+    return bool(should_reduce_range(torch.device("cpu")))
+
+
+def quantize_torchao(model, reduce_range: bool, variant_name: str = "<name>"):
+    """`model` with every `nn.Linear` weight a torchao int8 tensor (in place, returned): per-channel int8
+    weights, activations quantized per token at each call."""
+    ao = import_torchao(variant_name)
+    # set_inductor_config: torchao would set process-wide inductor options for torch.compile, not used here
+    config = ao.Int8DynamicActivationInt8WeightConfig(reduce_range=reduce_range, set_inductor_config=False)
+    ao.quantize_(model, config)
+    return model
+
+
+def quantize(model, variant: TorchDynamicParams, name: str = "<name>") -> tuple[object, dict]:
+    """The variant's quantized `model` and what was resolved for it on this machine."""
+    if variant.api == "torchao":
+        reduce_range = torchao_reduce_range()
+        return quantize_torchao(model, reduce_range, name), {"api": "torchao", "reduce_range": reduce_range}
+    engine = quantized_engine(variant.engine)
+    return quantize_linear(model, engine), {"engine": engine}
 
 
 class TorchDynamicKind(Kind):
@@ -56,23 +140,42 @@ class TorchDynamicKind(Kind):
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        engine = quantized_engine(variant.engine)
         model = AutoModelForSequenceClassification.from_pretrained(inputs.base).eval()
-        torch.save(quantize_linear(model, engine).state_dict(), Path(out_dir) / WEIGHTS_FILE)
+        model, resolved = quantize(model, variant, name)
+        torch.save(model.state_dict(), Path(out_dir) / WEIGHTS_FILE)
         copy_tokenizer(inputs.base, out_dir)
-        return {"engine": engine}
+        return resolved
 
     def load(self, model_dir: Path, variant: TorchDynamicParams, cfg: EvaluateParams) -> TorchClassifier:
-        import torch
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        return TorchClassifier(model_dir, cfg.threads, model=load_quantized(model_dir, variant))
 
-        weights = Path(model_dir) / WEIGHTS_FILE
-        if not weights.is_file():
-            raise QuantpipeError(f"{weights}: torch_dynamic weights not found (run the quantize stage)")
-        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(model_dir))
-        model = quantize_linear(model.eval(), quantized_engine(variant.engine))
-        model.load_state_dict(torch.load(weights, weights_only=False))
-        return TorchClassifier(model_dir, cfg.threads, model=model)
+
+def load_quantized(model_dir: Path, variant: TorchDynamicParams):
+    """The quantized model saved in `model_dir`: the architecture from its config, quantized the same way (the
+    weights then replaced by the saved ones), the state dict read with `weights_only=True`."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    weights = Path(model_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise QuantpipeError(f"{weights}: torch_dynamic weights not found (run the quantize stage)")
+    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(model_dir)).eval()
+    if variant.api == "torchao":
+        # the saved tensors bring their own range; the directory is named after the variant
+        model = quantize_torchao(model, reduce_range=False, variant_name=Path(model_dir).name)
+    else:
+        model = quantize_linear(model, quantized_engine(variant.engine))
+    with quiet_deprecations():
+        state = torch.load(weights, weights_only=True)
+    try:
+        # assign: torchao's tensors (their scales, range, activation settings) as saved, not copied into others
+        model.load_state_dict(state, assign=variant.api == "torchao")
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise QuantpipeError(
+            f"{weights}: not a torch_dynamic {variant.api} state dict of this model ({first})"
+        ) from None
+    return model.eval()
 
 
 KIND = TorchDynamicKind()
