@@ -3,6 +3,7 @@ predicts what the build-time model predicted, without the old API's deprecation 
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -16,7 +17,11 @@ from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.kinds.torch_dynamic import WEIGHTS_FILE, TorchDynamicParams, load_quantized, quantize
 from quantpipe.params import EvaluateParams
 
-APIS = ["ao_quantization", "torchao"]
+NO_TORCHAO = importlib.util.find_spec("torchao") is None  # not a dependency: pip install --no-deps torchao==0.18.0
+APIS = [
+    "ao_quantization",
+    pytest.param("torchao", marks=pytest.mark.skipif(NO_TORCHAO, reason="torchao not installed")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +91,7 @@ def test_builds_saves_loads_and_predicts_like_the_build_time_model(api, two_clas
         assert set(resolved) == {"engine"}
 
 
+@pytest.mark.skipif(NO_TORCHAO, reason="torchao not installed")
 def test_a_state_dict_of_the_other_api_is_one_line(two_class, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification
