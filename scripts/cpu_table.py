@@ -20,17 +20,23 @@ REPO = Path(__file__).resolve().parent.parent
 STORE = REPO / "docs" / "cpu_figures.json"
 PAGE = REPO / "docs" / "cpus.md"
 KEYS = ("accuracy", "accuracy_delta", "speed_ratio", "speed_ratio_low", "speed_ratio_high", "size_ratio")
+OPTIONAL = ("agreement",)  # not in the figures of runs made before it was measured
 
 
 def cpu_kind(environment: dict) -> str:
     cpu = environment["cpu"]
     flags = [flag for flag, on in cpu["flags"].items() if on]
-    return f"{cpu['model']} ({cpu['machine']}; {', '.join(flags) or 'no tracked flags'})"
+    numbers = f" {cpu['family_model']}" if cpu.get("family_model") else ""  # recorded since 2026-12-01
+    return f"{cpu['model']}{numbers} ({cpu['machine']}; {', '.join(flags) or 'no tracked flags'})"
 
 
 def run_figures(compare: dict) -> dict:
     return {
-        dataset: {model: {k: m[k] for k in KEYS} for model, m in models.items() if "accuracy" in m}
+        dataset: {
+            model: {k: m[k] for k in KEYS} | {k: m[k] for k in OPTIONAL if k in m}
+            for model, m in models.items()
+            if "accuracy" in m
+        }
         for dataset, models in compare.items()
     }
 
@@ -43,7 +49,10 @@ def render(store: dict) -> str:
         "",
         "One column per CPU kind a committed run was made on (`python scripts/cpu_table.py` after a run adds or",
         "updates the column of the CPU it ran on, and keeps the others). Cell: speed against PyTorch fp32, median",
-        "of the side-by-side rounds [min, max]; accuracy change against PyTorch fp32 in points; file size ratio.",
+        "of the side-by-side rounds [min, max]; accuracy change against PyTorch fp32 in points; file size ratio;",
+        "agreement (share of predictions equal to PyTorch fp32's) where the run measured it. A CPU kind is the",
+        "model name, the x86 family/model numbers where recorded (the same name covers several generations) and",
+        "the int8/bf16-relevant flags.",
         "",
     ]
     for kind, entry in store.items():
@@ -55,6 +64,7 @@ def render(store: dict) -> str:
                 rows.setdefault(model, {})[kind] = (
                     f"{f['speed_ratio']:.2f}x [{f['speed_ratio_low']:.2f}, {f['speed_ratio_high']:.2f}], "
                     f"{f['accuracy_delta'] * 100:+.2f} pt, {f['size_ratio']:.2f}x size"
+                    + (f", agree {f['agreement']:.3f}" if "agreement" in f else "")
                 )
         table = pd.DataFrame.from_dict(rows, orient="index").fillna("-").rename_axis("model").reset_index()
         lines += ["", f"## {dataset}", "", table.to_markdown(index=False, disable_numparse=True)]

@@ -393,7 +393,7 @@ def test_quantize_refuses_a_key_of_another_kind(project, tmp_path):
         proc,
         project,
         "td_calibrated",
-        f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, streams, threads, engine)",
+        f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, streams, threads, engine, api)",
     )
 
 

@@ -70,7 +70,9 @@ def test_variant_kind_must_be_a_buildable_one(tmp_path, change, got):
 
 def test_a_kind_takes_only_its_own_keys(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(calibration="minmax_50"))
-    assert msg.endswith("variants.torch_dynamic_int8.calibration: unknown key (known: kind, streams, threads, engine)")
+    assert msg.endswith(
+        "variants.torch_dynamic_int8.calibration: unknown key (known: kind, streams, threads, engine, api)"
+    )
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(engine="arm"))
     assert "variants.torch_dynamic_int8.engine" in msg and "'arm'" in msg and "qnnpack" in msg
 

@@ -26,7 +26,7 @@ def cpu_info(cpuinfo: Path | None = None) -> dict:
     """CPU model, architecture, core count and the tracked flags; `QUANTPIPE_CPUINFO` names another file to
     read than /proc/cpuinfo (tests fake a different CPU with it)."""
     cpuinfo = Path(cpuinfo or os.environ.get("QUANTPIPE_CPUINFO", "/proc/cpuinfo"))
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags, numbers = platform.processor() or platform.machine(), set(), {}
     if cpuinfo.is_file():
         for line in cpuinfo.read_text().splitlines():
             key, _, value = line.partition(":")
@@ -34,8 +34,12 @@ def cpu_info(cpuinfo: Path | None = None) -> dict:
                 model = value.strip()
             elif key.strip() == "flags":
                 flags = set(value.split())
+            elif key.strip() in ("cpu family", "model"):
+                numbers.setdefault(key.strip(), value.strip())
     return {
         "model": model,
+        # x86 family/model numbers: a VM's model name ("AMD EPYC") hides the generation (23/1: Zen 1, Naples)
+        **({"family_model": f"{numbers['cpu family']}/{numbers['model']}"} if len(numbers) == 2 else {}),
         "machine": platform.machine(),
         "cores": os.cpu_count(),
         "flags": {flag: flag in flags for flag in CPU_FLAGS},

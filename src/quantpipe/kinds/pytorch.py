@@ -30,8 +30,7 @@ class TorchClassifier:
 
         if not (Path(model_dir) / "config.json").is_file():
             raise QuantpipeError(f"{model_dir}: PyTorch model not found")
-        torch.set_num_threads(threads)
-        self.torch = torch
+        self.torch, self.threads = torch, threads
         if model is None:
             from transformers import AutoModelForSequenceClassification
 
@@ -51,17 +50,19 @@ class TorchClassifier:
             if self.autocast == "bf16"
             else contextlib.nullcontext()
         )
+        if self.torch.get_num_threads() != self.threads:  # per calling thread (OpenMP): other models keep theirs
+            self.torch.set_num_threads(self.threads)
         with self.torch.inference_mode(), autocast:
             inputs = {k: self.torch.from_numpy(v) for k, v in batch.items() if k in self.input_names}
             return self.forward(**inputs).logits.float().numpy()
 
 
 def torch_runtime(classifier: TorchClassifier, streams: int) -> TorchClassifier | Replicas:
-    """`classifier` alone, or called from `streams` threads at once (a model in inference mode is thread-safe;
-    torch's intra-op pool is split between them)."""
+    """`classifier` alone, or called from `streams` threads at once (a model in inference mode is thread-safe),
+    each with its share of the threads."""
     if streams == 1:
         return classifier
-    classifier.torch.set_num_threads(threads_per_stream(classifier.torch.get_num_threads(), streams))
+    classifier.threads = threads_per_stream(classifier.threads, streams)
     return Replicas([classifier] * streams)
 
 

@@ -17,8 +17,9 @@ from typing import Literal
 from pydantic import Field
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.inference import Replicas
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
-from quantpipe.kinds.pytorch import TorchClassifier
+from quantpipe.kinds.pytorch import TorchClassifier, torch_runtime
 from quantpipe.params import EvaluateParams, VariantParams
 
 WEIGHTS_FILE = "model.pt"
@@ -146,8 +147,9 @@ class TorchDynamicKind(Kind):
         copy_tokenizer(inputs.base, out_dir)
         return resolved
 
-    def load(self, model_dir: Path, variant: TorchDynamicParams, cfg: EvaluateParams) -> TorchClassifier:
-        return TorchClassifier(model_dir, cfg.threads, model=load_quantized(model_dir, variant))
+    def load(self, model_dir: Path, variant: TorchDynamicParams, cfg: EvaluateParams) -> TorchClassifier | Replicas:
+        classifier = TorchClassifier(model_dir, variant.runtime_threads(cfg), model=load_quantized(model_dir, variant))
+        return torch_runtime(classifier, variant.streams)
 
 
 def load_quantized(model_dir: Path, variant: TorchDynamicParams):
