@@ -40,8 +40,23 @@ def test_the_shipped_space_is_the_reference_sweep_plus_openvino():
     assert all(c.point["reduce_range"] and c.point["preset"] in ("arm64", "avx512_vnni") for c in skipped)
     assert all(c.reason.startswith("reduce_range: the ") for c in skipped)
     openvino = [c for c in candidates if c.point.get("kind") == "openvino"]
-    assert len(openvino) == 8 and all(c.variant is not None and c.variant.kind == "openvino" for c in openvino)
-    assert len({c.trial_id for c in candidates}) == 72
+    assert len(openvino) == 16 and all(c.variant is not None and c.variant.kind == "openvino" for c in openvino)
+    assert {c.variant.streams for c in openvino} == {1, 2}  # the concurrency axis
+    assert len({c.trial_id for c in candidates}) == 80
+
+
+@pytest.mark.parametrize("flags,skipped", [("fpu avx2", True), ("fpu avx2 avx512_bf16", False)])
+def test_a_bf16_trial_is_skipped_on_a_cpu_without_bf16(flags, skipped, tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"model name\t: Fake CPU\nflags\t\t: {flags}\n")
+    monkeypatch.setenv("QUANTPIPE_CPUINFO", str(cpuinfo))
+    search = search_with(base={"kind": "pytorch"}, space=[{"autocast": ["none", "bf16"]}]).search
+    by_autocast = {c.point["autocast"]: c for c in (candidate(search, p) for p in planned_points(search))}
+    assert by_autocast["none"].variant is not None
+    if skipped:  # as the pipeline skips such a variant, not run in f32
+        assert by_autocast["bf16"].variant is None and "neither AVX512_BF16 nor AMX-BF16" in by_autocast["bf16"].reason
+    else:
+        assert by_autocast["bf16"].variant.autocast == "bf16"
 
 
 def test_grid_caps_and_random_samples_without_repeats():

@@ -55,7 +55,8 @@ def candidate(search: SearchParams, point: dict[str, Any]) -> Candidate:
 
 def make_candidate(raw: dict[str, Any], parts: tuple[str, ...], point: dict[str, Any]) -> Candidate:
     """A candidate from a variant's keys and the parts it leaves in fp32; `point` is what the report shows."""
-    from quantpipe.kinds import variant_params
+    from quantpipe.environment import cpu_info
+    from quantpipe.kinds import get_kind, variant_params
 
     try:
         variant = variant_params("trial", raw)
@@ -63,6 +64,9 @@ def make_candidate(raw: dict[str, Any], parts: tuple[str, ...], point: dict[str,
         return Candidate(point, raw, parts, None, str(exc).removeprefix("trial.").removeprefix("trial: "))
     if parts and not hasattr(variant, "nodes_to_exclude"):
         return Candidate(point, raw, parts, None, f"{EXCLUDE_PARTS}: a {variant.kind} variant has no nodes to exclude")
+    unsupported = get_kind(variant.kind).skip_reason(variant, cpu_info())
+    if unsupported:  # e.g. bf16 on a CPU without it: skipped as the pipeline skips such a variant, not run in f32
+        return Candidate(point, raw, parts, None, unsupported)
     return Candidate(point, raw, parts, variant, None)
 
 
