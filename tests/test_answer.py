@@ -228,3 +228,11 @@ def test_evaluate_writes_a_skipped_variant_without_serving_it(tmp_path):
         }
         assert read_json(tmp_path / "predictions" / name / f"{dataset}.json")["labels"] == []
     assert f"{name}/sst2: skipped on this CPU: no bf16" in proc.stdout
+
+
+@pytest.mark.parametrize("flags,says", [({"avx2": True}, False), ({"avx2": True, "amx_bf16": True}, True)])
+def test_the_report_says_onnx_runtime_has_no_bf16_where_the_cpu_has_it(run, flags, says):
+    environment = {**ENVIRONMENT, "cpu": {**ENVIRONMENT["cpu"], "flags": flags, "family_model": "6/143"}}
+    report = markdown_report(run["table"], "pytorch_fp32", 0.01, run["side_by_side"], environment)
+    assert "CPU: **Test CPU** (family/model 6/143)" in report
+    assert ("ONNX Runtime's CPU provider has no bf16 arithmetic" in report) is says

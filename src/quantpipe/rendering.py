@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.analysis import pareto_front
+from quantpipe.environment import has_bf16
 from quantpipe.io import write_json
 
 
@@ -64,7 +65,17 @@ def markdown_report(
     if environment:
         cpu = environment["cpu"]
         flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
-        lines += [f"CPU: **{cpu['model']}**, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
+        numbers = f" (family/model {cpu['family_model']})" if cpu.get("family_model") else ""
+        lines += [f"CPU: **{cpu['model']}**{numbers}, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
+        if has_bf16(cpu):
+            lines += [
+                (
+                    "This CPU computes bf16 natively; ONNX Runtime's CPU provider has no bf16 arithmetic "
+                    "(onnxruntime#28768, #19937): its models run in fp32 or int8 here, while OpenVINO (no precision "
+                    "hint) and PyTorch (`autocast: bf16`) use bf16."
+                ),
+                "",
+            ]
     if answer:
         lines += [answer_markdown(answer, baseline, accuracy_budget)]
     if skipped:
