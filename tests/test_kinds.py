@@ -532,3 +532,19 @@ def test_bad_concurrency_and_precision_options_are_one_line(raw, expected, tmp_p
     with pytest.raises(QuantpipeError) as info:
         load_params(path)
     assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_model_torch_compile_cannot_compile_stops_the_build_in_one_line(two_class, tmp_path, monkeypatch):
+    import torch
+
+    def broken_compile(model, **options):
+        def run(**inputs):
+            raise RuntimeError("backend='inductor' raised:\nCppCompileError: no C++ compiler")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    params = Params.model_validate(raw_params({"dyn": VARIANTS["dynamic"], "c": {"kind": "pytorch", "compile": True}}))
+    with pytest.raises(QuantpipeError) as info:
+        build("c", params.variants["c"], params, two_class, tmp_path / "quantized")
+    assert str(info.value) == "variants.c.compile: torch.compile failed: backend='inductor' raised:"
