@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import read_parquet
 from quantpipe.params import DatasetParams
 
 TERMINAL_PUNCTUATION = (".", "!", "?")
@@ -178,4 +179,4 @@ def read_prepared(root: str | Path, dataset: str, role: str) -> pd.DataFrame:
     path = raw_path(root, dataset, role)
     if not path.is_file():
         raise QuantpipeError(f"{path}: prepared split not found (run the combine stage)")
-    return pd.read_parquet(path)
+    return read_parquet(path, columns=("text", "label"))
