@@ -17,7 +17,7 @@ def main() -> None:
                 source = raw_path(args.raw, name, role)
                 if not source.is_file():
                     raise QuantpipeError(f"{source}: raw split not found (run the download stage)")
-                out = combine(read_parquet(source), spec, name, num_labels, params.data.empty_texts, split)
+                out = combine(read_parquet(source), spec, name, num_labels, params.data.empty_texts, split, source)
                 path = raw_path(tmp, name, role)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 out.to_parquet(path, index=False)
