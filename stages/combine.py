@@ -1,11 +1,9 @@
 """Stage combine: build the single `text` column and integer `label` for every split."""
 
-import pandas as pd
-
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.data import combine, raw_path
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir
+from quantpipe.io import atomic_dir, read_parquet
 from quantpipe.params import load_params
 
 
@@ -19,7 +17,7 @@ def main() -> None:
                 source = raw_path(args.raw, name, role)
                 if not source.is_file():
                     raise QuantpipeError(f"{source}: raw split not found (run the download stage)")
-                out = combine(pd.read_parquet(source), spec, name, num_labels, params.data.empty_texts, split)
+                out = combine(read_parquet(source), spec, name, num_labels, params.data.empty_texts, split, source)
                 path = raw_path(tmp, name, role)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 out.to_parquet(path, index=False)

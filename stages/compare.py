@@ -45,20 +45,20 @@ def main() -> None:
     metrics = collect_metrics(args.metrics, [*BASELINES, *params.variants], evaluate.datasets)
     if not args.side_by_side.is_file():
         raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
-    side_by_side = read_json(args.side_by_side)
+    side_by_side = read_json(args.side_by_side, expect=dict)
     table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget, side_by_side)
     table = with_agreement(table, args.predictions, cfg.baseline, evaluate.bootstrap_resamples, evaluate.seed)
     references = against_references(table, side_by_side, cfg.references)
     answer = the_answer(table, side_by_side, cfg.references)
     skipped = skipped_models(metrics)
-    environment = read_json(args.environment) if args.environment.is_file() else None
+    environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(
         table, cfg.baseline, cfg.accuracy_budget, side_by_side, environment, image, answer=answer, skipped=skipped
     )
     if references:
         report += "\n" + references_markdown(references, side_by_side["rounds"])
-    sensitivity = read_json(args.sensitivity) if args.sensitivity.is_file() else {}
+    sensitivity = read_json(args.sensitivity, expect=dict) if args.sensitivity.is_file() else {}
     if sensitivity.get("enabled"):
         report += "\n" + sensitivity_markdown(sensitivity)
     # all five outputs are written to temporary siblings and renamed into place only once all are complete

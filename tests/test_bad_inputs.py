@@ -214,6 +214,62 @@ def test_empty_texts_stop_combine(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("labels", "row", "got"),
+    [([1, 2, 0], 2, "2"), ([1, 0, 1.5], 3, "1.5"), ([float("nan"), 0, 1], 1, "NaN"), ([1, None, 0], 2, "NaN")],
+    ids=["two-in-binary", "fraction", "nan", "missing"],
+)
+def test_a_bad_label_stops_combine_naming_the_file_and_row(tmp_path, labels, row, got):
+    params = write_params(tmp_path, lambda p: only_dataset(p, {"path": "json", "text_fields": ["title"]}))
+    raw = tmp_path / "raw" / "tiny"
+    raw.mkdir(parents=True)
+    pd.DataFrame({"title": ["Good", "Fun", "Bad"], "label": labels}).to_parquet(raw / "train.parquet")
+    out = tmp_path / "prepared"
+    proc = run_stage("combine.py", "--params", params, "--raw", str(tmp_path / "raw"), "--out", str(out))
+    assert_refused(
+        proc,
+        out,
+        f"error: {raw / 'train.parquet'}: row {row}: data.datasets.tiny.label: labels must be 0..1 (or set "
+        f"label_map); got {got}",
+    )
+
+
+def test_a_missing_label_column_stops_combine_naming_the_file(tmp_path):
+    params = write_params(tmp_path, lambda p: only_dataset(p, {"path": "json", "text_fields": ["title"]}))
+    raw = tmp_path / "raw" / "tiny"
+    raw.mkdir(parents=True)
+    pd.DataFrame({"title": ["Good", "Bad"]}).to_parquet(raw / "train.parquet")
+    out = tmp_path / "prepared"
+    proc = run_stage("combine.py", "--params", params, "--raw", str(tmp_path / "raw"), "--out", str(out))
+    assert_refused(
+        proc,
+        out,
+        f"error: {raw / 'train.parquet'}: data.datasets.tiny: column(s) ['label'] not in the data (columns: ['title'])",
+    )
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "cause"),
+    [
+        ("reviews.jsonl", b'{"text": "good", "label": 1}\n{"text": "bad", "label": 1.5}\n', "line 2: label 1.5 is"),
+        ("reviews.jsonl", b'{"text": "good", "label": 1}\n\n{"text": "bad", "label": NaN}\n', "line 3: label NaN is"),
+        ("reviews.jsonl", b'{"text": "good", "label": 1}\n{"text": "bad"}\n', "line 2: no label"),
+        ("sentences.tsv", b"text\tlabel\ngood\t1\nbad\t0.5\n", "line 3: label 0.5 is"),
+        ("sentences.tsv", b"text\tlabel\ngood\t1\nbad\t\n", "line 3: no label"),
+    ],
+    ids=["fraction", "nan", "missing-key", "csv-fraction", "csv-empty"],
+)
+def test_a_label_that_is_no_class_id_stops_download_naming_the_line(tmp_path, file, content, cause):
+    data = tmp_path / file
+    data.write_bytes(content)
+    builder = {".jsonl": {"path": "json"}, ".tsv": {"path": "csv", "load_kwargs": {"delimiter": "\t", "quoting": 3}}}
+    spec = {**builder[data.suffix], "data_files": {"train": str(data)}, "text_fields": ["text"]}
+    params = write_params(tmp_path, lambda p: only_dataset(p, spec))
+    out = tmp_path / "raw"
+    proc = run_stage("download.py", "--params", params, "--out", str(out))
+    assert_refused(proc, out, f"error: {data}: {cause}")
+
+
+@pytest.mark.parametrize(
     ("policy", "texts"), [("warn", ["Good. Fun.", "", "Bad. Broke."]), ("drop", ["Good. Fun.", "Bad. Broke."])]
 )
 def test_empty_texts_kept_or_dropped_with_a_warning(caplog, policy, texts):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json
+from quantpipe.io import artifact_error, read_json
 from quantpipe.statistics import agreement, paired_ratio, timing_summary
 
 
@@ -22,7 +22,7 @@ def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd
             path = Path(eval_dir) / name / f"{dataset}.json"
             if not path.is_file():
                 raise QuantpipeError(f"{path}: metrics not found (run the evaluate stage for '{name}')")
-            rows.append(read_json(path))
+            rows.append(read_json(path, expect=dict))
     return pd.DataFrame(rows)
 
 
@@ -94,7 +94,9 @@ def _labels(predictions_dir: Path, model: str, dataset: str, n: int) -> list[int
     path = Path(predictions_dir) / model / f"{dataset}.json"
     if not path.is_file():
         raise QuantpipeError(f"{path}: predictions not found (run the evaluate stage for '{model}')")
-    labels = read_json(path)["labels"]
+    labels = read_json(path, expect=dict).get("labels")
+    if not isinstance(labels, list):
+        raise artifact_error(path, "no list of labels")
     if len(labels) != n:
         raise QuantpipeError(f"{path}: {len(labels)} labels for the {n} texts scored (re-run the evaluate stage)")
     return labels

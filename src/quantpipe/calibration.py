@@ -6,6 +6,7 @@ calibration serves every static variant that names it; they are stored as JSON.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import prepare_graph
-from quantpipe.io import write_json
+from quantpipe.io import artifact_error, check_model_dir, loading, read_json, write_json
 from quantpipe.params import CalibrationParams
 
 RANGES_FILE = "ranges.json"
@@ -58,7 +59,9 @@ def compute_ranges(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, wo
     model_path = Path(model_dir) / "model.onnx"
     if not model_path.is_file():
         raise QuantpipeError(f"{model_path}: ONNX model not found (run the export stage)")
-    input_names = {i.name for i in ort.InferenceSession(str(model_path)).get_inputs()}
+    check_model_dir(model_dir)
+    with loading(model_path, "ONNX model"):
+        input_names = {i.name for i in ort.InferenceSession(str(model_path)).get_inputs()}
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dataset = calibration_dataset(texts, tokenizer, cfg, input_names)
     quantizer = ORTQuantizer.from_pretrained(model_dir, file_name="model.onnx")
@@ -88,6 +91,19 @@ def calibrate(model_dir: Path, texts: pd.Series, cfg: CalibrationParams, out_dir
         graph_dir = prepare_graph(graph_dir, cfg.optimization, out_dir).parent
     ranges = compute_ranges(graph_dir, texts, cfg, out_dir)
     write_json(Path(out_dir) / RANGES_FILE, ranges, sort_keys=True)  # byte-stable: a re-run changes no hash
+    return ranges
+
+
+def read_ranges(path: Path) -> dict[str, list]:
+    """The ranges a calibrate stage stored in `path`: {tensor: [lowest, highest]}, each bound a number or a list
+    of numbers; anything else is one line naming the file."""
+    ranges = read_json(path, expect=dict)
+    if not ranges:
+        raise artifact_error(path, "no tensor ranges (an empty object)")
+    for name, bounds in ranges.items():
+        numbers = [b if isinstance(b, list) else [b] for b in bounds] if isinstance(bounds, list) else []
+        if len(numbers) != 2 or not all(isinstance(x, int | float) for part in numbers for x in part):
+            raise artifact_error(path, f"tensor {name!r}: {json.dumps(bounds)[:60]} is not a [lowest, highest] pair")
     return ranges
 
 

@@ -6,11 +6,14 @@ import csv
 import io
 import json
 import logging
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import read_parquet
 from quantpipe.params import DatasetParams
 
 TERMINAL_PUNCTUATION = (".", "!", "?")
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 def check_data_file(path: str | Path, spec: DatasetParams) -> None:
     """Refuse a local csv/json data file that `datasets` would choke on with a traceback or a vague message:
     not UTF-8, empty, a csv row whose field count differs from the header's, a JSON Lines line that is not a
-    JSON object, a label that is not a class id (without `label_map`), or a key whose type changes."""
+    JSON object, a label that is missing or not a whole number (without `label_map`), or a key whose type
+    changes. Lines are numbered from 1, as an editor shows them."""
     raw = Path(path).read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -36,12 +40,27 @@ def check_data_file(path: str | Path, spec: DatasetParams) -> None:
     if not text.strip():
         raise QuantpipeError(f"{path}: the file is empty")
     if spec.path == "csv":
-        _check_csv(path, text, spec.load_kwargs)
+        _check_csv(path, text, spec)
     elif spec.path == "json" and "field" not in spec.load_kwargs and not text.lstrip().startswith("["):
         _check_json_lines(path, text, spec)
 
 
-def _check_csv(path: str | Path, text: str, load_kwargs: dict) -> None:
+def _class_id_problem(label_field: str, label: object) -> str | None:
+    """Why `label` (a JSON value, or a csv field as text) is not a class id, or None."""
+    if label is None or (isinstance(label, str) and not label.strip()):
+        return f"no {label_field}"
+    if isinstance(label, str):
+        try:
+            label = float(label)
+        except ValueError:
+            return f"{label_field} {label!r} is not a class id (labels are integers, or set label_map)"
+    if isinstance(label, bool) or not isinstance(label, int | float) or not float(label).is_integer():
+        return f"{label_field} {plain(label)} is not a class id (labels are integers, or set label_map)"
+    return None
+
+
+def _check_csv(path: str | Path, text: str, spec: DatasetParams) -> None:
+    load_kwargs = spec.load_kwargs
     delimiter = load_kwargs.get("delimiter", load_kwargs.get("sep", ","))
     if len(delimiter) != 1:  # a regular expression: pandas' business
         return
@@ -50,11 +69,15 @@ def _check_csv(path: str | Path, text: str, load_kwargs: dict) -> None:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting, **dialect)
     try:
         header = next(reader)
+        label = header.index(spec.label_field) if spec.label_field in header and not spec.label_map else None
         for row in reader:
             if row and len(row) != len(header):
                 raise QuantpipeError(
                     f"{path}: line {reader.line_num} has {len(row)} fields, the header has {len(header)}"
                 )
+            problem = _class_id_problem(spec.label_field, row[label]) if row and label is not None else None
+            if problem:
+                raise QuantpipeError(f"{path}: line {reader.line_num}: {problem}")
     except csv.Error as exc:
         raise QuantpipeError(f"{path}: line {reader.line_num}: {exc}") from None
 
@@ -77,12 +100,9 @@ def _check_json_lines(path: str | Path, text: str, spec: DatasetParams) -> None:
             raise QuantpipeError(f"{path}: line {number}: not valid JSON ({exc.msg}, column {exc.colno})") from None
         if not isinstance(row, dict):
             raise QuantpipeError(f"{path}: line {number}: not a JSON object")
-        label = row.get(spec.label_field)
-        if not spec.label_map and label is not None and _json_type(label) != "a number":
-            raise QuantpipeError(
-                f"{path}: line {number}: {spec.label_field} {label!r} is not a class id "
-                "(labels are integers, or set label_map)"
-            )
+        problem = None if spec.label_map else _class_id_problem(spec.label_field, row.get(spec.label_field))
+        if problem:
+            raise QuantpipeError(f"{path}: line {number}: {problem}")
         for key, value in row.items():
             if value is None:
                 continue
@@ -124,17 +144,36 @@ def join_fields(parts: list[object]) -> str:
     return " ".join(head + texts[-1:])
 
 
+def plain(value: object) -> str:
+    """A value as the user wrote it: `2`, `1.5`, `NaN`, `'pos'` (not numpy's `np.int64(2)`); a missing one as
+    `nothing`."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if value is None:
+        return "nothing"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def combine(
-    frame: pd.DataFrame, spec: DatasetParams, name: str, num_labels: int, empty_texts: str = "error", split: str = ""
+    frame: pd.DataFrame,
+    spec: DatasetParams,
+    name: str,
+    num_labels: int,
+    empty_texts: str = "error",
+    split: str = "",
+    source: str | Path = "",
 ) -> pd.DataFrame:
     """Return a frame with a single `text` column and an integer `label` column. Rows whose text is empty
     (every text field blank) stop the stage (`empty_texts: error`), or are kept (`warn`) or dropped (`drop`)
-    with a warning; `split` names the split in the messages."""
+    with a warning; `split` names the split in the messages, `source` the file the frame was read from (a bad
+    label is named by its row there, 1-based)."""
+    where = f"{source}: " if source else ""
     needed = [*spec.text_fields, spec.label_field]
     missing = [col for col in needed if col not in frame.columns]
     if missing:
         raise QuantpipeError(
-            f"data.datasets.{name}: column(s) {missing} not in the data (columns: {list(frame.columns)})"
+            f"{where}data.datasets.{name}: column(s) {missing} not in the data (columns: {list(frame.columns)})"
         )
     if frame.empty:
         raise QuantpipeError(f"data.datasets.{name}: no rows")
@@ -144,14 +183,18 @@ def combine(
         mapped = labels.astype(str).map(spec.label_map)
         unknown = sorted(set(labels[mapped.isna()].astype(str)))
         if unknown:
-            raise QuantpipeError(f"data.datasets.{name}.label_map: no mapping for label(s) {unknown[:5]}")
+            row = mapped.isna().to_numpy().argmax() + 1
+            raise QuantpipeError(
+                f"{where}row {row}: data.datasets.{name}.label_map: no mapping for label(s) {unknown[:5]}"
+            )
         labels = mapped
     labels = pd.to_numeric(labels, errors="coerce")
-    bad = labels.isna() | ~labels.isin(range(num_labels))
+    bad = (labels.isna() | ~labels.isin(range(num_labels))).to_numpy()
     if bad.any():
+        row = bad.argmax()
         raise QuantpipeError(
-            f"data.datasets.{name}.{spec.label_field}: labels must be 0..{num_labels - 1} "
-            f"(or set label_map); got {frame[spec.label_field][bad].iloc[0]!r}"
+            f"{where}row {row + 1}: data.datasets.{name}.{spec.label_field}: labels must be 0..{num_labels - 1} "
+            f"(or set label_map); got {plain(frame[spec.label_field].iloc[row])}"
         )
     out = pd.DataFrame({"text": texts, "label": labels.astype("int64")})
     empty = out["text"] == ""
@@ -178,4 +221,4 @@ def read_prepared(root: str | Path, dataset: str, role: str) -> pd.DataFrame:
     path = raw_path(root, dataset, role)
     if not path.is_file():
         raise QuantpipeError(f"{path}: prepared split not found (run the combine stage)")
-    return pd.read_parquet(path)
+    return read_parquet(path, columns=("text", "label"))

@@ -35,7 +35,7 @@ def evaluate_model(
     A variant the quantize stage skipped on this CPU (`"skipped": reason` in its VARIANT_FILE) is not served:
     per dataset only its name, kind, dataset and the reason, and no labels."""
     built = Path(model_dir) / VARIANT_FILE
-    recorded = read_json(built) if built.is_file() else {}
+    recorded = read_json(built, expect=dict) if built.is_file() else {}
     if "skipped" in recorded:
         return {
             dataset: {

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import check_model_dir, loading, read_onnx
 
 MODEL_FILE = "model.onnx"
 
@@ -16,7 +17,9 @@ def export_onnx(base_dir: Path, out_dir: Path, optimization: str = "none") -> Pa
 
     if not (Path(base_dir) / "config.json").is_file():
         raise QuantpipeError(f"{base_dir}: base model not found (run the base_model stage)")
-    main_export(str(base_dir), output=out_dir, task="text-classification", do_validation=False)
+    check_model_dir(base_dir)
+    with loading(base_dir, "PyTorch model directory", (OSError, ValueError)):
+        main_export(str(base_dir), output=out_dir, task="text-classification", do_validation=False)
     if optimization != "none":
         optimize_onnx(out_dir, optimization)
     return out_dir / MODEL_FILE
@@ -51,6 +54,7 @@ def prepare_graph(model_dir: Path, level: str, out_dir: Path) -> Path:
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if not (model_dir / MODEL_FILE).is_file():
         raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
+    read_onnx(model_dir / MODEL_FILE, load_external_data=False)  # a corrupt graph stops here, in one line
     shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
     if level != "none":
         optimize_onnx(out_dir, level)

@@ -6,7 +6,6 @@ returned in the original order. Tokenization is timed separately from the model.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import loading, read_json
 
 
 class Tokenizer:
@@ -30,10 +30,11 @@ class Tokenizer:
         path = Path(model_dir) / "tokenizer.json"
         if not path.is_file():
             raise QuantpipeError(f"{path}: tokenizer not found")
-        self.fast = Fast.from_file(str(path))
+        with loading(path, "tokenizer"):
+            self.fast = Fast.from_file(str(path))
         self.fast.no_padding()
         config = Path(model_dir) / "tokenizer_config.json"
-        pad = json.loads(config.read_text()).get("pad_token") if config.is_file() else None
+        pad = read_json(config, expect=dict).get("pad_token") if config.is_file() else None
         pad_id = self.fast.token_to_id(pad) if isinstance(pad, str) else None
         self.pad_values = {"input_ids": pad_id or 0, "attention_mask": 0, "token_type_ids": 0}
 
@@ -158,7 +159,7 @@ def check_max_length(model_dir: str | Path, max_length: int, param: str) -> None
     limits = []
     for file, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
         path = Path(model_dir) / file
-        value = json.loads(path.read_text()).get(key) if path.is_file() else None
+        value = read_json(path, expect=dict).get(key) if path.is_file() else None
         if isinstance(value, int):
             limits.append((value, str(path), key))
     if limits and max_length > min(limits)[0]:

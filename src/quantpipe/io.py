@@ -1,9 +1,14 @@
-"""Atomic outputs: write into a temporary sibling, rename into place only when complete.
+"""The artifacts stages pass each other: written atomically, read with a check.
 
-An interrupted or failing stage leaves nothing at the output path that a later run could take as done.
-Temporary siblings are named `.<name>.tmp-<pid>`: `.gitignore` and `.dvcignore` hide that pattern (a stage
-killed with SIGKILL leaves one that neither git nor DVC's hashes see), and the next write of the same output
-removes the leftovers.
+Atomic outputs: write into a temporary sibling, rename into place only when complete. An interrupted or
+failing stage leaves nothing at the output path that a later run could take as done. Temporary siblings are
+named `.<name>.tmp-<pid>`: `.gitignore` and `.dvcignore` hide that pattern (a stage killed with SIGKILL leaves
+one that neither git nor DVC's hashes see), and the next write of the same output removes the leftovers.
+
+Checked reads: a file that cannot be read (truncated, not the format, missing a part) is one `QuantpipeError`
+line naming the file, what is wrong with it, and the stage of `dvc.yaml` that writes it with the command that
+rebuilds it (`artifact_error`). JSON and parquet are read here; the engines' files (ONNX, OpenVINO IR, torch
+state dicts) by their loaders inside `loading`.
 """
 
 from __future__ import annotations
@@ -11,11 +16,17 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from quantpipe.errors import QuantpipeError
+
+PIPELINE_FILE = "dvc.yaml"  # read from the working directory: the stage runs where dvc.yaml is, as `dvc repro` runs it
+INTERPOLATION = re.compile(r"\$\{\s*([\w.]+)\s*\}")
 
 
 def _remove(path: Path) -> None:
@@ -68,5 +79,151 @@ def write_json(path: str | Path, data: Any, sort_keys: bool = False) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def _lookup(expr: str, context: Any) -> Any:
+    """`a.b` of `context` (nested dicts), or None."""
+    for part in expr.split("."):
+        context = context.get(part) if isinstance(context, dict) else None
+    return context
+
+
+def _interpolate(template: str, context: dict) -> str | None:
+    """`template` with every `${a.b}` looked up in `context` (None where one is not there)."""
+    values = [_lookup(expr, context) for expr in INTERPOLATION.findall(template)]
+    if any(value is None for value in values):
+        return None
+    return INTERPOLATION.sub(lambda _: str(values.pop(0)), template)
+
+
+def _foreach_items(foreach: Any, params: dict) -> list[tuple[str, Any]]:
+    """(key, item) of a foreach stage: a literal dict or list, or `${...}` of params.yaml."""
+    if isinstance(foreach, str):
+        found = INTERPOLATION.fullmatch(foreach.strip())
+        foreach = _lookup(found.group(1), params) if found else None
+    if isinstance(foreach, dict):
+        return list(foreach.items())
+    if isinstance(foreach, list):
+        return [(str(item), item) for item in foreach]
+    return []
+
+
+def _stage_outputs(stages: dict, params: dict) -> Iterator[tuple[str, str]]:
+    """(stage name, output path) of every stage of a dvc.yaml's `stages`, foreach stages as `<name>@<key>`."""
+    for name, stage in stages.items():
+        instances = [(name, stage, {})]
+        if isinstance(stage, dict) and "foreach" in stage:
+            instances = [
+                (f"{name}@{key}", stage.get("do", {}), {"key": key, "item": item})
+                for key, item in _foreach_items(stage["foreach"], params)
+            ]
+        for addressing, body, context in instances:
+            for section in ("outs", "metrics", "plots"):
+                for out in body.get(section) or [] if isinstance(body, dict) else []:
+                    template = next(iter(out)) if isinstance(out, dict) else out
+                    path = _interpolate(str(template), {**params, **context})
+                    if path is not None:
+                        yield addressing, path
+
+
+def writing_stage(path: str | Path) -> str | None:
+    """The stage of `dvc.yaml` (in the working directory) whose output holds `path`, or None."""
+    import yaml
+
+    pipeline = Path(PIPELINE_FILE)
+    if not pipeline.is_file():
+        return None
+    try:
+        stages = yaml.safe_load(pipeline.read_text()).get("stages") or {}
+        params_file = Path("params.yaml")
+        params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
+    except (yaml.YAMLError, AttributeError):
+        return None
+    target = Path(path).resolve()
+    for addressing, out in _stage_outputs(stages, params if isinstance(params, dict) else {}):
+        if target.is_relative_to(Path(out).resolve()):
+            return addressing
+    return None
+
+
+def artifact_error(path: str | Path, problem: str) -> QuantpipeError:
+    """One line: `path`, what is wrong with it, and the stage that writes it with the command to rebuild it."""
+    stage = writing_stage(path)
+    rebuild = f"it is written by stage {stage}: dvc repro -f -s {stage}" if stage else "rebuild it"
+    return QuantpipeError(f"{path}: {problem}; {rebuild}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The informative line of a loader's message: ONNX Runtime's status prefix and OpenVINO's source locations
+    dropped, the first sentence kept."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    line = next((line for line in lines if not line.startswith(("Exception from ", "Check '"))), "")
+    line = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : (Load model from .* failed:)?", "", line)
+    line = re.sub(r"^[\w ]+ '[^']+': ", "", line)  # "Could not open Parquet input source '<path>': ..."
+    line = re.split(r"(?<=[a-z)])\. ", line)[0].rstrip(".")
+    return line or type(exc).__name__
+
+
+@contextmanager
+def loading(path: str | Path, what: str, errors: tuple[type[BaseException], ...] = (Exception,)) -> Iterator[None]:
+    """Run a loader of `path`: its failure (one of `errors`) becomes `artifact_error`, `not a valid <what>
+    (<the loader's reason>)`; a QuantpipeError passes as it is."""
+    try:
+        yield
+    except QuantpipeError:
+        raise
+    except errors as exc:
+        raise artifact_error(path, f"not a valid {what} ({first_line(exc)})") from None
+
+
+def read_json(path: str | Path, expect: type | None = None) -> Any:
+    """The JSON in `path` (of type `expect`, if given); a file that is not valid JSON is one line."""
+    try:
+        data = json.loads(Path(path).read_bytes())
+    except json.JSONDecodeError as exc:
+        problem = (
+            "empty" if not exc.doc.strip() else f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        )
+        raise artifact_error(path, problem) from None
+    except UnicodeDecodeError:
+        raise artifact_error(path, "not valid JSON (not UTF-8 text)") from None
+    if expect is not None and not isinstance(data, expect):
+        names = {dict: "an object", list: "a list", str: "a string"}
+        raise artifact_error(
+            path, f"not the JSON expected ({names.get(expect, expect.__name__)}, got {type(data).__name__})"
+        )
+    return data
+
+
+def read_parquet(path: str | Path, columns: tuple[str, ...] = ()):
+    """The table in `path`, which must hold `columns`; a file that is not valid parquet is one line."""
+    import pandas as pd
+    import pyarrow
+
+    with loading(path, "parquet file", (pyarrow.ArrowException, OSError)):
+        frame = pd.read_parquet(path)
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise artifact_error(path, f"no column(s) {missing} (columns: {list(frame.columns)})")
+    return frame
+
+
+def check_model_dir(model_dir: str | Path) -> None:
+    """A Hugging Face model directory that `from_pretrained` can read: config.json and the tokenizer's JSON files
+    are JSON objects, every safetensors file's header is whole and matches the file's size."""
+    from safetensors import SafetensorError, safe_open
+
+    model_dir = Path(model_dir)
+    for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        if (model_dir / name).is_file():
+            read_json(model_dir / name, expect=dict)
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        with loading(weights, "safetensors file", (SafetensorError, OSError)), safe_open(str(weights), "np"):
+            pass
+
+
+def read_onnx(path: str | Path, load_external_data: bool = True):
+    """The ONNX graph in `path` (`onnx.load`); a file that is not a whole ONNX protobuf is one line."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    with loading(path, "ONNX model", (DecodeError, OSError, ValueError)):
+        return onnx.load(str(path), load_external_data=load_external_data)

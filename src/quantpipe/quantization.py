@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from quantpipe.calibration import RANGES_FILE, tensors_range
+from quantpipe.calibration import RANGES_FILE, read_ranges, tensors_range
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE, prepare_graph
-from quantpipe.io import read_json
+from quantpipe.io import check_model_dir, read_onnx
 from quantpipe.params import CPU_OPT_LEVELS, VariantParams
 
 logger = logging.getLogger(__name__)
@@ -260,9 +260,7 @@ def check_nodes_to_exclude(name: str, variant: OrtQuantParams, model_path: Path)
     them (an optimized variant's graph is the fused one, whose nodes have other names)."""
     if not variant.nodes_to_exclude:
         return
-    import onnx
-
-    nodes = [node.name for node in onnx.load(str(model_path), load_external_data=False).graph.node]
+    nodes = [node.name for node in read_onnx(model_path, load_external_data=False).graph.node]
     unknown = [node for node in variant.nodes_to_exclude if node not in set(nodes)]
     if unknown:
         graph = str(model_path) if variant.optimization == "none" else f"the {variant.optimization}-optimized graph"
@@ -291,6 +289,8 @@ def quantize_variant(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / MODEL_FILE).is_file():
         raise QuantpipeError(f"{model_dir / MODEL_FILE}: ONNX model not found (run the export stage)")
+    check_model_dir(model_dir)
+    read_onnx(model_dir / MODEL_FILE, load_external_data=False)  # a corrupt graph stops here, in one line
     ranges = None
     if variant.kind == "static":
         ranges_file = Path(calibration_dir or "") / str(variant.calibration) / RANGES_FILE
@@ -299,7 +299,7 @@ def quantize_variant(
                 f"variants.{name}.calibration: ranges for '{variant.calibration}' not found at {ranges_file} "
                 "(run the calibrate stage)"
             )
-        ranges = tensors_range(read_json(ranges_file))
+        ranges = tensors_range(read_ranges(ranges_file))
     config = quantization_config(variant)
     if nodes_to_quantize is not None:
         config.nodes_to_quantize = list(nodes_to_quantize)
@@ -364,7 +364,7 @@ def quantize_static_with_ranges(
     from onnxruntime.quantization.operators.attention import AttentionQuant
     from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
-    model = onnx.load(str(model_path))
+    model = read_onnx(model_path)
     extra = _ort_extra_options(config, extra_options)
     common = {
         "per_channel": config.per_channel,

@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 from tqdm.auto import tqdm
 
+from quantpipe.io import read_onnx
 from quantpipe.kinds.onnx import OnnxClassifier
 from quantpipe.params import EvaluateParams, SensitivityParams
 from quantpipe.quantization import (
@@ -45,9 +46,7 @@ def node_part(node) -> str:
 def sensitivity_parts(model_path: Path, operators: list[str]) -> list[tuple[str, str, list[str] | None, list[str]]]:
     """(kind, part, operators, nodes) per row: every quantized operator type present in the graph alone,
     then every part of the network alone with all the variant's operator types."""
-    import onnx
-
-    nodes = [n for n in onnx.load(str(model_path), load_external_data=False).graph.node if n.op_type in operators]
+    nodes = [n for n in read_onnx(model_path, load_external_data=False).graph.node if n.op_type in operators]
     counts = Counter(n.op_type for n in nodes)
     rows = [("operator", op, [op], [n.name for n in nodes if n.op_type == op]) for op in operators if counts[op]]
     parts = sorted({node_part(n) for n in nodes}, key=lambda p: (p != "embeddings", p == "head", p))

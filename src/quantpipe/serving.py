@@ -4,8 +4,9 @@ resident memory after load, after one batch, peak) are that model's alone."""
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict, single_example_latencies
+from quantpipe.io import first_line
 from quantpipe.kinds.base import Kind
 from quantpipe.params import EvaluateParams, VariantParams
 
@@ -65,7 +67,7 @@ def serve(
     out = {}
     for dataset, items in texts.items():
         run = predict(runtime, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
-        out[dataset] = {"labels": run.labels, "latencies": latencies[dataset]}
+        out[dataset] = {"labels": run.labels.tolist(), "latencies": latencies[dataset]}
     return {
         "datasets": out,
         "memory": {
@@ -89,28 +91,47 @@ def serve_in_child(
     cfg: EvaluateParams,
 ) -> dict:
     """`serve` in a fresh Python process (`python -m quantpipe.serving`), so that it imports what serving
-    this kind needs and nothing the parent stage imported."""
+    this kind needs and nothing the parent stage imported. Request and response pass as JSON files (data only:
+    nothing read back can run code); a failure in the child comes back as its one line."""
+    request = {
+        "kind": type(kind).__module__,  # a module exposing KIND, as the registry names them
+        "variant": variant.model_dump(mode="json"),
+        "model_dir": str(model_dir),
+        "tokenizer_dir": str(tokenizer_dir),
+        "texts": texts,
+        "cfg": cfg.model_dump(mode="json"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        request, response = Path(tmp) / "request.pkl", Path(tmp) / "response.pkl"
-        request.write_bytes(pickle.dumps((kind, variant, str(model_dir), str(tokenizer_dir), texts, cfg)))
+        request_file, response_file = Path(tmp) / "request.json", Path(tmp) / "response.json"
+        request_file.write_text(json.dumps(request))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # where the kind's module is
         done = subprocess.run(
-            [sys.executable, "-m", "quantpipe.serving", str(request), str(response)], check=False, env=env
+            [sys.executable, "-m", "quantpipe.serving", str(request_file), str(response_file)], check=False, env=env
         )
-        if not response.is_file():
+        if not response_file.is_file():
             raise QuantpipeError(f"serving {model_dir}: the process stopped with exit code {done.returncode}")
-        status, value = pickle.loads(response.read_bytes())
-    if status == "error":
-        raise QuantpipeError(value)
-    return value
+        response = json.loads(response_file.read_text())
+    if "error" in response:
+        raise QuantpipeError(response["error"])
+    return response["result"]
 
 
-def _main(request: str, response: str) -> None:
+def _serve_request(request: dict) -> dict:
+    kind = importlib.import_module(request["kind"]).KIND
+    variant = kind.params.model_validate(request["variant"])
+    cfg = EvaluateParams.model_validate(request["cfg"])
+    return serve(kind, variant, request["model_dir"], request["tokenizer_dir"], request["texts"], cfg)
+
+
+def _main(request_file: str, response_file: str) -> None:
+    request = json.loads(Path(request_file).read_text())
     try:
-        result = ("ok", serve(*pickle.loads(Path(request).read_bytes())))
+        response = {"result": _serve_request(request)}
     except QuantpipeError as exc:
-        result = ("error", str(exc))
-    Path(response).write_bytes(pickle.dumps(result))
+        response = {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - any failure is the parent's one line, not a traceback here
+        response = {"error": f"serving {request['model_dir']}: {type(exc).__name__}: {first_line(exc)}"}
+    Path(response_file).write_text(json.dumps(response))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import read_json
 from quantpipe.params import EvaluateParams, Params, VariantParams
 
 VARIANT_FILE = "quantpipe_variant.json"  # written by the quantize stage beside the model: kind, params, resolved
@@ -78,10 +79,8 @@ class Kind:
 
 def skipped_reason(model_dir: Path) -> str | None:
     """The reason the quantize stage recorded for skipping the variant built in `model_dir`, or None."""
-    import json
-
     path = Path(model_dir) / VARIANT_FILE
-    return json.loads(path.read_text()).get("skipped") if path.is_file() else None
+    return read_json(path, expect=dict).get("skipped") if path.is_file() else None
 
 
 def copy_tokenizer(source: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:

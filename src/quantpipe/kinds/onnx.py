@@ -11,6 +11,7 @@ from pydantic import Field
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Replicas, threads_per_stream
+from quantpipe.io import loading
 from quantpipe.kinds.base import Kind
 from quantpipe.params import EvaluateParams, VariantParams
 
@@ -39,7 +40,8 @@ class OnnxClassifier:
         options.execution_mode = (
             ort.ExecutionMode.ORT_PARALLEL if execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
         )
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        with loading(model_path, "ONNX model"):
+            self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:

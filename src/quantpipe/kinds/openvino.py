@@ -14,6 +14,7 @@ from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Concurrent
+from quantpipe.io import loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.params import EvaluateParams, VariantParams
 
@@ -108,7 +109,8 @@ class OpenVinoClassifier(Concurrent):
         path = Path(model_dir) / IR_FILE
         if not path.is_file():
             raise QuantpipeError(f"{path}: OpenVINO model not found (run the quantize stage)")
-        self.compiled = ov.Core().compile_model(str(path), "CPU", compile_config(variant, threads))
+        with loading(path, "OpenVINO model", (RuntimeError,)):  # the IR and its weights (model.bin)
+            self.compiled = ov.Core().compile_model(str(path), "CPU", compile_config(variant, threads))
         self.request = self.compiled.create_infer_request()
         self.streams = variant.streams
         self.queue = ov.AsyncInferQueue(self.compiled, self.streams) if self.streams > 1 else None
@@ -159,7 +161,8 @@ class OpenVinoKind(Kind):
         source = Path(inputs.onnx) / MODEL_FILE
         if not source.is_file():
             raise QuantpipeError(f"{source}: ONNX model not found (run the export stage)")
-        model = ov.convert_model(str(source))
+        with loading(source, "ONNX model"):
+            model = ov.convert_model(str(source))
         if variant.weights == "int8":
             cfg = inputs.params.calibrations[variant.calibration]
             texts = calibration_sample(inputs.train_texts(), cfg)

@@ -15,6 +15,7 @@ from pydantic import Field
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas, threads_per_stream
+from quantpipe.io import check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.params import EvaluateParams, VariantParams
 
@@ -34,7 +35,9 @@ class TorchClassifier:
         if model is None:
             from transformers import AutoModelForSequenceClassification
 
-            model = AutoModelForSequenceClassification.from_pretrained(model_dir)
+            check_model_dir(model_dir)
+            with loading(model_dir, "PyTorch model directory", (OSError, ValueError)):
+                model = AutoModelForSequenceClassification.from_pretrained(model_dir)
         self.model = model.eval()
         self.input_names = set(self.model.forward.__code__.co_varnames) & {
             "input_ids",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -18,6 +20,7 @@ from pydantic import Field
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas
+from quantpipe.io import artifact_error, check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.pytorch import TorchClassifier, torch_runtime
 from quantpipe.params import EvaluateParams, VariantParams
@@ -141,7 +144,9 @@ class TorchDynamicKind(Kind):
         import torch
         from transformers import AutoModelForSequenceClassification
 
-        model = AutoModelForSequenceClassification.from_pretrained(inputs.base).eval()
+        check_model_dir(inputs.base)
+        with loading(inputs.base, "PyTorch model directory", (OSError, ValueError)):
+            model = AutoModelForSequenceClassification.from_pretrained(inputs.base).eval()
         model, resolved = quantize(model, variant, name)
         torch.save(model.state_dict(), Path(out_dir) / WEIGHTS_FILE)
         copy_tokenizer(inputs.base, out_dir)
@@ -155,20 +160,21 @@ class TorchDynamicKind(Kind):
 def load_quantized(model_dir: Path, variant: TorchDynamicParams):
     """The quantized model saved in `model_dir`: the architecture from its config, quantized the same way (the
     weights then replaced by the saved ones), the state dict read with `weights_only=True`."""
-    import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     weights = Path(model_dir) / WEIGHTS_FILE
     if not weights.is_file():
         raise QuantpipeError(f"{weights}: torch_dynamic weights not found (run the quantize stage)")
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(model_dir)).eval()
+    check_model_dir(model_dir)
+    with loading(Path(model_dir) / "config.json", "model config", (OSError, ValueError)):
+        config = AutoConfig.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_config(config).eval()
     if variant.api == "torchao":
         # the saved tensors bring their own range; the directory is named after the variant
         model = quantize_torchao(model, reduce_range=False, variant_name=Path(model_dir).name)
     else:
         model = quantize_linear(model, quantized_engine(variant.engine))
-    with quiet_deprecations():
-        state = torch.load(weights, weights_only=True)
+    state = read_state_dict(weights)
     try:
         # assign: torchao's tensors (their scales, range, activation settings) as saved, not copied into others
         model.load_state_dict(state, assign=variant.api == "torchao")
@@ -178,6 +184,25 @@ def load_quantized(model_dir: Path, variant: TorchDynamicParams):
             f"{weights}: not a torch_dynamic {variant.api} state dict of this model ({first})"
         ) from None
     return model.eval()
+
+
+def read_state_dict(weights: Path) -> dict:
+    """The state dict saved in `weights`, read with `torch.load(weights_only=True)`: a file that would make the
+    unpickler build anything but tensors (code it would run) is refused, in one line naming what it asked for."""
+    import torch
+
+    with quiet_deprecations(), loading(weights, "torch state dict", (RuntimeError, OSError, EOFError)):
+        try:
+            state = torch.load(weights, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            found = re.search(
+                r"GLOBAL ([\w.]+)", str(exc)
+            )  # what torch names: "... unsupported GLOBAL posix.system ..."
+            what = f"`{found.group(1)}`" if found else "objects other than tensors"
+            raise artifact_error(weights, f"refused to load: it asks the unpickler for {what}, not tensors") from None
+    if not isinstance(state, dict):
+        raise artifact_error(weights, f"not a state dict (a {type(state).__name__})")
+    return state
 
 
 KIND = TorchDynamicKind()

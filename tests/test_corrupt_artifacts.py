@@ -1,0 +1,282 @@
+"""Corrupt artifacts: a stage that reads a truncated or malformed file another stage wrote exits 1 with one
+`error: ` line naming the file, what is wrong with it and the stage that writes it with the command to rebuild
+it, no traceback, and writes nothing. Each case runs the stage's command line as dvc.yaml runs it, in a small
+project (dvc.yaml, tiny params, the artifacts at their dvc.yaml paths)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, tiny_params
+from test_bad_inputs import assert_refused
+
+from quantpipe.errors import QuantpipeError
+from quantpipe.kinds.base import VARIANT_FILE
+
+
+def corrupt(path: Path, how: str = "truncate") -> None:
+    """`truncate`: the first half of the file is left; otherwise `how` is the file's new text."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else how.encode())
+
+
+def rebuild(stage: str) -> str:
+    return f"; it is written by stage {stage}: dvc repro -f -s {stage}"
+
+
+@pytest.fixture(scope="module")
+def mini_project(tmp_path_factory, tiny_model, tiny_onnx, texts) -> Path:
+    """dvc.yaml and tiny params, the base model, its ONNX export, the data splits, ranges of calibration
+    minmax_50, and stand-ins for variant directories (the files a test corrupts)."""
+    root = tmp_path_factory.mktemp("corrupt") / "project"
+    root.mkdir()
+    shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model), sort_keys=False))
+    shutil.copytree(tiny_model, root / "models/base")
+    shutil.copytree(tiny_onnx, root / "models/onnx")
+    for dataset in ("sst2", "amazon"):
+        for role in ("train", "eval"):
+            for folder, frame in (("prepared", texts), ("raw", texts.rename(columns={"text": "sentence"}))):
+                (root / "data" / folder / dataset).mkdir(parents=True, exist_ok=True)
+                frame.to_parquet(root / "data" / folder / dataset / f"{role}.parquet", index=False)
+    (root / "models/calibration/minmax_50").mkdir(parents=True)
+    (root / "models/calibration/minmax_50/ranges.json").write_text('{"logits": [-1.0, 1.0]}\n')
+    for name, kind in (("dynamic_int8", "dynamic"), ("torch_dynamic_int8", "torch_dynamic")):
+        shutil.copytree(tiny_onnx, root / "models/quantized" / name)
+        (root / "models/quantized" / name / VARIANT_FILE).write_text(f'{{"kind": "{kind}", "resolved": {{}}}}')
+    (root / "models/quantized/torch_dynamic_int8/model.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    openvino = root / "models/quantized/openvino_fp32"
+    shutil.copytree(tiny_onnx, openvino)
+    import openvino as ov
+
+    ov.save_model(ov.convert_model(str(tiny_onnx / "model.onnx")), str(openvino / "model.xml"))
+    (openvino / VARIANT_FILE).write_text('{"kind": "openvino", "resolved": {}}')
+    return root
+
+
+@pytest.fixture
+def project(mini_project, tmp_path) -> Path:
+    root = tmp_path / "project"
+    shutil.copytree(mini_project, root)
+    return root
+
+
+def run_in(project: Path, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`python stages/<script> <args>` in `project`, as `dvc repro` runs it there."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "stages" / script), *args],
+        cwd=project,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def evaluate(project: Path, name: str) -> tuple[subprocess.CompletedProcess, Path]:
+    proc = run_in(
+        project, "evaluate.py", "--name", name, "--out", f"metrics/eval/{name}", "--predictions", "predictions"
+    )
+    assert not (project / "predictions" / name).exists()
+    return proc, project / "metrics/eval" / name
+
+
+@pytest.mark.parametrize(
+    ("model", "file", "content", "cause", "stage"),
+    [
+        (
+            "dynamic_int8",
+            "models/quantized/dynamic_int8/model.onnx",
+            "truncate",
+            "not a valid ONNX model (Protobuf parsing failed)",
+            "quantize@dynamic_int8",
+        ),
+        (
+            "onnx_fp32",
+            "models/onnx/model.onnx",
+            "truncate",
+            "not a valid ONNX model (Protobuf parsing failed)",
+            "export",
+        ),
+        (
+            "torch_dynamic_int8",
+            "models/quantized/torch_dynamic_int8/model.pt",
+            "truncate",
+            "not a valid torch state dict (PytorchStreamReader failed reading zip archive",
+            "quantize@torch_dynamic_int8",
+        ),
+        (
+            "openvino_fp32",
+            "models/quantized/openvino_fp32/model.xml",
+            "truncate",
+            "not a valid OpenVINO model (",
+            "quantize@openvino_fp32",
+        ),
+        (
+            "pytorch_fp32",
+            "models/base/config.json",
+            "{garbage",
+            "not valid JSON (Expecting property name",
+            "base_model",
+        ),
+        ("pytorch_fp32", "models/base/model.safetensors", "truncate", "not a valid safetensors file (", "base_model"),
+        ("onnx_fp32", "models/base/tokenizer.json", "truncate", "not a valid tokenizer (", "base_model"),
+        (
+            "onnx_fp32",
+            "data/prepared/sst2/eval.parquet",
+            "truncate",
+            "not a valid parquet file (Parquet magic",
+            "combine",
+        ),
+    ],
+    ids=[
+        "quantized-onnx",
+        "fp32-onnx",
+        "torch-dynamic-pt",
+        "openvino-xml",
+        "config",
+        "safetensors",
+        "tokenizer",
+        "parquet",
+    ],
+)
+def test_evaluate_names_the_corrupt_file_and_its_stage(project, model, file, content, cause, stage):
+    corrupt(project / file, content)
+    proc, out = evaluate(project, model)
+    assert_refused(proc, out, f"error: {file}: {cause}", rebuild(stage))
+
+
+def test_a_crafted_pickle_in_model_pt_does_not_run(project, tmp_path):
+    """A `model.pt` whose unpickling would call os.system is refused in one line; the call never happens."""
+    import torch
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"weight": Payload()}, project / "models/quantized/torch_dynamic_int8/model.pt")
+    proc, out = evaluate(project, "torch_dynamic_int8")
+    assert_refused(
+        proc,
+        out,
+        "error: models/quantized/torch_dynamic_int8/model.pt: refused to load: it asks the unpickler for "
+        "`posix.system`, not tensors",
+        rebuild("quantize@torch_dynamic_int8"),
+    )
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "cause"),
+    [("truncate", "not valid JSON ("), ("{}", "no tensor ranges"), ('{"logits": [1]}', "tensor 'logits': [1] is not")],
+    ids=["truncated", "empty", "one-bound"],
+)
+def test_quantize_names_corrupt_calibration_ranges(project, content, cause):
+    file = "models/calibration/minmax_50/ranges.json"
+    corrupt(project / file, content)
+    proc = run_in(project, "quantize.py", "--name", "static_naive", "--out", "models/quantized/static_naive")
+    out = project / "models/quantized/static_naive"
+    # the variant's preset warning comes first
+    assert_refused(proc, out, f"error: {file}: {cause}", rebuild("calibrate@minmax_50"), logs_first=True)
+
+
+def test_quantize_and_calibrate_name_a_corrupt_fp32_export(project):
+    corrupt(project / "models/onnx/model.onnx")
+    proc = run_in(project, "quantize.py", "--name", "dynamic_int8", "--out", "models/quantized/dynamic_int8_new")
+    assert_refused(
+        proc,
+        project / "models/quantized/dynamic_int8_new",
+        "error: models/onnx/model.onnx: not a valid ONNX model (",
+        rebuild("export"),
+    )
+    out = project / "models/calibration/minmax_320"
+    proc = run_in(
+        project,
+        "calibrate.py",
+        "--name",
+        "minmax_320",
+        "--onnx",
+        "models/onnx",
+        "--prepared",
+        "data/prepared",
+        "--out",
+        str(out.relative_to(project)),
+    )
+    assert_refused(
+        proc, out, "error: models/onnx/model.onnx: not a valid ONNX model (Protobuf parsing failed)", rebuild("export")
+    )
+
+
+def test_export_names_a_corrupt_base_model(project):
+    corrupt(project / "models/base/config.json", "[1, 2")
+    shutil.rmtree(project / "models/onnx")  # dvc repro removes a stage's outputs before running it
+    proc = run_in(project, "export.py", "--base", "models/base", "--out", "models/onnx")
+    assert_refused(
+        proc, project / "models/onnx", "error: models/base/config.json: not valid JSON (", rebuild("base_model")
+    )
+
+
+def test_combine_names_a_corrupt_raw_split(project):
+    corrupt(project / "data/raw/sst2/train.parquet")
+    shutil.rmtree(project / "data/prepared")
+    proc = run_in(project, "combine.py", "--raw", "data/raw", "--out", "data/prepared")
+    assert_refused(
+        proc,
+        project / "data/prepared",
+        "error: data/raw/sst2/train.parquet: not a valid parquet file (",
+        rebuild("download"),
+    )
+
+
+def test_compare_names_a_corrupt_eval_json(project):
+    (project / "metrics/eval/pytorch_fp32").mkdir(parents=True)
+    (project / "metrics/eval/pytorch_fp32/sst2.json").write_text('{"variant": "pytorch_fp32", "accur')
+    args = ["--metrics", "metrics/eval", "--predictions", "predictions", "--report", "reports/compare.md"]
+    proc = run_in(project, "compare.py", *args)
+    assert_refused(
+        proc,
+        project / "reports/compare.md",
+        "error: metrics/eval/pytorch_fp32/sst2.json: not valid JSON (",
+        rebuild("evaluate_baseline@pytorch_fp32"),
+    )
+
+
+def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):
+    from quantpipe.io import read_json
+
+    monkeypatch.chdir(tmp_path)  # no dvc.yaml here
+    (tmp_path / "x.json").write_text("")
+    with pytest.raises(QuantpipeError, match=r"^x\.json: empty; rebuild it$"):
+        read_json("x.json")
+
+
+def test_a_failure_in_the_serving_process_is_its_one_line(tiny_model, tmp_path, capfd, monkeypatch):
+    """Not a QuantpipeError in the child: it comes back as the parent's one line, with no traceback."""
+    from quantpipe.kinds import get_kind
+    from quantpipe.params import EvaluateParams
+    from quantpipe.serving import serve_in_child
+
+    (tmp_path / "broken_kind.py").write_text(
+        "from quantpipe.kinds.onnx import OnnxKind\n\n\n"
+        "class Broken(OnnxKind):\n"
+        "    def load(self, model_dir, variant, cfg):\n"
+        "        raise ValueError('the runtime refused this model')\n\n\n"
+        "KIND = Broken()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import broken_kind
+
+    cfg = EvaluateParams(datasets=["sst2"], threads=1)
+    variant = get_kind("onnx").params(kind="onnx")
+    with pytest.raises(QuantpipeError) as raised:
+        serve_in_child(broken_kind.KIND, variant, tiny_model, tiny_model, {"sst2": ["a text"]}, cfg)
+    assert str(raised.value) == f"serving {tiny_model}: ValueError: the runtime refused this model"
+    assert "Traceback" not in capfd.readouterr().err
