@@ -1,0 +1,132 @@
+"""params.yaml values that used to crash a stage later or were silently misread: each stops at the stage start
+with one `error: ` line naming the key (and the lines, for a duplicate), no traceback, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+from test_bad_inputs import assert_refused, write_params
+from test_stages_cli import run_stage
+
+SHIPPED = (REPO / "params.yaml").read_text()
+SEEDS = [
+    ("calibrations", "minmax_320", "seed"),
+    ("evaluate", "seed"),
+    ("base_model", "train", "seed"),
+    ("search", "seed"),
+    ("search", "selection", "seed"),
+    ("seq2seq", "model", "train", "seed"),
+    ("seq2seq", "data", "seed"),
+    ("seq2seq", "evaluate", "seed"),
+]
+
+
+def setter(path: tuple[str, ...], value):
+    def change(params: dict) -> None:
+        section = params
+        for part in path[:-1]:
+            section = section[part]
+        section[path[-1]] = value
+
+    return change
+
+
+def refused_at_download(tmp_path, params: str, *fragments: str) -> None:
+    out = tmp_path / "raw"
+    assert_refused(run_stage("download.py", "--params", params, "--out", str(out)), out, *fragments)
+
+
+@pytest.mark.parametrize("path", SEEDS, ids=".".join)
+def test_negative_seed_is_refused(tmp_path, path):
+    refused_at_download(
+        tmp_path,
+        write_params(tmp_path, setter(path, -1)),
+        f"params.yaml: {'.'.join(path)}: ",
+        "greater than or equal to 0 (got -1)",
+    )
+
+
+def test_seed_beyond_32_bits_is_refused(tmp_path):
+    params = write_params(tmp_path, setter(("evaluate", "seed"), 2**32))
+    refused_at_download(tmp_path, params, "params.yaml: evaluate.seed: ", "less than or equal to 4294967295")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("evaluate", "batch_size"),  # was read as 1
+        ("base_model", "train", "learning_rate"),  # a float: was read as 1.0
+        ("calibrations", "minmax_50", "num_samples"),
+        ("variants", "openvino_int8", "smooth_quant_alpha"),  # a kind's own params
+        ("search", "timing", "rounds"),
+        ("seq2seq", "evaluate", "max_new_tokens"),
+        ("data", "datasets", "sst2", "label_map"),  # a mapping of ints
+    ],
+    ids=".".join,
+)
+def test_boolean_for_a_number_is_refused(tmp_path, path):
+    value = {"positive": True} if path[-1] == "label_map" else True
+    params = write_params(tmp_path, setter(path, value))
+    refused_at_download(tmp_path, params, f"params.yaml: {'.'.join(path)}: ", "not a boolean")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "cause"),
+    [
+        (("compare", "accuracy_budget"), 0.01, "looks like a fraction; budgets are in accuracy points"),
+        (("search", "accuracy_budget"), 0.005, "looks like a fraction; budgets are in accuracy points"),
+        (("compare", "accuracy_budget"), 150, "less than or equal to 100"),
+    ],
+)
+def test_budget_in_another_unit_is_refused(tmp_path, path, value, cause):
+    params = write_params(tmp_path, setter(path, value))
+    refused_at_download(tmp_path, params, f"params.yaml: {'.'.join(path)}: ", cause)
+
+
+def test_both_budgets_are_accuracy_points():
+    from quantpipe.params import load_params
+
+    params = load_params(REPO / "params.yaml")
+    assert params.compare.accuracy_budget == 1.0  # one point, as the report prints it
+    assert params.search.accuracy_budget == 0.5
+
+
+def line_of(text: str, line: str) -> int:
+    return text.splitlines().index(line) + 1
+
+
+def test_section_given_twice_is_refused_with_both_lines(tmp_path):
+    text = SHIPPED + "\nevaluate:\n  datasets: [sst2]\n"
+    (tmp_path / "params.yaml").write_text(text)
+    first, second = line_of(SHIPPED, "evaluate:"), len(SHIPPED.splitlines()) + 2
+    refused_at_download(
+        tmp_path, str(tmp_path / "params.yaml"), f"params.yaml: evaluate: duplicate key (lines {first} and {second}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [("  dynamic_int8:", "variants.dynamic_int8"), ("    arm64:", "seq2seq.variants.arm64")],
+)
+def test_entry_given_twice_is_refused_with_both_lines(tmp_path, entry, where):
+    lines = SHIPPED.splitlines(keepends=True)
+    first = line_of(SHIPPED, next(line.rstrip("\n") for line in lines if line.startswith(entry)))
+    indent = entry[: len(entry) - len(entry.lstrip())]
+    lines.insert(
+        first, f"{entry}\n{indent}  preset: arm64\n"
+    )  # a second entry of that name right after the first's key
+    (tmp_path / "params.yaml").write_text("".join(lines))
+    refused_at_download(
+        tmp_path, str(tmp_path / "params.yaml"), f"params.yaml: {where}: duplicate key (lines {first} and {first + 1}"
+    )
+
+
+def test_merge_keys_and_aliases_are_not_duplicates():
+    """A merge key (`<<: *anchor`) and a key it overrides are one key given once, not a duplicate."""
+    from quantpipe.params import parse_params
+
+    text = SHIPPED.replace(
+        "  search_winner:", "  naive_avx2:\n    <<: *reference_static\n    preset: avx2\n  search_winner:"
+    )
+    assert "naive_avx2:" in text and "naive_avx2" not in SHIPPED
+    assert parse_params(text).variants["naive_avx2"].preset == "avx2"
