@@ -3,10 +3,18 @@ with one `error: ` line naming the key (and the lines, for a duplicate), no trac
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+import yaml
 from conftest import REPO
 from test_bad_inputs import assert_refused, write_params
-from test_stages_cli import run_stage
+from test_stages_cli import assert_one_line_error, run_stage
 
 SHIPPED = (REPO / "params.yaml").read_text()
 SEEDS = [
@@ -130,3 +138,101 @@ def test_merge_keys_and_aliases_are_not_duplicates():
     )
     assert "naive_avx2:" in text and "naive_avx2" not in SHIPPED
     assert parse_params(text).variants["naive_avx2"].preset == "avx2"
+
+
+WINNER = {
+    "winner": {
+        "trial": "t0123456789",
+        "label": "kind=openvino, inference_precision=f32",
+        "variant": {"kind": "openvino", "calibration": "minmax_320", "inference_precision": "f32"},
+    }
+}
+# the promote command, its file writes stalled half-way once `ready` exists (a kill -9 lands in the write window)
+STALLED_PROMOTE = """
+import pathlib, sys, time
+from quantpipe.search import promote
+
+ready = pathlib.Path(sys.argv.pop(1))
+
+def stalled(self, text, *args, **kwargs):
+    with open(self, "w") as f:
+        f.write(text[: len(text) // 2])
+    ready.touch()
+    time.sleep(600)
+
+pathlib.Path.write_text = stalled
+promote.run_stage(promote.main)
+"""
+
+
+def promote(tmp_path: Path, *args: str, stalled: Path | None = None, **popen) -> subprocess.Popen:
+    command = ["-c", STALLED_PROMOTE, str(stalled)] if stalled else ["-m", "quantpipe.search.promote"]
+    return subprocess.Popen([sys.executable, *command, *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def winner_file(tmp_path: Path, content: str | None = None) -> Path:
+    path = tmp_path / "winner.json"
+    path.write_text(json.dumps(WINNER) if content is None else content)
+    return path
+
+
+def run_promote(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = promote(tmp_path, *args)
+    _, stderr = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
+
+
+def test_promote_killed_in_its_write_leaves_params_whole(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(SHIPPED)
+    ready = tmp_path / "ready"
+    proc = promote(tmp_path, "--winner", str(winner_file(tmp_path)), "--name", "promoted", stalled=ready)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready.exists(), proc.stderr.read() if proc.poll() is not None else "never reached the write"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert params.read_text() == SHIPPED  # the old text, whole (the new one went to a temporary sibling)
+    done = run_promote(tmp_path, "--winner", str(winner_file(tmp_path)), "--name", "promoted")
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(params.read_text())["variants"]["promoted"] == WINNER["winner"]["variant"]
+    assert not list(tmp_path.glob(".params.yaml.tmp-*"))  # the next write removed the killed run's leftover
+
+
+def test_promote_into_flow_style_variants(tmp_path):
+    params = yaml.safe_load(SHIPPED)
+    variants = params.pop("variants")
+    text = yaml.safe_dump(params, sort_keys=False) + "variants: " + yaml.safe_dump(variants, default_flow_style=True)
+    (tmp_path / "params.yaml").write_text(text)
+    done = run_promote(tmp_path, "--winner", str(winner_file(tmp_path)), "--name", "promoted")
+    assert done.returncode == 0, done.stderr
+    after = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    assert after["variants"] == {**variants, "promoted": WINNER["winner"]["variant"]}
+    assert {k: v for k, v in after.items() if k != "variants"} == params
+
+
+@pytest.mark.parametrize(
+    ("winner", "params", "fragments"),
+    [
+        (None, None, ["missing.yaml: params file not found"]),
+        ('{"winner": {"trial": ', SHIPPED, ["winner.json: not readable JSON"]),
+        ('{"winner": {"trial": "t1"}}', SHIPPED, ["winner.json: winner: not a search winner"]),
+        (None, "read-only", ["params.yaml: read-only; nothing written"]),
+    ],
+    ids=["missing params", "corrupt winner", "winner without variant", "read-only params"],
+)
+def test_promote_refuses_in_one_line(tmp_path, winner, params, fragments):
+    path = tmp_path / ("missing.yaml" if params is None else "params.yaml")
+    if params is not None:
+        path.write_text(SHIPPED)
+    if params == "read-only":
+        path.chmod(0o444)
+    proc = run_promote(tmp_path, "--winner", str(winner_file(tmp_path, winner)), "--params", str(path))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert_one_line_error(proc, *fragments)
+    assert not path.exists() if params is None else path.read_text() == SHIPPED
+    assert not list(tmp_path.glob(".*.tmp-*"))
