@@ -1,9 +1,11 @@
-"""params.yaml values that used to crash a stage later or were silently misread: each stops at the stage start
-with one `error: ` line naming the key (and the lines, for a duplicate), no traceback, nothing written."""
+"""Issue 23: params.yaml values that used to crash a stage later or were silently misread stop at the stage start
+with one `error: ` line naming the key (and the lines, for a duplicate), no traceback, nothing written; promote
+never leaves a half-edited params.yaml; a second run of the environment stage leaves its record untouched."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -236,3 +238,48 @@ def test_promote_refuses_in_one_line(tmp_path, winner, params, fragments):
     assert_one_line_error(proc, *fragments)
     assert not path.exists() if params is None else path.read_text() == SHIPPED
     assert not list(tmp_path.glob(".*.tmp-*"))
+
+
+def run_environment(cwd: Path, out: Path, **env: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "environment.py"), "--out", str(out)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def identity(path: Path) -> tuple[int, int]:
+    return path.stat().st_ino, path.stat().st_mtime_ns
+
+
+def test_environment_rewrites_its_record_only_when_a_fact_changed(tmp_path):
+    out = tmp_path / "environment.json"
+    run_environment(tmp_path, out)
+    first, text = identity(out), out.read_text()
+    time.sleep(0.05)  # a rewrite would show in the mtime
+    run_environment(tmp_path, out)
+    assert identity(out) == first and out.read_text() == text  # same machine: the file is left as it was
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: Faked CPU\nflags\t\t: avx2\n")
+    run_environment(tmp_path, out, QUANTPIPE_CPUINFO=str(cpuinfo))
+    assert json.loads(out.read_text())["cpu"]["model"] == "Faked CPU"
+
+
+def test_a_second_dvc_repro_leaves_environment_json_untouched(tmp_path):
+    """DVC removes a stage's outputs before running it unless they persist: the environment stage's does."""
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["environment"]
+    stage["cmd"] = f"{sys.executable} {REPO / 'stages' / 'environment.py'} --out metrics/environment.json"
+    stage.pop("deps")  # the repository's files, not this scratch project's
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"environment": stage}}))
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*dvc, "repro", "-q"], cwd=tmp_path, check=True)
+    out = tmp_path / "metrics" / "environment.json"
+    first = identity(out)
+    time.sleep(0.05)
+    subprocess.run([*dvc, "repro", "-q"], cwd=tmp_path, check=True)
+    assert identity(out) == first
