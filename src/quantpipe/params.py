@@ -32,21 +32,20 @@ BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; th
 # the seq2seq pipeline's: PyTorch with and without the decoder's key/value cache, the fp32 export
 SEQ2SEQ_BASELINES = ("pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
-MAX_SEED = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
 FRACTION_BELOW = 0.05  # an accuracy budget under this many points is a fraction written in the wrong unit
 
 
-def _numbers(annotation: Any) -> set:
+def _admitted(annotation: Any) -> set:
     """The types a field's annotation admits, unions flattened."""
     if get_origin(annotation) in (Union, UnionType):
-        return set().union(*(_numbers(arg) for arg in get_args(annotation)))
+        return set().union(*(_admitted(arg) for arg in get_args(annotation)))
     return {annotation}
 
 
 def _bool_for_a_number(annotation: Any, value: Any) -> bool:
     """Whether `value` holds a YAML `true`/`false` where `annotation` wants an int or float (pydantic would read
     it as 1 or 0), at the top or as a value of a mapping or list."""
-    admitted = _numbers(annotation)
+    admitted = _admitted(annotation)
     if isinstance(value, bool):
         return bool(admitted & {int, float}) and not admitted & {bool, Any}
     for tp in admitted:
@@ -66,6 +65,7 @@ def _in_points(budget: float) -> float:
     return budget
 
 
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seeds are unsigned 32-bit
 # an accuracy loss allowed, in accuracy points as the reports print them (0 < x < 0.05: a fraction, refused)
 AccuracyBudget = Annotated[float, Field(ge=0, le=100), AfterValidator(_in_points)]
 
@@ -181,10 +181,8 @@ class TrainParams(Section):
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_length: int = Field(64, gt=0, description="tokens per training text (longer ones are truncated)")
-    seed: int = Field(
+    seed: Seed = Field(
         42,
-        ge=0,
-        le=MAX_SEED,
         description="seed of the classifier head's initialisation, the sample and the batch "
         "order: the same seed gives the same model",
     )
@@ -235,7 +233,7 @@ class CalibrationParams(Section):
         99.999, gt=0, le=100, description="percentile of the activations kept (`method: percentile` only)"
     )
     batch_size: int = Field(16, gt=0, description="calibration batch size")
-    seed: int = Field(42, ge=0, le=MAX_SEED, description="seed of the sample drawn from the train split")
+    seed: Seed = Field(42, description="seed of the sample drawn from the train split")
     # ORTOptimizer level applied (then symbolic shape inference) before calibrating; the ranges belong
     # to that graph, which is stored with them, and serve static variants with the same `optimization`.
     optimization: Literal[CPU_OPT_LEVELS] = Field(
@@ -292,7 +290,7 @@ class EvaluateParams(Section):
     bootstrap_resamples: int = Field(
         1000, ge=0, description="paired bootstrap resamples of the 95% confidence intervals"
     )
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the bootstrap")
+    seed: Seed = Field(0, description="seed of the bootstrap")
 
 
 class SensitivityParams(Section):
@@ -353,7 +351,7 @@ class SelectionParams(Section):
     max_samples: int | None = Field(
         500, gt=0, description="texts per dataset (a seeded sample of the held-out rows); null: all of them"
     )
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the sample")
+    seed: Seed = Field(0, description="seed of the sample")
 
 
 class SearchTimingParams(Section):
@@ -396,7 +394,7 @@ class SearchParams(Section):
     max_trials: int | None = Field(
         None, gt=0, description="trials at most (grid: null runs the whole space; random and tpe need it)"
     )
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of `random` and `tpe`")
+    seed: Seed = Field(0, description="seed of `random` and `tpe`")
     accuracy_budget: AccuracyBudget = Field(
         0.5,
         description="accuracy points below fp32 ONNX allowed, on every selection dataset (1.0 = one point); below "
@@ -454,9 +452,7 @@ class Seq2seqTrainParams(Section):
     max_target_length: int = Field(
         16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
     )
-    seed: int = Field(
-        42, ge=0, le=MAX_SEED, description="seed of the new cross-attention weights, the sample and the batch order"
-    )
+    seed: Seed = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
     threads: int = Field(2, gt=0, description="torch threads while training")
 
 
@@ -481,7 +477,7 @@ class Seq2seqDataParams(Section):
     eval_samples: int | None = Field(
         400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
     )
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the eval sample")
+    seed: Seed = Field(0, description="seed of the eval sample")
 
 
 class Seq2seqVariantParams(Section):
@@ -515,7 +511,7 @@ class Seq2seqEvaluateParams(Section):
     rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
     threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
     bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the ROUGE-L CI")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the bootstrap")
+    seed: Seed = Field(0, description="seed of the bootstrap")
 
 
 class Seq2seqParams(Section):

@@ -15,7 +15,7 @@ from quantpipe.cli import run_stage
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_file, read_json
 from quantpipe.kinds import KINDS, get_kind
-from quantpipe.params import UniqueKeyLoader, parse_params
+from quantpipe.params import parse_params
 
 RERUN = "run the search: dvc repro search/dvc.yaml"
 
@@ -102,7 +102,7 @@ def with_variant(text: str, name: str, variant: dict, comment: str) -> str:
     """params.yaml text with `variants.<name>` set to `variant`: an entry of that name is replaced, else the
     entry goes at the end of `variants`; every other line stays as it is (comments, aliases, layout). A layout
     it cannot edit that way is refused (QuantpipeError), never written half right."""
-    root = yaml.compose(text, Loader=UniqueKeyLoader)
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
     top = root.value if isinstance(root, yaml.MappingNode) else []
     key, section = next(((key, value) for key, value in top if key.value == "variants"), (None, None))
     if section is None:
