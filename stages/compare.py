@@ -64,9 +64,7 @@ def main() -> None:
         report += "\n" + sensitivity_markdown(sensitivity)
     # all five outputs are written to temporary siblings and renamed into place only once all are complete
     with ExitStack() as outputs:
-        render_image(
-            table, outputs.enter_context(atomic_file(args.image)), cfg.baseline, budget, cfg.references
-        )
+        render_image(table, outputs.enter_context(atomic_file(args.image)), cfg.baseline, budget, cfg.references)
         write_plots(table, outputs.enter_context(atomic_dir(args.plots)))
         outputs.enter_context(atomic_file(args.report)).write_text(report)
         write_json(outputs.enter_context(atomic_file(args.summary)), summary_metrics(table, references))
