@@ -42,11 +42,12 @@ def main() -> None:
     )
     params = load_params(args.params)
     cfg, evaluate = params.compare, params.evaluate
+    budget = cfg.accuracy_budget / 100  # params: accuracy points; the tables and the picture: accuracy as a fraction
     metrics = collect_metrics(args.metrics, [*BASELINES, *params.variants], evaluate.datasets)
     if not args.side_by_side.is_file():
         raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
     side_by_side = read_json(args.side_by_side, expect=dict)
-    table = comparison_table(metrics, cfg.baseline, cfg.accuracy_budget, side_by_side)
+    table = comparison_table(metrics, cfg.baseline, budget, side_by_side)
     table = with_agreement(table, args.predictions, cfg.baseline, evaluate.bootstrap_resamples, evaluate.seed)
     references = against_references(table, side_by_side, cfg.references)
     answer = the_answer(table, side_by_side, cfg.references)
@@ -54,7 +55,7 @@ def main() -> None:
     environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
     image = str(args.image.relative_to(args.report.parent)) if args.image.is_relative_to(args.report.parent) else None
     report = markdown_report(
-        table, cfg.baseline, cfg.accuracy_budget, side_by_side, environment, image, answer=answer, skipped=skipped
+        table, cfg.baseline, budget, side_by_side, environment, image, answer=answer, skipped=skipped
     )
     if references:
         report += "\n" + references_markdown(references, side_by_side["rounds"])
@@ -63,9 +64,7 @@ def main() -> None:
         report += "\n" + sensitivity_markdown(sensitivity)
     # all five outputs are written to temporary siblings and renamed into place only once all are complete
     with ExitStack() as outputs:
-        render_image(
-            table, outputs.enter_context(atomic_file(args.image)), cfg.baseline, cfg.accuracy_budget, cfg.references
-        )
+        render_image(table, outputs.enter_context(atomic_file(args.image)), cfg.baseline, budget, cfg.references)
         write_plots(table, outputs.enter_context(atomic_dir(args.plots)))
         outputs.enter_context(atomic_file(args.report)).write_text(report)
         write_json(outputs.enter_context(atomic_file(args.summary)), summary_metrics(table, references))

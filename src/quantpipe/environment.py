@@ -7,6 +7,8 @@ import os
 import platform
 from pathlib import Path
 
+from quantpipe.io import read_json, write_json
+
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 PACKAGES = (
     "onnxruntime",
@@ -63,3 +65,15 @@ def versions() -> dict[str, str | None]:
 
 def environment() -> dict:
     return {"cpu": cpu_info(), "versions": versions()}
+
+
+def record(path: Path, env: dict) -> bool:
+    """Write `env` to `path` (atomically) unless the file already holds it, and say whether it wrote: a second
+    run on the same machine, e.g. a concurrent `dvc repro`, leaves the file the first one reads untouched."""
+    try:
+        if read_json(path) == env:
+            return False
+    except (OSError, ValueError):  # absent or unreadable: written anew
+        pass
+    write_json(path, env)
+    return True

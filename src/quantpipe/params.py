@@ -10,10 +10,19 @@ import math
 import re
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from quantpipe.errors import QuantpipeError
 
@@ -23,10 +32,53 @@ BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; th
 # the seq2seq pipeline's: PyTorch with and without the decoder's key/value cache, the fp32 export
 SEQ2SEQ_BASELINES = ("pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
+FRACTION_BELOW = 0.05  # an accuracy budget under this many points is a fraction written in the wrong unit
+
+
+def _admitted(annotation: Any) -> set:
+    """The types a field's annotation admits, unions flattened."""
+    if get_origin(annotation) in (Union, UnionType):
+        return set().union(*(_admitted(arg) for arg in get_args(annotation)))
+    return {annotation}
+
+
+def _bool_for_a_number(annotation: Any, value: Any) -> bool:
+    """Whether `value` holds a YAML `true`/`false` where `annotation` wants an int or float (pydantic would read
+    it as 1 or 0), at the top or as a value of a mapping or list."""
+    admitted = _admitted(annotation)
+    if isinstance(value, bool):
+        return bool(admitted & {int, float}) and not admitted & {bool, Any}
+    for tp in admitted:
+        origin, args = get_origin(tp), get_args(tp)
+        if origin is dict and isinstance(value, dict) and len(args) == 2:
+            return any(_bool_for_a_number(args[1], v) for v in value.values())
+        if origin is list and isinstance(value, list) and args:
+            return any(_bool_for_a_number(args[0], v) for v in value)
+    return False
+
+
+def _in_points(budget: float) -> float:
+    if 0 < budget < FRACTION_BELOW:
+        raise ValueError(
+            f"{budget:g} looks like a fraction; budgets are in accuracy points (1.0 = one point, 0.5 = half a point)"
+        )
+    return budget
+
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seeds are unsigned 32-bit
+# an accuracy loss allowed, in accuracy points as the reports print them (0 < x < 0.05: a fraction, refused)
+AccuracyBudget = Annotated[float, Field(ge=0, le=100), AfterValidator(_in_points)]
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if _bool_for_a_number(cls.model_fields[info.field_name].annotation, value):
+            raise ValueError(f"a number is expected, not a boolean (got {value!r})")
+        return value
 
 
 class DatasetParams(Section):
@@ -129,7 +181,7 @@ class TrainParams(Section):
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_length: int = Field(64, gt=0, description="tokens per training text (longer ones are truncated)")
-    seed: int = Field(
+    seed: Seed = Field(
         42,
         description="seed of the classifier head's initialisation, the sample and the batch "
         "order: the same seed gives the same model",
@@ -181,7 +233,7 @@ class CalibrationParams(Section):
         99.999, gt=0, le=100, description="percentile of the activations kept (`method: percentile` only)"
     )
     batch_size: int = Field(16, gt=0, description="calibration batch size")
-    seed: int = Field(42, description="seed of the sample drawn from the train split")
+    seed: Seed = Field(42, description="seed of the sample drawn from the train split")
     # ORTOptimizer level applied (then symbolic shape inference) before calibrating; the ranges belong
     # to that graph, which is stored with them, and serve static variants with the same `optimization`.
     optimization: Literal[CPU_OPT_LEVELS] = Field(
@@ -238,7 +290,7 @@ class EvaluateParams(Section):
     bootstrap_resamples: int = Field(
         1000, ge=0, description="paired bootstrap resamples of the 95% confidence intervals"
     )
-    seed: int = Field(0, description="seed of the bootstrap")
+    seed: Seed = Field(0, description="seed of the bootstrap")
 
 
 class SensitivityParams(Section):
@@ -278,11 +330,10 @@ class CompareParams(Section):
     baseline: Literal[tuple(BASELINES)] = Field(
         "pytorch_fp32", description="the model Δ acc and speed ratio are measured against"
     )
-    accuracy_budget: float = Field(
-        0.01,
-        ge=0,
-        description="largest accuracy loss against the baseline (0.01 = 1 "
-        'point) for the bold "fastest within budget" mark',
+    accuracy_budget: AccuracyBudget = Field(
+        1.0,
+        description='largest accuracy loss against the baseline, in accuracy points (1.0 = one point), for the bold "'
+        'fastest within budget" mark; below 0.05 (a fraction written by mistake) is refused',
     )
     references: list[str] = Field(
         default_factory=list,
@@ -300,7 +351,7 @@ class SelectionParams(Section):
     max_samples: int | None = Field(
         500, gt=0, description="texts per dataset (a seeded sample of the held-out rows); null: all of them"
     )
-    seed: int = Field(0, description="seed of the sample")
+    seed: Seed = Field(0, description="seed of the sample")
 
 
 class SearchTimingParams(Section):
@@ -343,9 +394,11 @@ class SearchParams(Section):
     max_trials: int | None = Field(
         None, gt=0, description="trials at most (grid: null runs the whole space; random and tpe need it)"
     )
-    seed: int = Field(0, description="seed of `random` and `tpe`")
-    accuracy_budget: float = Field(
-        0.5, ge=0, le=100, description="accuracy points below fp32 ONNX allowed, on every selection dataset"
+    seed: Seed = Field(0, description="seed of `random` and `tpe`")
+    accuracy_budget: AccuracyBudget = Field(
+        0.5,
+        description="accuracy points below fp32 ONNX allowed, on every selection dataset (1.0 = one point); below "
+        "0.05 (a fraction written by mistake) is refused",
     )
     selection: SelectionParams = Field(description="the data trials are scored on")
     timing: SearchTimingParams = Field(SearchTimingParams(), description="the paired timing of each trial")
@@ -399,7 +452,7 @@ class Seq2seqTrainParams(Section):
     max_target_length: int = Field(
         16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
     )
-    seed: int = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
+    seed: Seed = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
     threads: int = Field(2, gt=0, description="torch threads while training")
 
 
@@ -424,7 +477,7 @@ class Seq2seqDataParams(Section):
     eval_samples: int | None = Field(
         400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
     )
-    seed: int = Field(0, description="seed of the eval sample")
+    seed: Seed = Field(0, description="seed of the eval sample")
 
 
 class Seq2seqVariantParams(Section):
@@ -458,7 +511,7 @@ class Seq2seqEvaluateParams(Section):
     rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
     threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
     bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the ROUGE-L CI")
-    seed: int = Field(0, description="seed of the bootstrap")
+    seed: Seed = Field(0, description="seed of the bootstrap")
 
 
 class Seq2seqParams(Section):
@@ -621,19 +674,64 @@ def one_line(err: ValidationError, model: type[BaseModel] | None = None) -> str:
     return f"{where + ': ' if where else ''}{msg}{shown}{more}"
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate the whole params file; raise QuantpipeError with one line on any problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise QuantpipeError(f"{path}: params file not found")
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping of a YAML file (plain YAML loaders keep the last one silently)."""
+
+
+def _check_unique_keys(node: yaml.Node, where: tuple[str, ...], done: set[int]) -> None:
+    if id(node) in done:  # an alias: its anchor was checked
+        return
+    done.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, (*where, str(i)), done)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if (key.tag, name) in lines:
+                    raise DuplicateKeyError(
+                        f"{'.'.join((*where, name))}: duplicate key (lines {lines[key.tag, name]} and {line}; "
+                        "YAML would silently keep the last)"
+                    )
+                lines[key.tag, name] = line
+            _check_unique_keys(value, (*where, name), done)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in a mapping (`DuplicateKeyError` names it and both lines)."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_unique_keys(node, (), set())
+        return super().construct_document(node)
+
+
+def parse_params(text: str, path: str | Path = "params.yaml") -> Params:
+    """Validate the params file's text (`path` names it in errors); raise QuantpipeError with one line."""
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(text, Loader=UniqueKeyLoader) or {}
+    except DuplicateKeyError as exc:
+        raise QuantpipeError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise QuantpipeError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise QuantpipeError(f"{path}: {one_line(exc)}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file; raise QuantpipeError with one line on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise QuantpipeError(f"{path}: params file not found")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise QuantpipeError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_params(text, path)
 
 
 def load_seq2seq_params(path: str | Path = "params.yaml") -> Params:
