@@ -8,6 +8,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, read_json, write_json, write_text
 from quantpipe.params import load_params
+from quantpipe.search.executors import check_ray_address
 from quantpipe.search.report import SearchResult, pareto_points, search_markdown, summary_metrics
 from quantpipe.search.runner import STRATEGIES, TIE_RULE, fallback, pareto, winner
 from quantpipe.search.selection import selection_data
@@ -31,6 +32,8 @@ def main() -> None:
     search = params.search
     if search is None:
         raise QuantpipeError("search: params.yaml has no search section (docs/search.md)")
+    if search.executor == "ray" and search.ray_address:
+        check_ray_address(search.ray_address, f"{args.params}: search.ray_address")
     check_max_length(args.base, params.evaluate.max_length, "evaluate.max_length")
     ctx = TrialContext(
         params, args.base, args.onnx, args.calibration, args.prepared, selection_data(params, args.prepared)

@@ -1,10 +1,12 @@
 """The search's reliability (issue 23): a damaged trial cache file is re-run with a one-line warning; the winner
-does not change with timing noise (trials whose speed ranges overlap are tied, a stated rule chooses)."""
+does not change with timing noise (trials whose speed ranges overlap are tied, a stated rule chooses); the local
+Ray instance listens on loopback only; an unreachable `ray_address` fails within seconds, in one line."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run
+from conftest import ENV, run
+from test_stages_cli import assert_one_line_error
 
 from quantpipe.params import Params
 from quantpipe.search import runner
@@ -219,3 +222,66 @@ def test_a_damaged_cache_file_is_run_again_by_the_stage(drifting_up, tmp_path):
     assert warnings == [f"WARNING quantpipe.search.trial: {damaged}: {DAMAGED['a JSON list'][1]}; the trial runs again"]
     assert json.loads((root / "metrics/search.json").read_text())["trials"]["run_now"] == 1
     assert set(json.loads((root / damaged).read_text())) == {"fingerprint", "result"}
+
+
+# ---- Ray ------------------------------------------------------------------------------------------------------
+
+LISTENING = textwrap.dedent(
+    """
+    import json, os, socket, psutil, ray
+    from quantpipe.search.executors import run_ray
+
+    def pid():
+        return os.getpid()
+
+    pids = []
+    run_ray(pid, [()], 1, lambda i, result: pids.append(result), "ray", None, 1)
+    sockets = set()
+    for proc in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        try:
+            for conn in proc.net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN or (conn.type == socket.SOCK_DGRAM and not conn.raddr):
+                    sockets.add((proc.name(), conn.laddr.ip, conn.laddr.port))
+        except psutil.NoSuchProcess:
+            pass
+    ray.shutdown()
+    print(json.dumps({"task": pids, "sockets": sorted(sockets)}))
+    """
+)
+
+
+def test_the_local_ray_instance_listens_on_loopback_only(tmp_path):
+    pytest.importorskip("ray")
+    proc = subprocess.run(
+        [sys.executable, "-c", LISTENING],
+        cwd=tmp_path,
+        env={**ENV, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), ENV.get("PYTHONPATH", "")])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(found["task"]) == 1
+    names = {name for name, _, _ in found["sockets"]}
+    assert "gcs_server" in names and "raylet" in names, found  # the Ray processes were seen
+    outside = [s for s in found["sockets"] if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
+    assert not outside, f"listening beyond loopback: {outside}"
+
+
+def test_an_unreachable_ray_address_fails_within_seconds_in_one_line(project):
+    set_params(project, executor="ray", ray_address="127.0.0.1:1")
+    proc = subprocess.run(
+        [sys.executable, "stages/search.py"],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert_one_line_error(
+        proc, "error: params.yaml: search.ray_address: 127.0.0.1:1: no Ray cluster answers there (Connection refused)"
+    )
+    assert not (project / "metrics/search.json").exists() and not (project / "reports/search").exists()
