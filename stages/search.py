@@ -8,8 +8,9 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, read_json, write_json, write_text
 from quantpipe.params import load_params
+from quantpipe.search.executors import check_ray_address
 from quantpipe.search.report import SearchResult, pareto_points, search_markdown, summary_metrics
-from quantpipe.search.runner import STRATEGIES, fallback, pareto, winner
+from quantpipe.search.runner import STRATEGIES, TIE_RULE, fallback, pareto, winner
 from quantpipe.search.selection import selection_data
 from quantpipe.search.trial import TrialCache, TrialContext, on_report_splits
 
@@ -31,6 +32,8 @@ def main() -> None:
     search = params.search
     if search is None:
         raise QuantpipeError("search: params.yaml has no search section (docs/search.md)")
+    if search.executor == "ray" and search.ray_address:
+        check_ray_address(search.ray_address, f"{args.params}: search.ray_address")
     check_max_length(args.base, params.evaluate.max_length, "evaluate.max_length")
     ctx = TrialContext(
         params, args.base, args.onnx, args.calibration, args.prepared, selection_data(params, args.prepared)
@@ -41,15 +44,16 @@ def main() -> None:
     steps = fallback(ctx, cache, rows)
     measured = rows + [s for s in (steps["steps"] if steps else []) if s["trial"] not in {r["trial"] for r in rows}]
     front = pareto(measured)
-    best = winner(measured, search)
+    best, tied = winner(measured, search)
     report = on_report_splits(ctx, best["variant"], ()) if best else None
     environment = read_json(args.environment) if args.environment.is_file() else None
-    result = SearchResult(search, measured, front, best, steps, report)
+    result = SearchResult(search, measured, front, best, steps, report, tied)
     with atomic_dir(args.search_report) as tmp:
         write_text(tmp / "search.md", search_markdown(result, environment))
         write_json(tmp / "trials.json", {"trials": measured, "fallback": steps})
         write_json(tmp / "pareto.json", pareto_points(measured, front))
-        write_json(tmp / "winner.json", {"winner": best, "report": report})
+        ties = {"tied": [r["trial"] for r in tied], "tie_rule": TIE_RULE}
+        write_json(tmp / "winner.json", {"winner": best, **ties, "report": report})
     write_json(args.out, summary_metrics(result))
     for row in measured:
         if row["status"] == "ok":
@@ -58,9 +62,12 @@ def main() -> None:
             )
         else:
             print(f"{row['trial']} {row['label']}: {row['status']}: {row['reason']}")
-    print(
-        f"winner: {best['trial']} {best['label']} {best['speed_ratio']:.2f}x" if best else "winner: none within budget"
-    )
+    if best:
+        print(
+            f"winner: {best['trial']} {best['label']} {best['speed_ratio']:.2f}x, {len(tied) - 1} other trial(s) tied on speed"
+        )
+    else:
+        print("winner: none within budget")
 
 
 if __name__ == "__main__":

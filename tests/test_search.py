@@ -133,7 +133,14 @@ def test_fallback_leaves_the_most_damaging_parts_in_fp32_until_the_budget_holds(
     def fake_trial(ctx, raw, parts, timed):
         delta = -sum(c for part, c in cost.items() if part not in parts)
         row = {"status": "ok", "variant": raw, "resolved": {}, "size_mb": 1.0, "datasets": {}, "worst_delta": delta}
-        return {**row, "speed_ratio": 2.0 - 0.1 * len(parts)} if timed else row
+        if not timed:
+            return row
+        speed = 2.0 - 0.1 * len(parts)
+        return {
+            **row,
+            "datasets": {"sst2": {"speed_ratio": dict.fromkeys(("median", "min", "max"), speed)}},
+            "speed_ratio": speed,
+        }
 
     def fake_run_trials(fn, jobs, search, threads, done):
         for i, job in enumerate(jobs):
@@ -160,7 +167,7 @@ def test_fallback_leaves_the_most_damaging_parts_in_fp32_until_the_budget_holds(
     ]
     assert out["met"] and out["steps"][-1]["worst_delta"] == pytest.approx(-0.3)
     assert not runner.within_budget(out["steps"][-2], params.search)
-    assert runner.winner(out["steps"], params.search)["exclude_parts"] == ["layer.0", "layer.2", "layer.1"]
+    assert runner.winner(out["steps"], params.search)[0]["exclude_parts"] == ["layer.0", "layer.2", "layer.1"]
 
 
 # ---- the real stage on the tiny project -------------------------------------------------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from quantpipe.params import SearchParams
+from quantpipe.search.runner import TIE_RULE, speed_range
 
 
 @dataclass
 class SearchResult:
     """What a search found: its params, every trial row, the Pareto front's trial ids, the winner, the fallback
-    (start, ranking, steps) and the winner re-scored on the report splits."""
+    (start, ranking, steps), the winner re-scored on the report splits and the trials tied with it on speed
+    (the winner first)."""
 
     search: SearchParams
     rows: list[dict]
@@ -19,6 +21,7 @@ class SearchResult:
     best: dict | None
     fallback: dict | None
     report: dict | None
+    tied: list[dict]
 
 
 def _fields(result: SearchResult) -> tuple:
@@ -61,6 +64,8 @@ def summary_metrics(result: SearchResult) -> dict:
                 for ds, d in best["datasets"].items()
             },
             "report": {ds: {k: round(v, 6) for k, v in d.items()} for ds, d in (report or {}).items()},
+            "speed_range": [round(v, 4) for v in speed_range(best)],
+            "tied": [r["trial"] for r in result.tied],
         }
     return out
 
@@ -116,7 +121,8 @@ def search_markdown(result: SearchResult, environment: dict | None) -> str:
                 else "-"
             )
             lines.append(f"| {ds} | {sel_text} | {rep_text} |")
-        lines += ["", "Promote it to a declared variant: `python -m quantpipe.search.promote` (see README).", ""]
+        lines += ["", *_ties(result.tied), ""]
+        lines += ["Promote it to a declared variant: `python -m quantpipe.search.promote` (see README).", ""]
     else:
         lines += ["## No trial met the budget", ""]
     header = ["trial", "configuration", "worst Δ pt", *(f"{ds} Δ pt / speed" for ds in datasets), "speed", "MB"]
@@ -155,6 +161,25 @@ def search_markdown(result: SearchResult, environment: dict | None) -> str:
             )
         lines += ["", f"Budget {'met' if fallback['met'] else 'not met'}.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _ties(tied: list[dict]) -> list[str]:
+    """The winner's tie set and the rule that chose among it."""
+    fastest = max(tied, key=lambda r: r["speed_ratio"])
+    low, high = speed_range(fastest)
+    where = f"the fastest median, `{fastest['trial']}`, {fastest['speed_ratio']:.2f}x [{low:.2f}, {high:.2f}]"
+    if len(tied) == 1:
+        return [f"No other trial within budget has a speed range overlapping {where}: it wins on speed alone."]
+    listed = ", ".join(
+        f"`{r['trial']}` {r['speed_ratio']:.2f}x [{speed_range(r)[0]:.2f}, {speed_range(r)[1]:.2f}], "
+        f"worst Δ {r['worst_delta']:+.2f} pt, {r['size_mb']:.1f} MB"
+        for r in tied
+    )
+    return [
+        f"Tied on speed ({len(tied)} trials within budget whose speed ranges overlap {where}): {listed}.",
+        "",
+        f"Rule: {TIE_RULE}.",
+    ]
 
 
 def _row(r: dict, datasets: list[str]) -> str:

@@ -4,6 +4,7 @@ trial goes through `measure`: skipped when invalid, read from the cache when kno
 from __future__ import annotations
 
 from collections.abc import Callable
+from statistics import geometric_mean
 
 from quantpipe.params import SearchParams
 from quantpipe.search.executors import run_trials
@@ -129,10 +130,31 @@ def fallback(ctx: TrialContext, cache: TrialCache, rows: list[dict]) -> dict | N
     return out
 
 
-def winner(rows: list[dict], search: SearchParams) -> dict | None:
-    """The fastest measured trial within the budget on every selection dataset (trials and fallback steps)."""
+# how the winner is chosen among trials whose speeds timing noise cannot tell apart (said in the report)
+TIE_RULE = (
+    "trials whose speed range overlaps the fastest's are tied on speed; among them the winner is the one with the "
+    "higher worst selection accuracy Δ, then the smaller file (MB), then the lower trial id"
+)
+
+
+def speed_range(row: dict) -> tuple[float, float]:
+    """A timed trial's speed as a range: the geometric means of its datasets' slowest and fastest round ratios
+    (its speed is the geometric mean of their medians)."""
+    ratios = [d["speed_ratio"] for d in row["datasets"].values()]
+    return geometric_mean(r["min"] for r in ratios), geometric_mean(r["max"] for r in ratios)
+
+
+def winner(rows: list[dict], search: SearchParams) -> tuple[dict | None, list[dict]]:
+    """The winner and the trials tied with it on speed, winner first, among the measured trials within the
+    budget on every selection dataset (trials and fallback steps); see TIE_RULE. A faster median alone does
+    not win: inside the timing noise the choice would change from one run to the next."""
     eligible = [r for r in rows if within_budget(r, search) and "speed_ratio" in r]
-    return max(eligible, key=lambda r: r["speed_ratio"]) if eligible else None
+    if not eligible:
+        return None, []
+    low, high = speed_range(max(eligible, key=lambda r: r["speed_ratio"]))
+    tied = [r for r in eligible if (span := speed_range(r))[0] <= high and span[1] >= low]
+    tied.sort(key=lambda r: (-r["worst_delta"], r["size_mb"], r["trial"]))
+    return tied[0], tied
 
 
 def pareto(rows: list[dict]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import tempfile
 import time
@@ -23,7 +24,7 @@ from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import read_json, write_json
+from quantpipe.io import write_json
 from quantpipe.kinds import get_kind, variant_params
 from quantpipe.kinds.base import BuildInputs
 from quantpipe.metrics import classification_metrics
@@ -32,6 +33,8 @@ from quantpipe.quantization import cpu_isa, graph_to_quantize
 from quantpipe.sensitivity import node_part
 from quantpipe.side_by_side import time_side_by_side
 from quantpipe.statistics import paired_ratio
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,38 @@ def run_trial(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...] = (),
     return {**result, "seconds": time.perf_counter() - start}
 
 
+# what a cached result must hold to be used: its status's keys (the rest is checked where it is read)
+RESULT_KEYS = {"ok": {"variant", "datasets", "worst_delta", "size_mb"}, "failed": {"reason"}}
+
+
+def read_entry(path: Path) -> tuple[dict | None, str | None]:
+    """A trial cache file's entry, or None and what is wrong with the file, in a few words."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    if not text.strip():
+        return None, "empty"
+    marker = next((i for i, line in enumerate(text.splitlines(), 1) if line.startswith(("<<<<<<<", ">>>>>>>"))), 0)
+    if marker:
+        return None, f"a git merge-conflict marker on line {marker}"
+    try:
+        stored = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc})"
+    if not isinstance(stored, dict) or not isinstance(stored.get("result"), dict):
+        return None, f"not a trial entry (a JSON {type(stored).__name__} without a result object)"
+    result = stored["result"]
+    if result.get("status") not in RESULT_KEYS:
+        return None, f"its result's status is {result.get('status')!r}, not 'ok' or 'failed'"
+    missing = sorted(RESULT_KEYS[result["status"]] - set(result))
+    return (None, f"its result lacks {', '.join(missing)}") if missing else (stored, None)
+
+
 class TrialCache:
-    """One JSON file per trial in a DVC-tracked directory: its result, valid while the context is unchanged."""
+    """One JSON file per trial in a DVC-tracked directory: its result, valid while the context is unchanged.
+    A damaged file (empty, truncated, a merge conflict, not an entry) is reported in one line and its trial
+    runs again; `put` replaces the file atomically."""
 
     def __init__(self, root: Path, fingerprint: str):
         self.root, self.fingerprint = Path(root), fingerprint
@@ -217,7 +250,10 @@ class TrialCache:
         path = self.path(key)
         if not path.is_file():
             return None
-        stored = read_json(path)
+        stored, problem = read_entry(path)
+        if problem:
+            log.warning(f"{path}: {problem}; the trial runs again")
+            return None
         return stored["result"] if stored.get("fingerprint") == self.fingerprint else None
 
     def put(self, key: str, result: dict) -> None:
