@@ -407,7 +407,11 @@ class SearchParams(Section):
     executor: Literal["local", "ray"] = Field(
         "local", description="`local`: this machine; `ray`: Ray tasks (`pip install 'quantpipe[ray]'`)"
     )
-    ray_address: str | None = Field(None, description="`ray.init` address (null: a local Ray instance)")
+    ray_address: str | None = Field(
+        None,
+        description="`ray.init` address of a running cluster, probed before the search starts "
+        "(null: a local Ray instance listening on loopback only; docs/search.md)",
+    )
 
     def grids(self) -> list[dict[str, list[Any]]]:
         """The space as a list of grids (one grid, or the union a list declares)."""
