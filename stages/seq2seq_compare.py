@@ -1,11 +1,9 @@
 """Stage seq2seq_compare: every seq2seq model timed side by side in one process, scored against the references
 -> reports/seq2seq.md, metrics/seq2seq.json."""
 
-import pandas as pd
-
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json, write_json, write_text
+from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
 from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
 from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
@@ -27,20 +25,23 @@ def main() -> None:
     params = load_seq2seq_params(args.params)
     cfg = params.seq2seq.evaluate
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
-    pairs = pd.read_parquet(args.s2s_data / "eval.parquet")
+    pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source", "target"))
     evals, outputs = {}, {}
     for name in models:
         folder = args.s2s_metrics / name
         if not (folder / "metrics.json").is_file():
             raise QuantpipeError(f"{folder}: no metrics (run the seq2seq_evaluate stage)")
-        evals[name], outputs[name] = read_json(folder / "metrics.json"), read_json(folder / "outputs.json")["outputs"]
+        evals[name] = read_json(folder / "metrics.json", expect=dict)
+        outputs[name] = read_json(folder / "outputs.json", expect=dict).get("outputs")
+        if not isinstance(outputs[name], list):
+            raise artifact_error(folder / "outputs.json", "no list of outputs under `outputs`")
     quality = quality_by_model(pairs["target"].tolist(), outputs, BASELINE, cfg.bootstrap_resamples, cfg.seed)
     loaded = {name: load_seq2seq(model.path, cfg.threads, model.use_cache) for name, model in models.items()}
     texts = pairs["source"].tolist()[: cfg.latency_samples]
     max_length = params.seq2seq.model.train.max_source_length
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds, max_length)
     rows = summary(evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE))
-    environment = read_json(args.environment) if args.environment.is_file() else None
+    environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
     write_text(args.s2s_report, markdown(rows, timings, environment, cfg, len(pairs)))
     write_json(args.out, rows)
     for name, row in rows.items():

@@ -1,11 +1,9 @@
 """Stage seq2seq_evaluate: one seq2seq model served in a fresh process (memory, one-call increment, per-call
 latency, outputs of the eval texts) -> metrics/seq2seq/eval/<model>/{metrics,outputs}.json."""
 
-import pandas as pd
-
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir, write_json
+from quantpipe.io import atomic_dir, read_parquet, write_json
 from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
 from quantpipe.seq2seq.models import seq2seq_models
@@ -18,7 +16,7 @@ def main() -> None:
     if args.name not in models:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
     cfg = params.seq2seq.evaluate
-    pairs = pd.read_parquet(args.s2s_data / "eval.parquet")
+    pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source",))
     model = models[args.name]
     request = MeasureRequest(
         model_dir=str(model.path),

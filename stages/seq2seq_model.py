@@ -1,11 +1,9 @@
 """Stage seq2seq_model: the fp32 seq2seq model -> models/seq2seq/base/ (a ready one, or an encoder-decoder
 warm-started from the packaged MiniLM and fine-tuned on the train pairs)."""
 
-import pandas as pd
-
 from quantpipe.base_model import resolve_model_ref
 from quantpipe.cli import run_stage, stage_args
-from quantpipe.io import atomic_dir, write_json
+from quantpipe.io import atomic_dir, read_parquet, write_json
 from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.export import seq2seq_config
 from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
@@ -27,7 +25,9 @@ def main() -> None:
             model, tokenizer = warm_start(
                 cfg.encoder, "seq2seq.model.encoder", cfg.train.seed, cfg.train.tie_encoder_decoder
             )
-            stats = finetune_seq2seq(model, tokenizer, pd.read_parquet(args.s2s_data / "train.parquet"), cfg.train)
+            stats = finetune_seq2seq(
+                model, tokenizer, read_parquet(args.s2s_data / "train.parquet", columns=("source", "target")), cfg.train
+            )
             save_seq2seq(model, tokenizer, tmp)
         write_json(tmp / "training.json", stats)
     print(f"seq2seq model: {stats}")

@@ -280,3 +280,28 @@ def test_a_failure_in_the_serving_process_is_its_one_line(tiny_model, tmp_path, 
         serve_in_child(broken_kind.KIND, variant, tiny_model, tiny_model, {"sst2": ["a text"]}, cfg)
     assert str(raised.value) == f"serving {tiny_model}: ValueError: the runtime refused this model"
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_seq2seq_evaluate_names_a_corrupt_eval_split(project):
+    """The writing stage is found in the pipeline one folder down, addressed as DVC does."""
+    (project / "seq2seq").mkdir()
+    shutil.copy2(REPO / "seq2seq/dvc.yaml", project / "seq2seq/dvc.yaml")
+    pairs = project / "data/seq2seq"
+    pairs.mkdir(parents=True)
+    (pairs / "eval.parquet").write_bytes(b"PAR1 not a whole parquet file")
+    out = project / "metrics/seq2seq/eval/pytorch_fp32"
+    proc = run_in(project, "seq2seq_evaluate.py", "--name", "pytorch_fp32", "--out", str(out))
+    assert_refused(
+        proc, out, "data/seq2seq/eval.parquet: not a valid parquet file (", rebuild("seq2seq/dvc.yaml:seq2seq_data")
+    )
+
+
+def test_a_corrupt_seq2seq_model_config_is_one_line(tmp_path):
+    from conftest import build_tiny_t5
+
+    from quantpipe.seq2seq.runtime import load_torch_seq2seq
+
+    model_dir = build_tiny_t5(tmp_path / "t5")
+    corrupt(model_dir / "config.json", "{ not json")
+    with pytest.raises(QuantpipeError, match=r"config\.json: not valid JSON \(.*\); rebuild it"):
+        load_torch_seq2seq(model_dir, threads=1)

@@ -106,8 +106,9 @@ def _foreach_items(foreach: Any, params: dict) -> list[tuple[str, Any]]:
     return []
 
 
-def _stage_outputs(stages: dict, params: dict) -> Iterator[tuple[str, str]]:
-    """(stage name, output path) of every stage of a dvc.yaml's `stages`, foreach stages as `<name>@<key>`."""
+def _stage_outputs(stages: dict, params: dict) -> Iterator[tuple[str, str, str]]:
+    """(stage name, output path, the stage's `wdir`) of every stage of a dvc.yaml's `stages`, foreach stages as
+    `<name>@<key>`."""
     for name, stage in stages.items():
         instances = [(name, stage, {})]
         if isinstance(stage, dict) and "foreach" in stage:
@@ -121,26 +122,30 @@ def _stage_outputs(stages: dict, params: dict) -> Iterator[tuple[str, str]]:
                     template = next(iter(out)) if isinstance(out, dict) else out
                     path = _interpolate(str(template), {**params, **context})
                     if path is not None:
-                        yield addressing, path
+                        yield addressing, path, str(body.get("wdir", "."))
 
 
 def writing_stage(path: str | Path) -> str | None:
-    """The stage of `dvc.yaml` (in the working directory) whose output holds `path`, or None."""
+    """The stage of `dvc.yaml` (in the working directory), or of a pipeline one folder down (`search/dvc.yaml`,
+    `seq2seq/dvc.yaml`, addressed as DVC does: `seq2seq/dvc.yaml:seq2seq_data`), whose output holds `path`, or
+    None."""
     import yaml
 
-    pipeline = Path(PIPELINE_FILE)
-    if not pipeline.is_file():
-        return None
     try:
-        stages = yaml.safe_load(pipeline.read_text()).get("stages") or {}
         params_file = Path("params.yaml")
         params = yaml.safe_load(params_file.read_text()) if params_file.is_file() else {}
-    except (yaml.YAMLError, AttributeError):
+    except yaml.YAMLError:
         return None
     target = Path(path).resolve()
-    for addressing, out in _stage_outputs(stages, params if isinstance(params, dict) else {}):
-        if target.is_relative_to(Path(out).resolve()):
-            return addressing
+    for pipeline in [Path(PIPELINE_FILE), *sorted(Path().glob(f"*/{PIPELINE_FILE}"))]:
+        try:
+            stages = yaml.safe_load(pipeline.read_text()).get("stages") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue
+        prefix = "" if pipeline == Path(PIPELINE_FILE) else f"{pipeline.as_posix()}:"
+        for addressing, out, wdir in _stage_outputs(stages, params if isinstance(params, dict) else {}):
+            if target.is_relative_to((pipeline.parent / wdir / out).resolve()):
+                return prefix + addressing
     return None
 
 

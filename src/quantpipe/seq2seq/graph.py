@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from quantpipe.io import read_onnx
+
 # operators of ONNX Runtime's dynamic int8 (QOperator) graphs
 QUANTIZED_OPS = ("MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "QAttention", "ConvInteger")
 # cross-attention scopes in exported node names: T5 and mT5, BERT-like decoders, BART-like models
@@ -24,7 +26,7 @@ def graphs(model_path: Path) -> Iterator[tuple[str, object]]:
                 if attr.type == onnx.AttributeProto.GRAPH:
                     yield from walk(attr.g, f"{key}/{node.name}.{attr.name}")
 
-    yield from walk(onnx.load(str(model_path), load_external_data=False).graph, "main")
+    yield from walk(read_onnx(model_path, load_external_data=False).graph, "main")
 
 
 def node_names(model_path: Path) -> set[str]:

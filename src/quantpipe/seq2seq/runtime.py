@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import check_model_dir, loading
 from quantpipe.seq2seq.export import DECODER_FILE, MERGED_FILE, part_files, seq2seq_config
 
 
@@ -15,9 +16,11 @@ def load_torch_seq2seq(model_dir: str | Path, threads: int, use_cache: bool = Tr
     import torch
     from transformers import AutoModelForSeq2SeqLM
 
+    check_model_dir(model_dir)
     seq2seq_config(model_dir)
     torch.set_num_threads(threads)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    with loading(model_dir, "seq2seq PyTorch model"):
+        model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
     model.generation_config.use_cache = use_cache
     return model
 
@@ -37,9 +40,11 @@ def load_ort_seq2seq(model_dir: Path, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ORTModelForSeq2SeqLM.from_pretrained(
-        model_dir, use_cache=files[1:] != [DECODER_FILE], use_merged=MERGED_FILE in files, session_options=options
-    )
+    check_model_dir(model_dir)
+    with loading(model_dir, "seq2seq ONNX model"):
+        return ORTModelForSeq2SeqLM.from_pretrained(
+            model_dir, use_cache=files[1:] != [DECODER_FILE], use_merged=MERGED_FILE in files, session_options=options
+        )
 
 
 def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):
