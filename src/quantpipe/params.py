@@ -298,8 +298,8 @@ class SensitivityParams(Section):
 
     enabled: bool = Field(
         False,
-        description="opt-in (`dvc exp run -S sensitivity.enabled=true`); it took about 6 minutes in the "
-        "run committed in `def8afe` (2-core AVX2 EPYC)",
+        description="opt-in (`dvc exp run -S sensitivity.enabled=true`): the stage quantizes and times one "
+        "model per operator type and per layer (its cost: docs/results.md)",
     )
     variant: str = Field(
         description="name in `variants` analysed, with its operators, format and ranges (not "
