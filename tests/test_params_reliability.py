@@ -221,7 +221,7 @@ def test_promote_into_flow_style_variants(tmp_path):
     ("winner", "params", "fragments"),
     [
         (None, None, ["missing.yaml: params file not found"]),
-        ('{"winner": {"trial": ', SHIPPED, ["winner.json: not readable JSON"]),
+        ('{"winner": {"trial": ', SHIPPED, ["winner.json: not valid JSON ("]),
         ('{"winner": {"trial": "t1"}}', SHIPPED, ["winner.json: winner: not a search winner"]),
         (None, "read-only", ["params.yaml: read-only; nothing written"]),
     ],

@@ -39,9 +39,9 @@ def read_winner(path: Path) -> dict:
     if not path.is_file():
         raise QuantpipeError(f"{path}: no winner ({RERUN})")
     try:
-        winner = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise QuantpipeError(f"{path}: not readable JSON ({exc}); {RERUN}") from None
+        winner = read_json(path)  # not valid JSON: one line naming the file and the stage that writes it
+    except OSError as exc:
+        raise QuantpipeError(f"{path}: cannot be read ({exc.strerror}); {RERUN}") from None
     winner = winner.get("winner") if isinstance(winner, dict) else None
     if not winner:
         raise QuantpipeError(f"{path}: no winner ({RERUN})")
