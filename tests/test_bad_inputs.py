@@ -166,6 +166,19 @@ def test_nodes_to_exclude_must_be_in_the_graph_quantized(tmp_path, tiny_onnx, op
     )
 
 
+def assert_download_refuses(tmp_path: Path, file: str, content: bytes, cause: str) -> None:
+    """The download stage, given `content` as the local data file `file` (JSON Lines or TSV), stops with
+    `<the file>: <cause>` and writes nothing."""
+    data = tmp_path / file
+    data.write_bytes(content)
+    builder = {".jsonl": {"path": "json"}, ".tsv": {"path": "csv", "load_kwargs": {"delimiter": "\t", "quoting": 3}}}
+    spec = {**builder[data.suffix], "data_files": {"train": str(data)}, "text_fields": ["text"]}
+    params = write_params(tmp_path, lambda p: only_dataset(p, spec))
+    out = tmp_path / "raw"
+    proc = run_stage("download.py", "--params", params, "--out", str(out))
+    assert_refused(proc, out, f"error: {data}: {cause}")
+
+
 @pytest.mark.parametrize(
     ("file", "content", "cause"),
     [
@@ -186,14 +199,7 @@ def test_nodes_to_exclude_must_be_in_the_graph_quantized(tmp_path, tiny_onnx, op
     ids=["string-label", "latin-1", "bad-json", "extra-tab", "empty"],
 )
 def test_bad_data_file_stops_download(tmp_path, file, content, cause):
-    data = tmp_path / file
-    data.write_bytes(content)
-    builder = {".jsonl": {"path": "json"}, ".tsv": {"path": "csv", "load_kwargs": {"delimiter": "\t", "quoting": 3}}}
-    spec = {**builder[data.suffix], "data_files": {"train": str(data)}, "text_fields": ["text"]}
-    params = write_params(tmp_path, lambda p: only_dataset(p, spec))
-    out = tmp_path / "raw"
-    proc = run_stage("download.py", "--params", params, "--out", str(out))
-    assert_refused(proc, out, f"error: {data}: {cause}")
+    assert_download_refuses(tmp_path, file, content, cause)
 
 
 def test_empty_texts_stop_combine(tmp_path):
@@ -259,14 +265,7 @@ def test_a_missing_label_column_stops_combine_naming_the_file(tmp_path):
     ids=["fraction", "nan", "missing-key", "csv-fraction", "csv-empty"],
 )
 def test_a_label_that_is_no_class_id_stops_download_naming_the_line(tmp_path, file, content, cause):
-    data = tmp_path / file
-    data.write_bytes(content)
-    builder = {".jsonl": {"path": "json"}, ".tsv": {"path": "csv", "load_kwargs": {"delimiter": "\t", "quoting": 3}}}
-    spec = {**builder[data.suffix], "data_files": {"train": str(data)}, "text_fields": ["text"]}
-    params = write_params(tmp_path, lambda p: only_dataset(p, spec))
-    out = tmp_path / "raw"
-    proc = run_stage("download.py", "--params", params, "--out", str(out))
-    assert_refused(proc, out, f"error: {data}: {cause}")
+    assert_download_refuses(tmp_path, file, content, cause)
 
 
 @pytest.mark.parametrize(

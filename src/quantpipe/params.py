@@ -726,16 +726,20 @@ def parse_params(text: str, path: str | Path = "params.yaml") -> Params:
         raise QuantpipeError(f"{path}: {one_line(exc)}") from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate the whole params file; raise QuantpipeError with one line on any problem."""
+def read_params_text(path: str | Path) -> str:
+    """The params file's text; a missing or unreadable file is one line."""
     path = Path(path)
     if not path.is_file():
         raise QuantpipeError(f"{path}: params file not found")
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as exc:
         raise QuantpipeError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_params(text, path)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate the whole params file; raise QuantpipeError with one line on any problem."""
+    return parse_params(read_params_text(path), Path(path))
 
 
 def load_seq2seq_params(path: str | Path = "params.yaml") -> Params:

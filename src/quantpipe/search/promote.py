@@ -15,7 +15,7 @@ from quantpipe.cli import run_stage
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_file, read_json
 from quantpipe.kinds import KINDS, get_kind
-from quantpipe.params import parse_params
+from quantpipe.params import parse_params, read_params_text
 
 RERUN = "run the search: dvc repro search/dvc.yaml"
 
@@ -143,12 +143,7 @@ def replace_file(path: Path, text: str) -> None:
 
 def promote(winner_file: Path, params_file: Path, name: str) -> dict:
     winner = read_winner(winner_file)
-    if not params_file.is_file():
-        raise QuantpipeError(f"{params_file}: params file not found")
-    try:
-        before = params_file.read_text()
-    except OSError as exc:
-        raise QuantpipeError(f"{params_file}: cannot read ({exc.strerror})") from None
+    before = read_params_text(params_file)
     parse_params(before, params_file)  # the file as it is must be valid before it is edited
     variant = declared_keys(winner["variant"])
     after = with_variant(before, name, variant, f"search winner {winner['trial']}: {winner['label']}")
