@@ -269,6 +269,13 @@ def test_environment_rewrites_its_record_only_when_a_fact_changed(tmp_path):
     assert json.loads(out.read_text())["cpu"]["model"] == "Faked CPU"
 
 
+def test_a_truncated_environment_record_is_written_anew(tmp_path):
+    out = tmp_path / "environment.json"
+    out.write_text('{"cpu": {"model": ')
+    run_environment(tmp_path, out)
+    assert "versions" in json.loads(out.read_text())
+
+
 def test_a_second_dvc_repro_leaves_environment_json_untouched(tmp_path):
     """DVC removes a stage's outputs before running it unless they persist: the environment stage's does."""
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["environment"]

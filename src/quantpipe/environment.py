@@ -7,6 +7,7 @@ import os
 import platform
 from pathlib import Path
 
+from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_json, write_json
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
@@ -71,9 +72,9 @@ def record(path: Path, env: dict) -> bool:
     """Write `env` to `path` (atomically) unless the file already holds it, and say whether it wrote: a second
     run on the same machine, e.g. a concurrent `dvc repro`, leaves the file the first one reads untouched."""
     try:
-        if read_json(path) == env:
+        if Path(path).is_file() and read_json(path) == env:
             return False
-    except (OSError, ValueError):  # absent or unreadable: written anew
+    except QuantpipeError:  # not valid JSON (a killed write of an older version): written anew
         pass
     write_json(path, env)
     return True
