@@ -8,13 +8,13 @@ import pytest
 
 from quantpipe.base_model import package_model_dir, resolve_model_ref
 from quantpipe.calibration import calibrate
+from quantpipe.config.registry import get_kind
+from quantpipe.config.sections import CalibrationParams, EvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import Tokenizer, length_sorted_batches, predict
-from quantpipe.kinds import get_kind
 from quantpipe.kinds.onnx import OnnxClassifier
 from quantpipe.kinds.pytorch import TorchClassifier
-from quantpipe.params import CalibrationParams, EvaluateParams
 from quantpipe.quantization import OrtQuantParams, quantize_variant
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
@@ -212,7 +212,7 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
     from optimum.onnxruntime import AutoQuantizationConfig
     from sklearn.metrics import accuracy_score
 
-    from quantpipe.params import SensitivityParams
+    from quantpipe.config.sections import SensitivityParams
 
     variant = OrtQuantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
     parts = sensitivity_parts(tiny_onnx / "model.onnx", ["MatMul", "Add", "Conv"])

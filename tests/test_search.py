@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import ran_stages, run
 
+from quantpipe.config import Params, load_params
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Params, load_params
 from quantpipe.search import runner
 from quantpipe.search.space import candidate, planned_points
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from quantpipe.config.sections import BaseModelParams, TrainParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import BaseModelParams, TrainParams
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,15 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from quantpipe.calibration import RANGES_FILE, read_ranges, tensors_range
+from quantpipe.config.constants import CPU_OPT_LEVELS, PRESETS
+from quantpipe.config.sections import VariantParams, check_calibration
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE, prepare_graph
 from quantpipe.io import check_model_dir, read_onnx
-from quantpipe.params import CPU_OPT_LEVELS, VariantParams
 
 logger = logging.getLogger(__name__)
 
-PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
 # what each preset's kernels need: /proc/cpuinfo flags (x86) or the machine name (arm64)
 PRESET_NEEDS = {"avx2": ("avx2",), "avx512": ("avx512f",), "avx512_vnni": ("avx512f", "avx512_vnni")}
 # What `preset: auto` picks per instruction set. Without AVX-512 (measured on a 2-core AVX2-only EPYC, side by
@@ -149,13 +149,9 @@ class OrtQuantParams(VariantParams):
         return self
 
     def check_references(self, name: str, params) -> None:
+        check_calibration(name, self.calibration, params)
         if not self.calibration:
             return
-        if self.calibration not in params.calibrations:
-            raise ValueError(
-                f"variants.{name}.calibration: '{self.calibration}' is not one of calibrations "
-                f"{sorted(params.calibrations)}"
-            )
         level = params.calibrations[self.calibration].optimization
         if level != self.optimization:
             raise ValueError(

@@ -16,9 +16,9 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 from tqdm.auto import tqdm
 
+from quantpipe.config.sections import EvaluateParams, SensitivityParams
 from quantpipe.io import read_onnx
 from quantpipe.kinds.onnx import OnnxClassifier
-from quantpipe.params import EvaluateParams, SensitivityParams
 from quantpipe.quantization import (
     OrtQuantParams,
     graph_to_quantize,
@@ -29,7 +29,6 @@ from quantpipe.quantization import (
 from quantpipe.side_by_side import time_side_by_side
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
-PART = re.compile(r"embeddings|head|layer\.\d+")  # the names node_part gives
 
 
 def node_part(node) -> str:

@@ -4,7 +4,6 @@ resident memory after load, after one batch, peak) are that model's alone."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -14,11 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from quantpipe.config.registry import kind_at
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict, single_example_latencies
 from quantpipe.io import first_line
 from quantpipe.kinds.base import Kind
-from quantpipe.params import EvaluateParams, VariantParams
 
 
 def _rss_bytes() -> int:
@@ -117,7 +117,7 @@ def serve_in_child(
 
 
 def _serve_request(request: dict) -> dict:
-    kind = importlib.import_module(request["kind"]).KIND
+    kind = kind_at(request["kind"])
     variant = kind.params.model_validate(request["variant"])
     cfg = EvaluateParams.model_validate(request["cfg"])
     return serve(kind, variant, request["model_dir"], request["tokenizer_dir"], request["texts"], cfg)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from quantpipe.config.sections import EvaluateParams
 from quantpipe.environment import cpu_info
 from quantpipe.kinds.base import BuildInputs, Kind
 from quantpipe.kinds.onnx import load_onnx
-from quantpipe.params import EvaluateParams
 from quantpipe.quantization import OrtQuantParams, quantize_variant, resolve_preset
 
 
@@ -15,6 +15,8 @@ class OrtInt8Kind(Kind):
     """An ONNX Runtime int8 model; `dynamic` and `static` differ in their params' `kind` only."""
 
     params = OrtQuantParams
+    sensitivity = True
+    excludable_parts = True
 
     def build(self, name: str, variant: OrtQuantParams, inputs: BuildInputs, out_dir: Path) -> dict:
         preset = resolve_preset(name, variant.preset, cpu_info())

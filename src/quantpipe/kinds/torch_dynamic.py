@@ -18,12 +18,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas
 from quantpipe.io import artifact_error, check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.pytorch import TorchClassifier, torch_runtime
-from quantpipe.params import EvaluateParams, VariantParams
 
 WEIGHTS_FILE = "model.pt"
 # what torch prints for the deprecated API's every use (its removal: pytorch PR #153892); nothing to act on here

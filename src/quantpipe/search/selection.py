@@ -9,9 +9,9 @@ import numpy as np
 
 from quantpipe.base_model import training_sample
 from quantpipe.calibration import calibration_sample
+from quantpipe.config import Params
 from quantpipe.data import read_prepared
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Params
 
 
 def used_texts(params: Params, prepared: Path) -> set[str]:

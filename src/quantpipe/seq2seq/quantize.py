@@ -11,9 +11,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from quantpipe.config.constants import PRESETS
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.quantization import PRESETS, quantize_fused_dynamic, resolve_preset
+from quantpipe.quantization import quantize_fused_dynamic, resolve_preset
 from quantpipe.seq2seq.export import is_optimized, part_files
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, graphs, node_names, op_counts
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from quantpipe.base_model import load_pretrained, resolve_model_ref, train_loop, training_sample
+from quantpipe.config.seq2seq import Seq2seqTrainParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Seq2seqTrainParams
 
 COLUMNS = ("source", "target")
 # the generation tokens of a warm-started BERT-to-BERT, from its tokenizer: start from [CLS], end at [SEP]
