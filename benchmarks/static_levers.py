@@ -20,8 +20,8 @@ import pandas as pd
 from quantpipe.calibration import calibrate
 from quantpipe.data import read_prepared
 from quantpipe.inference import Tokenizer
+from quantpipe.kinds.ort_int8 import OrtQuantParams, quantize_variant
 from quantpipe.params import CalibrationParams, load_params
-from quantpipe.quantization import OrtQuantParams, quantize_variant
 from quantpipe.sensitivity import score_side_by_side
 
 # label: (changes to the variant, changes to its calibration)

@@ -27,8 +27,8 @@ from quantpipe.io import read_json, write_json
 from quantpipe.kinds import KINDS, get_kind, pipeline_models
 from quantpipe.kinds.base import VARIANT_FILE, BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.onnx import load_onnx
+from quantpipe.ort_quantize import PRESETS
 from quantpipe.params import BASELINES, EvaluateParams, Params, VariantParams, load_params
-from quantpipe.quantization import PRESETS
 
 # --- a kind defined outside the package: an fp32 copy of the ONNX export, run with ONNX Runtime's basic
 # graph optimizations whatever `evaluate.graph_optimization` says. KINDS maps a kind to a module exposing KIND.

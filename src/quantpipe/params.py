@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.ort_quantize import Preset
 
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
 CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothing to quantize on a CPU
@@ -487,7 +488,9 @@ class Seq2seqDataParams(Section):
 class Seq2seqVariantParams(Section):
     """A seq2seq ONNX variant: dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does."""
 
-    preset: str = Field("auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)")
+    preset: Preset = Field(
+        "auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)"
+    )
     per_channel: bool = Field(False, description="weights per output channel (the reference's CLI: per tensor)")
     parts: list[Literal["encoder", "decoder"]] = Field(
         default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files quantized (others stay fp32)"
@@ -495,15 +498,6 @@ class Seq2seqVariantParams(Section):
     exclude: list[Literal["lm_head", "cross_attention"]] = Field(
         default_factory=list, description="nodes left in fp32: the decoder's output projection, the cross attention"
     )
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, preset: str) -> str:
-        from quantpipe.quantization import PRESETS
-
-        if preset not in ("auto", *PRESETS):
-            raise ValueError(f"unknown preset {preset!r} (auto, {', '.join(PRESETS)})")
-        return preset
 
 
 class Seq2seqEvaluateParams(Section):
