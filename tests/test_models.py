@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import pytest
 
-from quantpipe.base_model import package_model_dir, resolve_model_ref
 from quantpipe.calibration import calibrate
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
@@ -15,6 +14,7 @@ from quantpipe.kinds import get_kind
 from quantpipe.kinds.onnx import OnnxClassifier
 from quantpipe.kinds.ort_int8 import OrtQuantParams, quantize_variant
 from quantpipe.kinds.pytorch import TorchClassifier
+from quantpipe.model_loading import package_model_dir, resolve_model_ref
 from quantpipe.params import CalibrationParams, EvaluateParams
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 

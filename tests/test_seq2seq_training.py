@@ -12,8 +12,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from quantpipe.base_model import package_model_dir
 from quantpipe.errors import QuantpipeError
+from quantpipe.model_loading import package_model_dir
 from quantpipe.params import Seq2seqTrainParams, load_params, load_seq2seq_params
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
