@@ -3,9 +3,9 @@
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir, write_json
+from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
 from quantpipe.kinds import get_kind
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs
+from quantpipe.kinds.base import BuildInputs
 from quantpipe.params import load_params
 
 

@@ -23,9 +23,9 @@ from test_base_model import params as finetune_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import read_json, write_json
+from quantpipe.io import VARIANT_FILE, read_json, write_json
 from quantpipe.kinds import KINDS, get_kind, pipeline_models
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs, Kind, copy_tokenizer
+from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.onnx import load_onnx
 from quantpipe.ort_quantize import PRESETS
 from quantpipe.params import BASELINES, EvaluateParams, Params, VariantParams, load_params

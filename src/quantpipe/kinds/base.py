@@ -10,10 +10,8 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json
+from quantpipe.io import VARIANT_FILE, read_json
 from quantpipe.params import EvaluateParams, Params, VariantParams
-
-VARIANT_FILE = "quantpipe_variant.json"  # written by the quantize stage beside the model: kind, params, resolved
 
 
 class Runtime(Protocol):
