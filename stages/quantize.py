@@ -5,8 +5,8 @@ from quantpipe.config import load_params
 from quantpipe.config.registry import get_kind
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir, write_json
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs
+from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
+from quantpipe.kinds.base import BuildInputs
 
 
 def main() -> None:

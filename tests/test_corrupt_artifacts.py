@@ -17,7 +17,7 @@ from conftest import REPO, tiny_params
 from test_bad_inputs import assert_refused
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.kinds.base import VARIANT_FILE
+from quantpipe.io import VARIANT_FILE
 
 
 def corrupt(path: Path, how: str = "truncate") -> None:

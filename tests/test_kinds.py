@@ -27,9 +27,9 @@ from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import read_json, write_json
+from quantpipe.io import VARIANT_FILE, read_json, write_json
 from quantpipe.kinds import pipeline_models
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs, Kind, copy_tokenizer
+from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.onnx import load_onnx
 
 # --- a kind defined outside the package: an fp32 copy of the ONNX export, run with ONNX Runtime's basic

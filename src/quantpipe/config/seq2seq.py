@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from quantpipe.config.base import NAME, Section, Seed
-from quantpipe.config.constants import CPU_OPT_LEVELS, PRESETS, SEQ2SEQ_BASELINES
+from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES, Preset
 
 if TYPE_CHECKING:
     from quantpipe.config import Params
@@ -61,7 +61,9 @@ class Seq2seqDataParams(Section):
 class Seq2seqVariantParams(Section):
     """A seq2seq ONNX variant: dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does."""
 
-    preset: str = Field("auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)")
+    preset: Preset = Field(
+        "auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)"
+    )
     per_channel: bool = Field(False, description="weights per output channel (the reference's CLI: per tensor)")
     parts: list[Literal["encoder", "decoder"]] = Field(
         default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files quantized (others stay fp32)"
@@ -69,13 +71,6 @@ class Seq2seqVariantParams(Section):
     exclude: list[Literal["lm_head", "cross_attention"]] = Field(
         default_factory=list, description="nodes left in fp32: the decoder's output projection, the cross attention"
     )
-
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, preset: str) -> str:
-        if preset not in ("auto", *PRESETS):
-            raise ValueError(f"unknown preset {preset!r} (auto, {', '.join(PRESETS)})")
-        return preset
 
 
 class Seq2seqEvaluateParams(Section):

@@ -12,9 +12,7 @@ import numpy as np
 from quantpipe.config import Params
 from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json
-
-VARIANT_FILE = "quantpipe_variant.json"  # written by the quantize stage beside the model: kind, params, resolved
+from quantpipe.io import VARIANT_FILE, read_json
 
 
 class Runtime(Protocol):

@@ -28,8 +28,9 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.io import write_json
 from quantpipe.kinds.base import BuildInputs
+from quantpipe.kinds.ort_int8 import graph_to_quantize
 from quantpipe.metrics import classification_metrics
-from quantpipe.quantization import cpu_isa, graph_to_quantize
+from quantpipe.ort_quantize import cpu_isa
 from quantpipe.sensitivity import node_part
 from quantpipe.side_by_side import time_side_by_side
 from quantpipe.statistics import paired_ratio
