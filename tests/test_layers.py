@@ -42,7 +42,10 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.export",
         "quantpipe.inference",
         "quantpipe.calibration",
-        "quantpipe.quantization",
+        "quantpipe.ort_quantize",
+        "quantpipe.memory",
+        "quantpipe.training",
+        "quantpipe.model_loading",
         "quantpipe.base_model",
     ),
     2: (  # the variant kinds: params, build step and runtime of each

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from quantpipe.params import TrainParams
+from quantpipe.config.sections import TrainParams
 
 
 def length_grouped_batches(
