@@ -15,9 +15,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.inference import Tokenizer, length_sorted_batches
-from quantpipe.params import load_params
 
 
 def kernel_time_by_op(model_path: Path, batches: list[dict], threads: int) -> Counter:

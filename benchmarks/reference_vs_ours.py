@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.environment import environment
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.kinds import pipeline_models
-from quantpipe.params import load_params
 
 
 def reference_way(model_dir: Path, texts: list[str], threads: int) -> float:

@@ -24,11 +24,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from quantpipe.base_model import package_model_dir
 from quantpipe.environment import cpu_info
 from quantpipe.inference import Tokenizer
 from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.kinds.torch_dynamic import TorchDynamicParams, quantize
+from quantpipe.model_loading import package_model_dir
 from quantpipe.side_by_side import time_side_by_side
 
 

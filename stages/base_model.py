@@ -2,9 +2,9 @@
 
 from quantpipe.base_model import build_base_model
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_params
 
 
 def main() -> None:

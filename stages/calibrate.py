@@ -3,10 +3,10 @@
 
 from quantpipe.calibration import calibrate
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_params
 
 
 def main() -> None:

@@ -1,10 +1,10 @@
 """Stage combine: build the single `text` column and integer `label` for every split."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import combine, raw_path
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, read_parquet
-from quantpipe.params import load_params
 
 
 def main() -> None:

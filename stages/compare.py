@@ -13,9 +13,10 @@ from quantpipe.analysis import (
     with_agreement,
 )
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
+from quantpipe.config.constants import BASELINES
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, atomic_file, read_json, write_json
-from quantpipe.params import BASELINES, load_params
 from quantpipe.rendering import (
     markdown_report,
     references_markdown,

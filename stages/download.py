@@ -1,9 +1,9 @@
 """Stage download: load every configured dataset split into data/raw/<dataset>/<role>.parquet."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import load_split, raw_path
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_params
 
 
 def main() -> None:

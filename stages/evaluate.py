@@ -4,13 +4,13 @@ its predicted labels -> predictions/<name>/ (the compare stage's agreement with 
 from contextlib import ExitStack
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, write_json
 from quantpipe.kinds import pipeline_models
-from quantpipe.params import load_params
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Stage export: models/base -> models/onnx/model.onnx (Optimum export, optional ORTOptimizer level)."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.export import export_onnx
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_params
 
 
 def main() -> None:

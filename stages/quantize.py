@@ -1,12 +1,12 @@
 """Stage quantize: one variant of params.yaml `variants`, built by its kind -> models/quantized/<variant>/."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
+from quantpipe.config.registry import get_kind
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir, write_json
-from quantpipe.kinds import get_kind
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs
-from quantpipe.params import load_params
+from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
+from quantpipe.kinds.base import BuildInputs
 
 
 def main() -> None:

@@ -4,10 +4,10 @@ metrics/search/trials/ (the trial cache), reports/search/."""
 import logging
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, read_json, write_json, write_text
-from quantpipe.params import load_params
 from quantpipe.search.executors import check_ray_address
 from quantpipe.search.report import SearchResult, pareto_points, search_markdown, summary_metrics
 from quantpipe.search.runner import STRATEGIES, TIE_RULE, fallback, pareto, winner

@@ -1,10 +1,10 @@
 """Stage sensitivity: quantize one operator type / one layer of a variant at a time -> metrics/sensitivity.json."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.inference import Tokenizer, check_max_length
 from quantpipe.io import write_json
-from quantpipe.params import load_params
 from quantpipe.sensitivity import sensitivity_table
 
 

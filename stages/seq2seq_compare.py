@@ -2,9 +2,9 @@
 -> reports/seq2seq.md, metrics/seq2seq.json."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
-from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
 from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
 from quantpipe.seq2seq.report import markdown, summary

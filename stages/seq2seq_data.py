@@ -1,8 +1,8 @@
 """Stage seq2seq_data: the (source, target) pairs of the seq2seq task -> data/seq2seq/{train,eval}.parquet."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.data import text_pairs
 
 

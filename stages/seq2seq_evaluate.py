@@ -2,9 +2,9 @@
 latency, outputs of the eval texts) -> metrics/seq2seq/eval/<model>/{metrics,outputs}.json."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, read_parquet, write_json
-from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
 from quantpipe.seq2seq.models import seq2seq_models
 

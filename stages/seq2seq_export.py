@@ -1,8 +1,8 @@
 """Stage seq2seq_export: the fp32 seq2seq model to ONNX (with the decoder's cache where it has one)."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.io import atomic_dir
-from quantpipe.params import load_seq2seq_params
 from quantpipe.seq2seq.export import decoder_has_past, export_seq2seq, seq2seq_config
 
 

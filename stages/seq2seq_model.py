@@ -1,10 +1,10 @@
 """Stage seq2seq_model: the fp32 seq2seq model -> models/seq2seq/base/ (a ready one, or an encoder-decoder
 warm-started from the packaged MiniLM and fine-tuned on the train pairs)."""
 
-from quantpipe.base_model import resolve_model_ref
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.io import atomic_dir, read_parquet, write_json
-from quantpipe.params import load_seq2seq_params
+from quantpipe.model_loading import resolve_model_ref
 from quantpipe.seq2seq.export import seq2seq_config
 from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
 

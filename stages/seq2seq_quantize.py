@@ -1,9 +1,9 @@
 """Stage seq2seq_quantize: one seq2seq variant, dynamic int8 file by file -> models/seq2seq/quantized/<variant>/."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import atomic_dir, write_json
-from quantpipe.params import load_seq2seq_params
+from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
 from quantpipe.seq2seq.export import part_files
 from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes
 from quantpipe.seq2seq.quantize import quantize_seq2seq
@@ -38,9 +38,7 @@ def main() -> None:
             nodes,
             f"seq2seq.variants.{args.name}",
         )
-        write_json(
-            tmp / "quantpipe_variant.json", {"params": variant.model_dump(), "resolved": resolved, "excluded": nodes}
-        )
+        write_json(tmp / VARIANT_FILE, {"params": variant.model_dump(), "resolved": resolved, "excluded": nodes})
     print(
         f"{args.name}: preset {resolved['preset']}, quantized operators {resolved['quantized_ops']}, {len(nodes)} nodes fp32"
     )

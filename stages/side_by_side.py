@@ -1,12 +1,12 @@
 """Stage side_by_side: every model timed in one process, rounds alternating -> metrics/side_by_side.json."""
 
 from quantpipe.cli import run_stage, stage_args
+from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.inference import Tokenizer, check_max_length
 from quantpipe.io import write_json
 from quantpipe.kinds import pipeline_models
 from quantpipe.kinds.base import skipped_reason
-from quantpipe.params import load_params
 from quantpipe.side_by_side import time_side_by_side
 
 

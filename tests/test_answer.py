@@ -21,8 +21,7 @@ from quantpipe.analysis import (
     with_agreement,
 )
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json, write_json
-from quantpipe.kinds.base import VARIANT_FILE
+from quantpipe.io import VARIANT_FILE, read_json, write_json
 from quantpipe.rendering import _label_groups, _place_labels, markdown_report, render_image
 
 N = 200

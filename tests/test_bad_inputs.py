@@ -13,8 +13,8 @@ import pytest
 import yaml
 from test_stages_cli import DEFAULT, assert_one_line_error, run_stage
 
+from quantpipe.config.sections import DatasetParams
 from quantpipe.data import combine
-from quantpipe.params import DatasetParams
 
 LOG_LINE = re.compile(r"(INFO|WARNING) [\w.]+: ")
 

@@ -7,10 +7,10 @@ import pytest
 from conftest import build_tiny_t5
 
 from quantpipe.base_model import build_base_model
+from quantpipe.config.sections import BaseModelParams, TrainParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.kinds.pytorch import TorchClassifier
-from quantpipe.params import BaseModelParams, TrainParams
 
 POSITIVE = ["good great fun", "love it", "great fun film", "very good", "fun and great", "love this"]
 NEGATIVE = ["bad awful boring", "hate it", "awful boring plot", "very bad", "boring and bad", "hate this"]

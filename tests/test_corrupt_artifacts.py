@@ -17,7 +17,7 @@ from conftest import REPO, tiny_params
 from test_bad_inputs import assert_refused
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.kinds.base import VARIANT_FILE
+from quantpipe.io import VARIANT_FILE
 
 
 def corrupt(path: Path, how: str = "truncate") -> None:
@@ -260,8 +260,8 @@ def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):
 
 def test_a_failure_in_the_serving_process_is_its_one_line(tiny_model, tmp_path, capfd, monkeypatch):
     """Not a QuantpipeError in the child: it comes back as the parent's one line, with no traceback."""
-    from quantpipe.kinds import get_kind
-    from quantpipe.params import EvaluateParams
+    from quantpipe.config.registry import get_kind
+    from quantpipe.config.sections import EvaluateParams
     from quantpipe.serving import serve_in_child
 
     (tmp_path / "broken_kind.py").write_text(

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
+from quantpipe.config.sections import DatasetParams
 from quantpipe.data import combine, join_fields, load_split
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import DatasetParams
 
 REVIEWS = DatasetParams(path="json", text_fields=["title", "content"], label_field="label")
 

@@ -24,7 +24,7 @@ def test_params_reference_is_fresh(params_doc):
 
 def test_every_param_has_a_description(params_doc):
     missing = params_doc["undocumented"]()
-    assert not missing, f"add description= to these fields in src/quantpipe/params.py, then {REFRESH}: {missing}"
+    assert not missing, f"add description= to these fields in src/quantpipe/config/, then {REFRESH}: {missing}"
 
 
 def test_cpu_figures_hold_the_committed_run():

@@ -20,15 +20,17 @@ from pydantic import Field
 from test_base_model import encoder_only, toy_set
 from test_base_model import params as finetune_params
 
+from quantpipe.config import Params, load_params
+from quantpipe.config.constants import BASELINES, PRESETS
+from quantpipe.config.registry import KINDS, get_kind
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import read_json, write_json
-from quantpipe.kinds import KINDS, get_kind, pipeline_models
-from quantpipe.kinds.base import VARIANT_FILE, BuildInputs, Kind, copy_tokenizer
+from quantpipe.io import VARIANT_FILE, read_json, write_json
+from quantpipe.kinds import pipeline_models
+from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.onnx import load_onnx
-from quantpipe.params import BASELINES, EvaluateParams, Params, VariantParams, load_params
-from quantpipe.quantization import PRESETS
 
 # --- a kind defined outside the package: an fp32 copy of the ONNX export, run with ONNX Runtime's basic
 # graph optimizations whatever `evaluate.graph_optimization` says. KINDS maps a kind to a module exposing KIND.
@@ -64,8 +66,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from quantpipe.config.sections import VariantParams
 from quantpipe.kinds.base import Kind
-from quantpipe.params import VariantParams
 
 
 class NeedsParams(VariantParams):
@@ -140,8 +142,8 @@ def two_class(tiny_model, sentences, tmp_path_factory) -> dict[str, Path]:
     `prepared/sst2/train.parquet`."""
     from quantpipe.base_model import build_base_model
     from quantpipe.calibration import calibrate
+    from quantpipe.config.sections import CalibrationParams
     from quantpipe.export import export_onnx
-    from quantpipe.params import CalibrationParams
 
     root = tmp_path_factory.mktemp("kinds")
     encoder = encoder_only(tiny_model, root / "encoder")
@@ -348,7 +350,7 @@ def quantize(project: Path, params: Path, name: str, *, python_path: Path | None
     if register:
         kind, module = register.split("=")
         code = (
-            "import runpy, sys; from quantpipe.kinds import KINDS; "
+            "import runpy, sys; from quantpipe.config.registry import KINDS; "
             f"KINDS[{kind!r}] = {module!r}; sys.argv = ['stages/quantize.py', *sys.argv[1:]]; "
             "runpy.run_path('stages/quantize.py', run_name='__main__')"
         )

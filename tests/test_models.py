@@ -6,16 +6,16 @@ import numpy as np
 import onnx
 import pytest
 
-from quantpipe.base_model import package_model_dir, resolve_model_ref
 from quantpipe.calibration import calibrate
+from quantpipe.config.registry import get_kind
+from quantpipe.config.sections import CalibrationParams, EvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import Tokenizer, length_sorted_batches, predict
-from quantpipe.kinds import get_kind
 from quantpipe.kinds.onnx import OnnxClassifier
+from quantpipe.kinds.ort_int8 import OrtQuantParams, quantize_variant
 from quantpipe.kinds.pytorch import TorchClassifier
-from quantpipe.params import CalibrationParams, EvaluateParams
-from quantpipe.quantization import OrtQuantParams, quantize_variant
+from quantpipe.model_loading import package_model_dir, resolve_model_ref
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
 
 
@@ -212,7 +212,7 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
     from optimum.onnxruntime import AutoQuantizationConfig
     from sklearn.metrics import accuracy_score
 
-    from quantpipe.params import SensitivityParams
+    from quantpipe.config.sections import SensitivityParams
 
     variant = OrtQuantParams(kind="static", calibration="mm", preset="arm64", per_channel=False)
     parts = sensitivity_parts(tiny_onnx / "model.onnx", ["MatMul", "Add", "Conv"])
@@ -406,7 +406,7 @@ def _pair():
 def test_read_fp32_removes_pairs_left_without_consumers():
     from onnx import helper
 
-    from quantpipe.quantization import read_fp32_in_fp32_ops
+    from quantpipe.ort_quantize import read_fp32_in_fp32_ops
 
     bias = helper.make_tensor("b", onnx.TensorProto.FLOAT, [2], [1.0, 2.0])
     model = _qdq_graph([*_pair(), helper.make_node("Add", ["xd", "b"], ["y"], name="fp32_op")], extra_inits=[bias])
@@ -418,7 +418,7 @@ def test_read_fp32_removes_pairs_left_without_consumers():
 def test_read_fp32_keeps_the_pair_a_quantized_consumer_needs():
     from onnx import helper
 
-    from quantpipe.quantization import read_fp32_in_fp32_ops
+    from quantpipe.ort_quantize import read_fp32_in_fp32_ops
 
     nodes = [
         *_pair(),
@@ -452,21 +452,21 @@ def fake_cpu(*flags: str, machine: str = "x86_64") -> dict:
     ],
 )
 def test_preset_auto_follows_the_cpu(cpu, preset, caplog):
-    from quantpipe.quantization import resolve_preset
+    from quantpipe.ort_quantize import resolve_preset
 
-    assert resolve_preset("v", "auto", cpu) == preset
-    assert resolve_preset("v", preset, cpu) == preset
+    assert resolve_preset("variants.v", "auto", cpu) == preset
+    assert resolve_preset("variants.v", preset, cpu) == preset
     assert not caplog.records  # what auto picks is never warned about
 
 
 def test_an_explicit_preset_the_cpu_lacks_is_kept_with_a_warning(caplog):
-    from quantpipe.quantization import resolve_preset
+    from quantpipe.ort_quantize import resolve_preset
 
-    assert resolve_preset("v", "avx512_vnni", fake_cpu("avx2")) == "avx512_vnni"
+    assert resolve_preset("variants.v", "avx512_vnni", fake_cpu("avx2")) == "avx512_vnni"
     (record,) = caplog.records
     message = record.getMessage()
     assert message.startswith("variants.v.preset: avx512_vnni targets avx512f, avx512_vnni, which this CPU")
     assert "Test CPU" in message and "auto picks avx512 here" in message
     caplog.clear()
-    assert resolve_preset("v", "arm64", fake_cpu("avx2")) == "arm64"
+    assert resolve_preset("variants.v", "arm64", fake_cpu("avx2")) == "arm64"
     assert "arm64 targets arm64" in caplog.records[0].getMessage()

@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import REPO
 
+from quantpipe.config import load_params
+from quantpipe.config.registry import KINDS, get_kind
 from quantpipe.errors import QuantpipeError
-from quantpipe.kinds import KINDS, get_kind
-from quantpipe.params import load_params
 
 DEFAULT = yaml.safe_load((REPO / "params.yaml").read_text())
 

@@ -94,7 +94,7 @@ def test_budget_in_another_unit_is_refused(tmp_path, path, value, cause):
 
 
 def test_both_budgets_are_accuracy_points():
-    from quantpipe.params import load_params
+    from quantpipe.config import load_params
 
     params = load_params(REPO / "params.yaml")
     assert params.compare.accuracy_budget == 1.0  # one point, as the report prints it
@@ -133,7 +133,7 @@ def test_entry_given_twice_is_refused_with_both_lines(tmp_path, entry, where):
 
 def test_merge_keys_and_aliases_are_not_duplicates():
     """A merge key (`<<: *anchor`) and a key it overrides are one key given once, not a duplicate."""
-    from quantpipe.params import parse_params
+    from quantpipe.config import parse_params
 
     text = SHIPPED.replace(
         "  search_winner:", "  naive_avx2:\n    <<: *reference_static\n    preset: avx2\n  search_winner:"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from quantpipe.calibration import calibrate
+from quantpipe.config.sections import CalibrationParams
 from quantpipe.io import atomic_dir, atomic_file, read_json
-from quantpipe.params import CalibrationParams
 
 
 def digests(folder: Path) -> dict[str, str]:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import ran_stages, run
 
+from quantpipe.config import Params, load_params
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Params, load_params
 from quantpipe.search import runner
 from quantpipe.search.space import candidate, planned_points
 
@@ -265,9 +265,9 @@ def test_a_bad_search_param_stops_the_stage_with_one_line_and_writes_nothing(bui
 
 
 def test_the_selection_split_is_disjoint_from_what_the_pipeline_uses(built_project):
-    from quantpipe.base_model import training_sample
     from quantpipe.data import read_prepared
     from quantpipe.search.selection import selection_data
+    from quantpipe.training import training_sample
 
     params = load_params(built_project / "params.yaml")
     prepared = built_project / "data/prepared"

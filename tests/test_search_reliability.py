@@ -18,7 +18,7 @@ import yaml
 from conftest import ENV, run
 from test_stages_cli import assert_one_line_error
 
-from quantpipe.params import Params
+from quantpipe.config import Params
 from quantpipe.search import runner
 from quantpipe.search.space import candidate, planned_points
 from quantpipe.search.trial import TrialCache

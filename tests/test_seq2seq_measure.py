@@ -13,6 +13,7 @@ import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.memory import peak_rss_bytes
 from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
 from quantpipe.seq2seq.measure import (
@@ -24,7 +25,6 @@ from quantpipe.seq2seq.measure import (
     ratios_to_baseline,
     time_generate_side_by_side,
 )
-from quantpipe.serving import peak_rss_bytes
 
 MAX_NEW_TOKENS = 6
 LATENCY_SAMPLES = 3
@@ -74,7 +74,7 @@ def test_peak_is_the_childs_own():
     parent's (carried over exec), VmHWM is not."""
     held = bytearray(400 * 2**20)
     held[::4096] = b"\x01" * len(held[::4096])  # touch every page: resident
-    code = "from quantpipe.serving import peak_rss_bytes; print(peak_rss_bytes())"
+    code = "from quantpipe.memory import peak_rss_bytes; print(peak_rss_bytes())"
     child = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert 0 < child < parent - len(held) // 2 and peak_rss_bytes() >= len(held)

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from quantpipe.analysis import against_references, comparison_table, summary_metrics
+from quantpipe.config.sections import EvaluateParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import EvaluateParams
 from quantpipe.rendering import markdown_report, references_markdown
 from quantpipe.side_by_side import round_order, round_orders, time_side_by_side
 from quantpipe.statistics import paired_ratio

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from conftest import build_tiny_model
 
+from quantpipe.config.registry import get_kind
+from quantpipe.config.sections import EvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.kinds import get_kind
 from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.kinds.torch_dynamic import WEIGHTS_FILE, TorchDynamicParams, load_quantized, quantize
-from quantpipe.params import EvaluateParams
 
 NO_TORCHAO = importlib.util.find_spec("torchao") is None  # not a dependency: pip install --no-deps torchao==0.18.0
 APIS = [

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from quantpipe.config.sections import CalibrationParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import prepare_graph
 from quantpipe.io import artifact_error, check_model_dir, loading, read_json, write_json
-from quantpipe.params import CalibrationParams
 
 RANGES_FILE = "ranges.json"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from quantpipe.config.sections import DatasetParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import read_parquet
-from quantpipe.params import DatasetParams
 
 TERMINAL_PUNCTUATION = (".", "!", "?")
 TEXT_BUILDERS = ("csv", "json")  # the packaged builders whose files check_data_file reads as plain UTF-8 text

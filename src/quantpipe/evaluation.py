@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from quantpipe.io import read_json
-from quantpipe.kinds.base import VARIANT_FILE, Kind
+from quantpipe.config.sections import EvaluateParams, VariantParams
+from quantpipe.io import VARIANT_FILE, read_json
+from quantpipe.kinds.base import Kind
 from quantpipe.metrics import classification_metrics
-from quantpipe.params import EvaluateParams, VariantParams
 from quantpipe.serving import serve_in_child
 from quantpipe.statistics import latency_percentiles
 

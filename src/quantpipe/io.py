@@ -25,6 +25,7 @@ from typing import Any
 
 from quantpipe.errors import QuantpipeError
 
+VARIANT_FILE = "quantpipe_variant.json"  # beside a built variant (quantize stages): its params, what was resolved
 PIPELINE_FILE = "dvc.yaml"  # read from the working directory: the stage runs where dvc.yaml is, as `dvc repro` runs it
 INTERPOLATION = re.compile(r"\$\{\s*([\w.]+)\s*\}")
 

@@ -16,20 +16,14 @@ import numpy as np
 from sklearn.metrics import accuracy_score
 from tqdm.auto import tqdm
 
+from quantpipe.config.sections import EvaluateParams, SensitivityParams
 from quantpipe.io import read_onnx
 from quantpipe.kinds.onnx import OnnxClassifier
-from quantpipe.params import EvaluateParams, SensitivityParams
-from quantpipe.quantization import (
-    OrtQuantParams,
-    graph_to_quantize,
-    operator_names,
-    quantization_config,
-    quantize_variant,
-)
+from quantpipe.kinds.ort_int8 import OrtQuantParams, graph_to_quantize, quantization_config, quantize_variant
+from quantpipe.ort_quantize import operator_names
 from quantpipe.side_by_side import time_side_by_side
 
 LAYER = re.compile(r"layer\.(\d+)[/.]")
-PART = re.compile(r"embeddings|head|layer\.\d+")  # the names node_part gives
 
 
 def node_part(node) -> str:

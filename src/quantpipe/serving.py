@@ -4,36 +4,21 @@ resident memory after load, after one batch, peak) are that model's alone."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from quantpipe.config.registry import kind_at
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict, single_example_latencies
 from quantpipe.io import first_line
 from quantpipe.kinds.base import Kind
-from quantpipe.params import EvaluateParams, VariantParams
-
-
-def _rss_bytes() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-def peak_rss_bytes() -> int:
-    """The peak resident memory of this process since it started (`VmHWM`, Linux). Not getrusage's ru_maxrss,
-    which Linux carries over `exec` from the parent: a child of a larger process would report the parent's peak."""
-    found = re.search(r"^VmHWM:\s+(\d+) kB$", Path("/proc/self/status").read_text(), re.MULTILINE)
-    if found is None:
-        raise QuantpipeError("/proc/self/status: no VmHWM line (peak memory is measured on Linux only)")
-    return int(found.group(1)) * 1024
+from quantpipe.memory import peak_rss_bytes, rss_bytes
 
 
 def serve(
@@ -48,15 +33,15 @@ def serve(
     each whole split in batches (the predictions). Returns them with the load time and the memory figures:
     resident after load and after one batch, the peak while serving one text at a time, and the peak of the
     whole process (the batched passes included)."""
-    rss_start = _rss_bytes()
+    rss_start = rss_bytes()
     start = time.perf_counter()
     tokenizer = Tokenizer(tokenizer_dir)
     runtime = kind.load(Path(model_dir), variant, cfg)
     load_seconds = time.perf_counter() - start
-    rss_loaded = _rss_bytes()
+    rss_loaded = rss_bytes()
     first = next(iter(texts.values()))[: cfg.batch_size]
     predict(runtime, tokenizer, first, cfg.batch_size, cfg.max_length)
-    rss_one_batch = _rss_bytes()
+    rss_one_batch = rss_bytes()
     latencies = {
         dataset: single_example_latencies(
             runtime, tokenizer, items[: cfg.latency_samples], cfg.max_length, desc=f"{dataset} latency (batch size 1)"
@@ -117,7 +102,7 @@ def serve_in_child(
 
 
 def _serve_request(request: dict) -> dict:
-    kind = importlib.import_module(request["kind"]).KIND
+    kind = kind_at(request["kind"])
     variant = kind.params.model_validate(request["variant"])
     cfg = EvaluateParams.model_validate(request["cfg"])
     return serve(kind, variant, request["model_dir"], request["tokenizer_dir"], request["texts"], cfg)

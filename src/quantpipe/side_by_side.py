@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from quantpipe.config.sections import EvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import predict
-from quantpipe.params import EvaluateParams
 
 
 def round_orders(names: list[str]) -> list[list[str]]:

@@ -1,46 +1,15 @@
-"""The registry of variant kinds. A kind is one module exposing `KIND` (a `quantpipe.kinds.base.Kind`): its
-typed params, its build step (the quantize stage) and its runtime (evaluate, side_by_side). Adding a kind is
-one module plus one line here; see docs/extending.md."""
+"""The variant kinds, one module each exposing `KIND` (a `quantpipe.kinds.base.Kind`); the registry that names
+them is `quantpipe.config.registry`. Adding a kind is one module plus one line there; see docs/extending.md."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from quantpipe.config import Params
+from quantpipe.config.constants import BASELINES
+from quantpipe.config.registry import get_kind
+from quantpipe.config.sections import VariantParams
 from quantpipe.kinds.base import Kind
-from quantpipe.params import BASELINES, NestedParamError, Params, VariantParams, first_error, one_line
-
-# kind name -> module exposing KIND; a built-in kind's module is named after it (dvc.yaml deps rely on that)
-KINDS: dict[str, str] = {
-    "pytorch": "quantpipe.kinds.pytorch",
-    "onnx": "quantpipe.kinds.onnx",
-    "dynamic": "quantpipe.kinds.dynamic",
-    "static": "quantpipe.kinds.static",
-    "torch_dynamic": "quantpipe.kinds.torch_dynamic",
-    "openvino": "quantpipe.kinds.openvino",
-}
-
-
-def get_kind(name: str) -> Kind:
-    """The registered kind called `name` (its module is imported on first use)."""
-    return importlib.import_module(KINDS[name]).KIND
-
-
-def variant_params(name: str, raw: dict) -> VariantParams:
-    """`variants.<name>` validated by its kind's params; problems become one `NestedParamError` line."""
-    kind = raw.get("kind")
-    buildable = [k for k in KINDS if not get_kind(k).baseline]
-    if kind not in buildable:
-        got = "missing" if kind is None else f"{kind!r} is a baseline's kind" if kind in KINDS else f"unknown {kind!r}"
-        raise NestedParamError(f"{name}.kind: {got} (variant kinds: {', '.join(buildable)})")
-    params = get_kind(kind).params
-    try:
-        return params.model_validate(raw)
-    except ValidationError as exc:
-        sep = "." if first_error(exc)["loc"] else ": "
-        raise NestedParamError(f"{name}{sep}{one_line(exc, params)}") from None
 
 
 def pipeline_models(

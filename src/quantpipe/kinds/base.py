@@ -9,11 +9,10 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 
+from quantpipe.config import Params
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import read_json
-from quantpipe.params import EvaluateParams, Params, VariantParams
-
-VARIANT_FILE = "quantpipe_variant.json"  # written by the quantize stage beside the model: kind, params, resolved
+from quantpipe.io import VARIANT_FILE, read_json
 
 
 class Runtime(Protocol):
@@ -41,8 +40,9 @@ class BuildInputs:
 
 
 class Kind:
-    """One variant kind. Subclasses set `name`, `params`, `weight_files`, `requires` and implement `load`
-    (and `build`, unless the kind is a baseline whose model another stage makes)."""
+    """One variant kind. Subclasses set `name`, `params`, `weight_files`, `requires`, the capabilities
+    (`sensitivity`, `excludable_parts`) and implement `load` (and `build`, unless the kind is a baseline whose
+    model another stage makes)."""
 
     name: ClassVar[str]
     params: ClassVar[type[VariantParams]]
@@ -50,6 +50,8 @@ class Kind:
     requires: ClassVar[tuple[str, ...]] = ()  # optional modules the kind needs (import names)
     extra: ClassVar[str | None] = None  # the quantpipe extra that installs them
     baseline: ClassVar[bool] = False  # a baseline's kind: its model comes from another stage, not from params
+    sensitivity: ClassVar[bool] = False  # its graphs can be quantized part by part (the sensitivity stage)
+    excludable_parts: ClassVar[bool] = False  # parts of the network can be left in fp32 (the search's exclude_parts)
 
     def check_available(self, variant_name: str) -> None:
         """One line naming the variant when an optional dependency of the kind is missing."""

@@ -8,12 +8,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Replicas, threads_per_stream
 from quantpipe.io import loading
 from quantpipe.kinds.base import Kind
-from quantpipe.params import EvaluateParams, VariantParams
 
 GRAPH_LEVELS = {
     "disable": "ORT_DISABLE_ALL",

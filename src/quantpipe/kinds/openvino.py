@@ -10,13 +10,13 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from quantpipe.config.sections import EvaluateParams, VariantParams, check_calibration
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Concurrent
 from quantpipe.io import loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
-from quantpipe.params import EvaluateParams, VariantParams
 
 IR_FILE = "model.xml"  # its weights: model.bin beside it
 
@@ -57,11 +57,7 @@ class OpenVinoParams(VariantParams):
         return self
 
     def check_references(self, name: str, params) -> None:
-        if self.calibration and self.calibration not in params.calibrations:
-            raise ValueError(
-                f"variants.{name}.calibration: '{self.calibration}' is not one of calibrations "
-                f"{sorted(params.calibrations)}"
-            )
+        check_calibration(name, self.calibration, params)
 
 
 def nncf_quantize(name: str, model, texts: list[str], tokenizer, max_length: int, variant: OpenVinoParams):

@@ -12,12 +12,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas, threads_per_stream
 from quantpipe.io import check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
-from quantpipe.params import EvaluateParams, VariantParams
 
 WEIGHT_FILES = ("*.safetensors", "*.bin")
 

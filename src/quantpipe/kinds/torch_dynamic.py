@@ -18,12 +18,12 @@ from typing import Literal
 
 from pydantic import Field
 
+from quantpipe.config.sections import EvaluateParams, VariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas
 from quantpipe.io import artifact_error, check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
 from quantpipe.kinds.pytorch import TorchClassifier, torch_runtime
-from quantpipe.params import EvaluateParams, VariantParams
 
 WEIGHTS_FILE = "model.pt"
 # what torch prints for the deprecated API's every use (its removal: pytorch PR #153892); nothing to act on here
@@ -48,8 +48,7 @@ class TorchDynamicParams(VariantParams):
         description="`ao_quantization`: `torch.ao.quantization.quantize_dynamic` (qint8 weights per tensor; "
         "deprecated in torch, its warnings silenced); `torchao`: torchao's `quantize_` with "
         "`Int8DynamicActivationInt8WeightConfig` (per-channel weights, per-token activations; reduced int8 range "
-        "on a CPU without VNNI), run eagerly: on a 2-core AVX2-only EPYC about 0.1x fp32's speed (its int8 "
-        "matmul has no fast kernel there), against 1.1x for `quantize_dynamic` (docs/results.md)",
+        "on a CPU without VNNI), run eagerly (its speed against `quantize_dynamic`: docs/results.md)",
     )
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 
 from quantpipe.cli import run_stage
+from quantpipe.config import parse_params, read_params_text
+from quantpipe.config.registry import KINDS, get_kind
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_file, read_json
-from quantpipe.kinds import KINDS, get_kind
-from quantpipe.params import parse_params, read_params_text
 
 RERUN = "run the search: dvc repro search/dvc.yaml"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quantpipe.params import SearchParams
+from quantpipe.config.search import SearchParams
 from quantpipe.search.runner import TIE_RULE, speed_range
 
 

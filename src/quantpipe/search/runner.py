@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from statistics import geometric_mean
 
-from quantpipe.params import SearchParams
+from quantpipe.config.search import SearchParams
 from quantpipe.search.executors import run_trials
 from quantpipe.search.space import Candidate, candidate, make_candidate, planned_points
 from quantpipe.search.trial import TrialCache, TrialContext, graph_parts, run_trial

@@ -4,7 +4,6 @@ with that one-line reason, not an error."""
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -12,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
-from quantpipe.params import NestedParamError, Params, SearchParams, VariantParams
-
-EXCLUDE_PARTS = "exclude_parts"  # the axis of parts of the network left in fp32 (not a variant key)
+from quantpipe.config.base import NestedParamError
+from quantpipe.config.registry import get_kind, variant_params
+from quantpipe.config.search import EXCLUDE_PARTS, SearchParams
+from quantpipe.config.sections import VariantParams
 
 
 @dataclass(frozen=True)
@@ -56,13 +55,12 @@ def candidate(search: SearchParams, point: dict[str, Any]) -> Candidate:
 def make_candidate(raw: dict[str, Any], parts: tuple[str, ...], point: dict[str, Any]) -> Candidate:
     """A candidate from a variant's keys and the parts it leaves in fp32; `point` is what the report shows."""
     from quantpipe.environment import cpu_info
-    from quantpipe.kinds import get_kind, variant_params
 
     try:
         variant = variant_params("trial", raw)
     except NestedParamError as exc:
         return Candidate(point, raw, parts, None, str(exc).removeprefix("trial.").removeprefix("trial: "))
-    if parts and not hasattr(variant, "nodes_to_exclude"):
+    if parts and not get_kind(variant.kind).excludable_parts:
         return Candidate(point, raw, parts, None, f"{EXCLUDE_PARTS}: a {variant.kind} variant has no nodes to exclude")
     unsupported = get_kind(variant.kind).skip_reason(variant, cpu_info())
     if unsupported:  # e.g. bf16 on a CPU without it: skipped as the pipeline skips such a variant, not run in f32
@@ -86,86 +84,3 @@ def planned_points(search: SearchParams) -> list[dict[str, Any]]:
         rng = np.random.default_rng(search.seed)
         return [points[i] for i in sorted(rng.choice(len(points), size=search.max_trials, replace=False))]
     return points[: search.max_trials]
-
-
-def _kind_fields(kinds: set[str]) -> set[str]:
-    from quantpipe.kinds import get_kind
-
-    return {field for kind in kinds for field in get_kind(kind).params.model_fields}
-
-
-def check_search(params: Params) -> None:
-    """Cross-checks of the `search` section (raise ValueError, one line naming the param): the base variant, the
-    axes and each value on its own, the selection datasets and the fallback's start."""
-    from quantpipe.kinds import KINDS, variant_params
-
-    search = params.search
-    try:
-        variant_params("base", dict(search.base))
-    except NestedParamError as exc:
-        raise ValueError(f"search.{exc}") from None
-    for grid in search.grids():
-        kinds = {k for k in grid.get("kind", [search.base["kind"]]) if k in KINDS}
-        known = _kind_fields(kinds) | {EXCLUDE_PARTS, "kind"}
-        for axis, values in grid.items():
-            if axis not in known:
-                close = difflib.get_close_matches(axis, sorted(known), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
-                raise ValueError(f"search.space: unknown axis '{axis}' ({hint})")
-            for value in values:
-                _check_value(kinds, axis, value)
-    for name in search.selection.datasets:
-        spec = params.data.datasets.get(name)
-        if spec is None:
-            raise ValueError(
-                f"search.selection.datasets: '{name}' is not one of data.datasets {sorted(params.data.datasets)}"
-            )
-        if not spec.selection_split:
-            raise ValueError(f"search.selection.datasets: '{name}' has no selection_split")
-    start = search.fallback.start
-    if isinstance(start, dict):
-        try:
-            variant = variant_params("start", dict(start))
-        except NestedParamError as exc:
-            raise ValueError(f"search.fallback.{exc}") from None
-        if not hasattr(variant, "nodes_to_exclude"):
-            raise ValueError(
-                f"search.fallback.start: a {variant.kind} variant has no parts to leave in fp32 (pick an ONNX "
-                "Runtime int8 one)"
-            )
-        try:
-            variant.check_references("start", params)
-        except ValueError as exc:  # it names `variants.start...`
-            raise ValueError(str(exc).replace("variants.start", "search.fallback.start", 1)) from None
-
-
-def _check_value(kinds: set[str], axis: str, value: Any) -> None:
-    """A value no kind of its grid accepts on its own (a typo, a wrong type) is an error; one that clashes with
-    another key is a combination the search skips."""
-    if axis == EXCLUDE_PARTS:
-        from quantpipe.sensitivity import PART
-
-        if not isinstance(value, list) or not all(isinstance(p, str) and PART.fullmatch(p) for p in value):
-            raise ValueError(f"search.space.{axis}: {value!r} is not a list of parts (embeddings, layer.<i>, head)")
-        return
-    from quantpipe.kinds import KINDS, get_kind
-
-    if axis == "kind":
-        if value not in KINDS or get_kind(value).baseline:
-            raise ValueError(f"search.space.kind: unknown variant kind {value!r}")
-        return
-    problems = []
-    for kind in sorted(kinds):
-        params_model = get_kind(kind).params
-        if axis not in params_model.model_fields:
-            continue
-        try:
-            params_model.model_validate({"kind": kind, axis: value})
-        except ValidationError as exc:
-            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis and e["type"] != "value_error"]
-            if own:
-                problems.append(own[0]["msg"])
-                continue
-        return
-    if problems:
-        raise ValueError(f"search.space.{axis}: {problems[0]} (got {value!r})")

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from quantpipe.config import Params
+from quantpipe.config.registry import get_kind, variant_params
 from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.io import write_json
-from quantpipe.kinds import get_kind, variant_params
 from quantpipe.kinds.base import BuildInputs
+from quantpipe.kinds.ort_int8 import graph_to_quantize
 from quantpipe.metrics import classification_metrics
-from quantpipe.params import Params
-from quantpipe.quantization import cpu_isa, graph_to_quantize
+from quantpipe.ort_quantize import cpu_isa
 from quantpipe.sensitivity import node_part
 from quantpipe.side_by_side import time_side_by_side
 from quantpipe.statistics import paired_ratio

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from quantpipe.config import Params
 from quantpipe.data import load_split
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Params
 
 
 def text_pairs(params: Params, role: str) -> pd.DataFrame:

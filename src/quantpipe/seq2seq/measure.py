@@ -19,11 +19,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.memory import peak_rss_bytes, rss_bytes
 from quantpipe.seq2seq.export import ENCODER_FILE
 from quantpipe.seq2seq.generation import call_latencies, generate_texts
 from quantpipe.seq2seq.quality import generation_quality
 from quantpipe.seq2seq.runtime import load_ort_seq2seq, load_torch_seq2seq
-from quantpipe.serving import _rss_bytes, peak_rss_bytes
 from quantpipe.side_by_side import round_order
 from quantpipe.statistics import latency_percentiles, paired_ratio
 
@@ -97,18 +97,18 @@ def measure(request: MeasureRequest) -> dict:
     model_dir, max_length = Path(request.model_dir), request.max_length
     if not texts or latency_samples < 1:
         raise QuantpipeError(f"measure: {len(texts)} texts, latency_samples {latency_samples} (need at least 1 each)")
-    rss_start = _rss_bytes()
+    rss_start = rss_bytes()
     start = time.perf_counter()
     model, tokenizer = load_seq2seq(model_dir, request.threads, request.use_cache)
     load_seconds = time.perf_counter() - start
-    rss_loaded = _rss_bytes()
+    rss_loaded = rss_bytes()
 
     def one_call() -> int:
         call_latencies(model, tokenizer, texts[:1], max_new_tokens, fixed_length=True, max_length=max_length)
-        return _rss_bytes()
+        return rss_bytes()
 
     rss_after_first = one_call()
-    rss_before_call = _rss_bytes()
+    rss_before_call = rss_bytes()
     rss_after_call = one_call()
     seconds = call_latencies(
         model, tokenizer, texts[:latency_samples], max_new_tokens, fixed_length=True, max_length=max_length

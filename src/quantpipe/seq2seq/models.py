@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantpipe.params import SEQ2SEQ_BASELINES, Params
+from quantpipe.config import Params
+from quantpipe.config.constants import SEQ2SEQ_BASELINES
 
 # BASELINE generates as transformers does by default, with the decoder's key/value cache; NO_CACHE, the same weights,
 # recomputes the prefix at each step, as an ONNX decoder exported without the cache does: the equal-terms baseline

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.quantization import PRESETS, quantize_fused_dynamic, resolve_preset
+from quantpipe.ort_quantize import quantize_fused_dynamic, resolve_preset
 from quantpipe.seq2seq.export import is_optimized, part_files
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, graphs, node_names, op_counts
 
@@ -30,8 +30,8 @@ def quantize_seq2seq(
     name: str = "seq2seq.variants.<name>",
 ) -> dict:
     """Write the int8 model into `out_dir` (plus config, generation config and tokenizer). `preset`: one of
-    PRESETS or `auto` (the best for this CPU, `quantpipe.quantization.resolve_preset`); `parts`: which files
-    are quantized; `name`: the variant named in messages. Returns what was resolved: the preset and, per
+    PRESETS or `auto` (the best for this CPU), resolved by `quantpipe.ort_quantize.resolve_preset` as the ONNX
+    Runtime kinds' are; `parts`: which files are quantized; `name`: the variant named in messages. Returns what was resolved: the preset and, per
     file, its count of quantized operators (0 for a file left in fp32)."""
     from optimum.onnxruntime import AutoQuantizationConfig, ORTQuantizer
 
@@ -40,13 +40,11 @@ def quantize_seq2seq(
     missing = [f for part in files.values() for f in part if not (onnx_dir / f).is_file()]
     if missing:
         raise QuantpipeError(f"{onnx_dir}: {', '.join(missing)} not found (export the seq2seq model first)")
-    if preset not in ("auto", *PRESETS):
-        raise QuantpipeError(f"{name}.preset: unknown preset '{preset}' (known: auto, {', '.join(PRESETS)})")
+    preset = resolve_preset(name, preset, cpu_info())
     if not parts or set(parts) - set(PARTS):
         raise QuantpipeError(f"{name}.parts: {list(parts)}: give one or both of {list(PARTS)}")
     quantized = [file for part in PARTS if part in parts for file in files[part]]
     check_nodes_to_exclude(name, nodes_to_exclude, [onnx_dir / f for f in quantized])
-    preset = resolve_preset(name, preset, cpu_info())
     out_dir.mkdir(parents=True, exist_ok=True)
     scratch = out_dir / "_quantized"
     counts, optimized = {}, is_optimized(onnx_dir)

