@@ -13,7 +13,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.evaluation import evaluate_model
 from quantpipe.inference import Tokenizer, length_sorted_batches, predict
 from quantpipe.kinds.onnx import OnnxClassifier
-from quantpipe.kinds.ort_int8 import OrtQuantParams, quantize_variant
+from quantpipe.kinds.ort_int8 import OrtQuantParams, quantize_variant, with_resolved_preset
 from quantpipe.kinds.pytorch import TorchClassifier
 from quantpipe.model_loading import package_model_dir, resolve_model_ref
 from quantpipe.sensitivity import sensitivity_parts, sensitivity_table
@@ -83,6 +83,11 @@ def test_calibration_ranges(ranges_dir, tiny_onnx, texts):
         np.testing.assert_allclose(stored, [observed.min(), observed.max()], rtol=1e-5, err_msg=name)
 
 
+def quantize(name, variant, *dirs):
+    """`quantize_variant` with the preset resolved first, as the kind's build does it."""
+    return quantize_variant(name, with_resolved_preset(name, variant), *dirs)
+
+
 VARIANTS = {
     "dynamic": OrtQuantParams(kind="dynamic", preset="avx512_vnni", operators=["MatMul"]),
     "dynamic_avx2_reduce": OrtQuantParams(kind="dynamic", preset="avx2", reduce_range=True, per_channel=True),
@@ -103,7 +108,7 @@ VARIANTS = {
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_every_variant_kind_quantizes_and_runs(name, tiny_onnx, ranges_dir, tmp_path):
-    path = quantize_variant(name, VARIANTS[name], tiny_onnx, ranges_dir, tmp_path)
+    path = quantize(name, VARIANTS[name], tiny_onnx, ranges_dir, tmp_path)
     graph = onnx.load(str(path)).graph
     ops = {node.op_type for node in graph.node}
     if VARIANTS[name].optimization == "O2":
@@ -137,7 +142,7 @@ def test_optimized_calibration_types_the_fused_outputs(ranges_dir):
 def _quantized_ops(variant, tiny_onnx, ranges_dir, out):
     from collections import Counter
 
-    path = quantize_variant("v", variant, tiny_onnx, ranges_dir, out)
+    path = quantize("v", variant, tiny_onnx, ranges_dir, out)
     return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
@@ -173,7 +178,7 @@ def test_static_optimized_variant_needs_its_graph(tiny_onnx, ranges_dir, tmp_pat
     shutil.copytree(ranges_dir / "mm", tmp_path / "cal" / "mm_o2")  # ranges without the optimized graph
     variant = OrtQuantParams(kind="static", calibration="mm_o2", optimization="O2", operators=["MatMul"])
     with pytest.raises(QuantpipeError, match="optimized graph not found"):
-        quantize_variant("s", variant, tiny_onnx, tmp_path / "cal", tmp_path / "out")
+        quantize("s", variant, tiny_onnx, tmp_path / "cal", tmp_path / "out")
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +253,7 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
         return accuracy_score(labels, predicted.labels)
 
     fp32 = accuracy(model_dir / "model.onnx")
-    quantized = accuracy(quantize_variant("v", variant, model_dir, calibration_dir, tmp_path))
+    quantized = accuracy(quantize("v", variant, model_dir, calibration_dir, tmp_path))
     assert fp32 != quantized  # so a row scored on the wrong model shows
     assert rows[0]["accuracy"] == fp32 and rows[1]["accuracy"] == quantized
     assert all(r["accuracy_delta"] == pytest.approx(r["accuracy"] - fp32) for r in rows)
@@ -264,13 +269,13 @@ def test_sensitivity_rows_cover_each_operator_type_and_layer(tiny_onnx, two_clas
 def test_static_variant_without_ranges_is_an_error(tiny_onnx, tmp_path):
     variant = OrtQuantParams(kind="static", calibration="never_ran")
     with pytest.raises(QuantpipeError, match=r"variants\.s\.calibration: ranges for 'never_ran' not found"):
-        quantize_variant("s", variant, tiny_onnx, tmp_path, tmp_path / "out")
+        quantize("s", variant, tiny_onnx, tmp_path, tmp_path / "out")
 
 
 def test_unknown_operator_is_an_error(tiny_onnx, tmp_path):
     variant = OrtQuantParams(kind="dynamic", operators=["Matmul"])
     with pytest.raises(QuantpipeError, match=r"\['Matmul'\] cannot be quantized in dynamic mode"):
-        quantize_variant("d", variant, tiny_onnx, None, tmp_path)
+        quantize("d", variant, tiny_onnx, None, tmp_path)
 
 
 def test_length_sorted_batches_cover_every_index_once():
@@ -352,7 +357,7 @@ def test_fp32_ops_can_read_the_fp32_tensor_instead_of_its_qdq_copy(tiny_onnx, ra
     fixed = base.model_copy(update={"fp32_ops_read_fp32": True})
 
     def skip_layer_norm_inputs_from_dequantize(variant, out):
-        graph = onnx.load(str(quantize_variant("v", variant, tiny_onnx, ranges_dir, out))).graph
+        graph = onnx.load(str(quantize("v", variant, tiny_onnx, ranges_dir, out))).graph
         producer = {o: n.op_type for n in graph.node for o in n.output}
         return sum(
             producer.get(i) == "DequantizeLinear"

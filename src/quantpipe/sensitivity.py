@@ -19,7 +19,13 @@ from tqdm.auto import tqdm
 from quantpipe.config.sections import EvaluateParams, SensitivityParams
 from quantpipe.io import read_onnx
 from quantpipe.kinds.onnx import OnnxClassifier
-from quantpipe.kinds.ort_int8 import OrtQuantParams, graph_to_quantize, quantization_config, quantize_variant
+from quantpipe.kinds.ort_int8 import (
+    OrtQuantParams,
+    graph_to_quantize,
+    quantization_config,
+    quantize_variant,
+    with_resolved_preset,
+)
 from quantpipe.ort_quantize import operator_names
 from quantpipe.side_by_side import time_side_by_side
 
@@ -80,6 +86,7 @@ def sensitivity_table(
 ) -> list[dict]:
     """One row per part (plus `fp32` and `all`): accuracy, its change and the model-only speed ratio
     against the fp32 graph the variant starts from."""
+    variant = with_resolved_preset(variant_name, variant)
     fp32_graph = graph_to_quantize(variant, model_dir, calibration_dir)
     parts = sensitivity_parts(fp32_graph, operator_names(quantization_config(variant)))
     all_nodes = sum(len(nodes) for kind, _, _, nodes in parts if kind == "operator")

@@ -159,8 +159,14 @@ def graph_to_quantize(variant: OrtQuantParams, model_dir: Path, calibration_dir:
     return Path(model_dir) / MODEL_FILE
 
 
+def with_resolved_preset(name: str, variant: OrtQuantParams) -> OrtQuantParams:
+    """The variant with its preset resolved for this CPU (`auto` -> the measured best; an explicit preset the CPU
+    lacks is kept, with a warning): the one place the preset is resolved, before anything quantizes."""
+    return variant.model_copy(update={"preset": resolve_preset(f"variants.{name}", variant.preset, cpu_info())})
+
+
 def quantization_config(variant: OrtQuantParams):
-    """`AutoQuantizationConfig.<preset>(...)` from the variant's params."""
+    """`AutoQuantizationConfig.<preset>(...)` from the variant's params (its preset resolved: `with_resolved_preset`)."""
     from onnxruntime.quantization import QuantFormat
     from optimum.onnxruntime import AutoQuantizationConfig
     from optimum.onnxruntime.configuration import default_quantization_parameters
@@ -173,7 +179,9 @@ def quantization_config(variant: OrtQuantParams):
         "nodes_to_exclude": list(variant.nodes_to_exclude),
         "operators_to_quantize": list(variant.operators) if variant.operators else None,
     }
-    preset = resolve_preset("", "auto", cpu_info()) if variant.preset == "auto" else variant.preset
+    preset = variant.preset
+    if preset == "auto":
+        raise ValueError("quantization_config: resolve the preset first (with_resolved_preset)")
     if preset in ("avx2", "avx512"):
         kwargs["reduce_range"] = bool(variant.reduce_range)
     config = getattr(AutoQuantizationConfig, preset)(**kwargs)
@@ -215,8 +223,9 @@ def quantize_variant(
     out_dir: Path,
     nodes_to_quantize: list[str] | None = None,
 ) -> Path:
-    """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant; `nodes_to_quantize`, if
-    given, restricts it to those nodes (the sensitivity analysis quantizes one layer at a time)."""
+    """Write `out_dir/model.onnx` (plus config and tokenizer) for one variant, its preset resolved
+    (`with_resolved_preset`); `nodes_to_quantize`, if given, restricts it to those nodes (the sensitivity
+    analysis quantizes one layer at a time)."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (model_dir / MODEL_FILE).is_file():
@@ -274,10 +283,9 @@ class OrtInt8Kind(Kind):
     excludable_parts = True
 
     def build(self, name: str, variant: OrtQuantParams, inputs: BuildInputs, out_dir: Path) -> dict:
-        preset = resolve_preset(f"variants.{name}", variant.preset, cpu_info())
-        resolved = variant.model_copy(update={"preset": preset})
+        resolved = with_resolved_preset(name, variant)
         quantize_variant(name, resolved, inputs.onnx, inputs.calibration, out_dir)
-        return {"preset": preset}
+        return {"preset": resolved.preset}
 
     def load(self, model_dir: Path, variant: OrtQuantParams, cfg: EvaluateParams):
         return load_onnx(model_dir, variant, cfg)
