@@ -67,6 +67,17 @@ def model_of(tp) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
+def kinds_of_mapping(tp) -> dict[str, type[BaseModel]]:
+    """For a mapping whose values are a union of section models told apart by their `kind` (the seq2seq
+    variants): kind -> model; else empty."""
+    if typing.get_origin(tp) is not dict:
+        return {}
+    members = typing.get_args(typing.get_args(tp)[1])
+    if not members or not all(inspect.isclass(m) and issubclass(m, BaseModel) for m in members):
+        return {}
+    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m for m in members}
+
+
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -124,11 +135,13 @@ def section(
         lines.append(row(key, field, json.dumps(kind) if kind and key == "kind" else None))
         sub, mapping = model_of(field.annotation)
         if sub:
-            nested.append((f"{path}.{key}" + (".<name>" if mapping else ""), sub, field.description))
+            nested.append((f"{path}.{key}" + (".<name>" if mapping else ""), sub, field.description, None))
+        for name, params in kinds_of_mapping(field.annotation).items():
+            nested.append((f"{path}.{key}.<name>", params, None, name))
     for name, params in kinds.items():
         lines += ["", *section(path, params, None, level + 1, name)]
-    for sub_path, sub, sub_text in nested:
-        lines += ["", *section(sub_path, sub, sub_text, level + 1)]
+    for sub_path, sub, sub_text, sub_kind in nested:
+        lines += ["", *section(sub_path, sub, sub_text, level + 1, sub_kind)]
     return lines
 
 
@@ -149,6 +162,8 @@ def undocumented(model: type[BaseModel] = Params, path: str = "") -> list[str]:
         sub, mapping = model_of(field.annotation)
         if sub:
             missing += undocumented(sub, f"{path}{key}{'.<name>' if mapping else ''}.")
+        for kind, params in kinds_of_mapping(field.annotation).items():
+            missing += [f"{key} (kind: {kind})" for key in undocumented(params, f"{path}{key}.<name>.")]
     if model is VariantParams:
         for kind, params in variant_kinds().items():
             missing += [f"{key} (kind: {kind})" for key in undocumented(params, path)]

@@ -5,7 +5,8 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
-from quantpipe.seq2seq.measure import load_seq2seq, quality_by_model, ratios_to_baseline, time_generate_side_by_side
+from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline, time_generate_side_by_side
+from quantpipe.seq2seq.measure import load_seq2seq
 from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
 from quantpipe.seq2seq.report import markdown, summary
 
@@ -35,17 +36,24 @@ def main() -> None:
         outputs[name] = read_json(folder / "outputs.json", expect=dict).get("outputs")
         if not isinstance(outputs[name], list):
             raise artifact_error(folder / "outputs.json", "no list of outputs under `outputs`")
-    quality = quality_by_model(pairs["target"].tolist(), outputs, BASELINE, cfg.bootstrap_resamples, cfg.seed)
-    loaded = {name: load_seq2seq(model.path, cfg.threads, model.use_cache) for name, model in models.items()}
-    texts = pairs["source"].tolist()[: cfg.latency_samples]
+    quality = quality_by_model(
+        pairs["target"].tolist(), outputs, BASELINE, cfg.metric, cfg.bootstrap_resamples, cfg.seed
+    )
     max_length = params.seq2seq.model.train.max_source_length
-    timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds, max_length)
-    rows = summary(evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE))
+    loaded = {
+        name: load_seq2seq(model.path, cfg.threads, model.use_cache, max_length) for name, model in models.items()
+    }
+    texts = pairs["source"].tolist()[: cfg.latency_samples]
+    timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds)
+    by_reference = {ref: ratios_to_baseline(timings, ref) for ref in cfg.references}
+    rows = summary(
+        evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE), by_reference
+    )
     environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
     write_text(args.s2s_report, markdown(rows, timings, environment, cfg, len(pairs)))
     write_json(args.out, rows)
     for name, row in rows.items():
-        print(f"{name}: ROUGE-L {row['rouge_l']:.4f}, per-call speed-up {row['call_speedup_median']:.2f}x")
+        print(f"{name}: {cfg.metric} {row['quality']:.2f}, per-call speed-up {row['call_speedup_median']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, read_parquet, write_json
 from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
 from quantpipe.seq2seq.models import seq2seq_models
+from quantpipe.statistics import latency_percentiles
 
 
 def main() -> None:
@@ -29,6 +30,7 @@ def main() -> None:
         use_cache=model.use_cache,
     )
     served = measure_in_child(request)
+    served["latency"] = latency_percentiles(served["latencies_s"])
     outputs = {"outputs": served.pop("outputs"), "new_tokens": served.pop("new_tokens")}
     with atomic_dir(args.out) as tmp:
         write_json(tmp / "metrics.json", {"model": args.name, "examples": len(pairs), **served})

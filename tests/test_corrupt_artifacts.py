@@ -299,9 +299,9 @@ def test_seq2seq_evaluate_names_a_corrupt_eval_split(project):
 def test_a_corrupt_seq2seq_model_config_is_one_line(tmp_path):
     from conftest import build_tiny_t5
 
-    from quantpipe.seq2seq.runtime import load_torch_seq2seq
+    from quantpipe.seq2seq.runtime import TorchSeq2seq
 
     model_dir = build_tiny_t5(tmp_path / "t5")
     corrupt(model_dir / "config.json", "{ not json")
     with pytest.raises(QuantpipeError, match=r"config\.json: not valid JSON \(.*\); rebuild it"):
-        load_torch_seq2seq(model_dir, threads=1)
+        TorchSeq2seq(model_dir, threads=1)

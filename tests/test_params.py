@@ -216,3 +216,30 @@ def test_fp32_ops_read_fp32_only_for_static_qdq(tmp_path):
         lambda d: d["variants"]["static_int8"].update(format="QOperator", extra_options={}, fp32_ops_read_fp32=True),
     )
     assert "fp32_ops_read_fp32: applies to static QDQ variants only" in msg
+
+
+def test_seq2seq_variants_are_validated_by_their_kind(tmp_path):
+    params = load_params(REPO / "params.yaml")
+    kinds = {v.kind for v in params.seq2seq.variants.values()}
+    assert kinds == {"ort_int8", "openvino", "pytorch"}  # no `kind`: ort_int8
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["dynamic_int8"].update(kind="static"))
+    assert msg.endswith(
+        "seq2seq.variants.dynamic_int8.kind: 'static' is not a kind that serves generation "
+        "(seq2seq kinds: ort_int8, openvino, pytorch)"
+    )
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["pytorch_bf16"].update(preset="auto"))
+    assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: kind, autocast)")
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["openvino_f32"].update(precision="fp16"))
+    assert "seq2seq.variants.openvino_f32.precision:" in msg and "'fp16'" in msg
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s["evaluate"].update(max_new_tokens=0), "seq2seq.evaluate.max_new_tokens: Input should be greater"),
+        (lambda s: s["data"].update(pairs="fields"), "seq2seq.data.target_field: required with pairs: fields"),
+        (lambda s: s["evaluate"].update(metric="bleu"), "seq2seq.evaluate.metric: Input should be 'chrf' or"),
+    ],
+)
+def test_seq2seq_mistakes_are_one_line(tmp_path, change, expected):
+    assert expected in error_for(tmp_path, lambda d: change(d["seq2seq"]))

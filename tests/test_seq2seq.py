@@ -1,6 +1,7 @@
 """Seq2seq (`quantpipe.seq2seq`) on a tiny random T5 and a tiny BERT-to-BERT EncoderDecoderModel built in code,
-with the packaged MiniLM's BERT tokenizer (no download): export with and without a decoder cache, PyTorch and
-fp32 ONNX generate the same tokens, dynamic int8 of both parts or of the encoder only, ROUGE-L, bad inputs."""
+with the packaged MiniLM's BERT tokenizer (no download): export with the decoder's cache for both (and without),
+the lean numpy loop over ONNX Runtime generates PyTorch's tokens, dynamic int8 of both parts or of the encoder
+only, the nodes left in fp32, chrF and ROUGE-L, bad inputs."""
 
 from __future__ import annotations
 
@@ -10,13 +11,18 @@ import numpy as np
 import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5, save_with_tokenizer
 
+from quantpipe.config.seq2seq import Seq2seqOpenvinoParams, Seq2seqOrtInt8Params, Seq2seqTorchParams
 from quantpipe.errors import QuantpipeError
-from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, MERGED_FILE, WITH_PAST_FILE, export_seq2seq
+from quantpipe.io import VARIANT_FILE, write_json
+from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import call_latencies, generate_texts, new_token_counts
-from quantpipe.seq2seq.graph import QUANTIZED_OPS, cross_attention_nodes, lm_head_nodes, op_counts
-from quantpipe.seq2seq.quality import generation_quality, identical_fraction
+from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes, node_names, op_counts
+from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
+from quantpipe.seq2seq.measure import load_seq2seq, serving
+from quantpipe.seq2seq.quality import chrf, generation_quality, identical_fraction
 from quantpipe.seq2seq.quantize import quantize_seq2seq
-from quantpipe.seq2seq.runtime import greedy_config, load_ort_seq2seq, load_torch_seq2seq
+from quantpipe.seq2seq.runtime import TorchSeq2seq
+from quantpipe.seq2seq.variants import build_variant
 
 START, EOS, PAD = 101, 102, 0  # BERT's [CLS], [SEP], [PAD]
 
@@ -60,7 +66,13 @@ def t5_onnx(t5_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bert2bert_onnx(bert2bert_dir, tmp_path_factory) -> Path:
-    return export_seq2seq(bert2bert_dir, tmp_path_factory.mktemp("b2b_onnx") / "onnx", with_past=False)
+    """Exported with its decoder's cache by quantpipe.seq2seq.bert_decoder (Optimum's exporter has none for BERT)."""
+    return export_seq2seq(bert2bert_dir, tmp_path_factory.mktemp("b2b_onnx") / "onnx", with_past=True)
+
+
+@pytest.fixture(scope="module")
+def bert2bert_no_cache(bert2bert_dir, tmp_path_factory) -> Path:
+    return export_seq2seq(bert2bert_dir, tmp_path_factory.mktemp("b2b_no_cache") / "onnx", with_past=False)
 
 
 @pytest.fixture(scope="module")
@@ -69,100 +81,102 @@ def t5_int8(t5_onnx, tmp_path_factory) -> tuple[Path, dict]:
     return out, quantize_seq2seq(t5_onnx, out, "auto")
 
 
-@pytest.fixture(scope="module")
-def tokenizer(t5_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(t5_dir)
-
-
 def onnx_files(model_dir: Path) -> list[str]:
     return sorted(p.name for p in model_dir.glob("*.onnx"))
 
 
-def test_export_keeps_the_files_it_loads(t5_onnx, bert2bert_onnx):
-    assert onnx_files(t5_onnx) == ["decoder_model_merged.onnx", "encoder_model.onnx"]
-    assert onnx_files(bert2bert_onnx) == ["decoder_model.onnx", "encoder_model.onnx"]
-    for out in (t5_onnx, bert2bert_onnx):
+def lean(model_dir: Path) -> LeanSeq2seq:
+    return LeanSeq2seq(model_dir, ort_sessions(model_dir, threads=1))
+
+
+PAIR = [DECODER_FILE, WITH_PAST_FILE, ENCODER_FILE]  # sorted: the first step's decoder, the cached one, the encoder
+
+
+def test_export_writes_the_decoder_with_its_cache(t5_onnx, bert2bert_onnx, bert2bert_no_cache):
+    assert onnx_files(t5_onnx) == onnx_files(bert2bert_onnx) == PAIR
+    assert onnx_files(bert2bert_no_cache) == [DECODER_FILE, ENCODER_FILE]
+    for out in (t5_onnx, bert2bert_onnx, bert2bert_no_cache):
         assert {"config.json", "generation_config.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    step = {"t5": lean(t5_onnx).sessions.inputs, "bert2bert": lean(bert2bert_onnx).sessions.inputs}
+    for inputs in step.values():  # Optimum's names for both: one generation loop serves them
+        assert {"input_ids", "encoder_attention_mask", "past_key_values.0.decoder.key"} <= set(inputs["with_past"])
+        assert "past_key_values.1.encoder.value" in inputs["with_past"]
+        assert "encoder_hidden_states" in inputs["decoder"]
 
 
-@pytest.mark.parametrize("name", ["t5", "bert2bert"])
-def test_onnx_generates_what_pytorch_generates(name, request, tokenizer):
-    """Greedy, 8 new tokens: T5 with its cache (merged decoder) against PyTorch with cache; BERT-to-BERT
-    without cache in ONNX against PyTorch with its own."""
-    torch_model = load_torch_seq2seq(request.getfixturevalue(f"{name}_dir"), threads=1)
-    onnx_model = load_ort_seq2seq(request.getfixturevalue(f"{name}_onnx"), threads=1)
-    assert onnx_model.use_cache == (name == "t5")
-    expected = generate_texts(torch_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=2)
-    got = generate_texts(onnx_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=2)
-    assert got == expected
-    assert len(set(expected.texts)) > 1  # the outputs depend on the input: the comparison means something
-    one_by_one = generate_texts(onnx_model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=8, batch_size=1)
-    assert one_by_one == expected  # batching (padding, length-sorted order) changes nothing
+@pytest.mark.parametrize("name", ["t5_onnx", "bert2bert_onnx", "bert2bert_no_cache"])
+@pytest.mark.parametrize("fixed_length", [False, True])
+def test_lean_loop_generates_what_pytorch_generates(name, fixed_length, request):
+    """Greedy, 8 new tokens, token for token: the numpy loop over ONNX Runtime sessions (with the cache, or the
+    prefix recomputed) against transformers' generate with its cache; batched and one text at a time."""
+    source = request.getfixturevalue(name.replace("_onnx", "_dir").replace("_no_cache", "_dir"))
+    torch_model, onnx_model = TorchSeq2seq(source, threads=1), lean(request.getfixturevalue(name))
+    expected_texts, expected = torch_model.generate(SEQ2SEQ_TEXTS, 8, fixed_length)
+    texts, sequences = onnx_model.generate(SEQ2SEQ_TEXTS, 8, fixed_length)
+    np.testing.assert_array_equal(sequences, expected)
+    assert texts == expected_texts and len(set(texts)) > 1  # the outputs depend on the input
+    batched = generate_texts(onnx_model, SEQ2SEQ_TEXTS, 8, batch_size=2, fixed_length=fixed_length)
+    assert batched == generate_texts(onnx_model, SEQ2SEQ_TEXTS, 8, batch_size=1, fixed_length=fixed_length)
+    assert batched == generate_texts(torch_model, SEQ2SEQ_TEXTS, 8, batch_size=2, fixed_length=fixed_length)
 
 
-def test_int8_model_is_smaller_quantized_and_generates(t5_onnx, t5_int8, tokenizer):
+def test_int8_model_is_smaller_quantized_and_generates(t5_onnx, t5_int8):
     out, resolved = t5_int8
     assert onnx_files(out) == onnx_files(t5_onnx)  # standard names: loaded with no file-name argument
     assert (out / "generation_config.json").is_file() and not (out / "_quantized").exists()
     for file in onnx_files(out):
         assert (out / file).stat().st_size < 0.5 * (t5_onnx / file).stat().st_size
         assert resolved["quantized_ops"][file] > 0
-    merged = op_counts(out / MERGED_FILE, QUANTIZED_OPS)
-    branches = [key for key in merged if key != "main"]
-    assert len(branches) == 2 and all(merged[key] > 0 for key in branches)  # both If branches quantized
-    assert not any(op_counts(out / MERGED_FILE, ("MatMul",)).values())
-    model = load_ort_seq2seq(out, threads=1)
-    generated = generate_texts(model, tokenizer, SEQ2SEQ_TEXTS, max_new_tokens=6, batch_size=2, fixed_length=True)
+        assert not any(op_counts(out / file, ("MatMul",)).values())
+    model = lean(out)
+    generated = generate_texts(model, SEQ2SEQ_TEXTS, max_new_tokens=6, batch_size=2, fixed_length=True)
     assert generated.new_tokens == [6] * len(SEQ2SEQ_TEXTS)
-    seconds = call_latencies(model, tokenizer, SEQ2SEQ_TEXTS[:2], max_new_tokens=4)
+    seconds = call_latencies(model, SEQ2SEQ_TEXTS[:2], max_new_tokens=4)
     assert len(seconds) == 2 and all(s > 0 for s in seconds)
 
 
-def test_o3_export_fuses_then_quantizes(t5_dir, tmp_path, tokenizer):
-    """The reference's workflow: export with ONNX Runtime's O3 optimizations (T5's RMS norms fused into one op each), then dynamic
-    int8 of the optimized files; both generate."""
+def test_o3_export_fuses_then_quantizes(t5_dir, tmp_path):
+    """The reference's workflow: export with ONNX Runtime's O3 optimizations (T5's RMS norms fused into one op
+    each), then dynamic int8 of the optimized files; both generate."""
     onnx = export_seq2seq(t5_dir, tmp_path / "o3", with_past=True, optimization="O3")
-    assert onnx_files(onnx) == [DECODER_FILE, WITH_PAST_FILE, ENCODER_FILE]  # not merged (see export_seq2seq)
+    assert onnx_files(onnx) == PAIR
     fused = op_counts(onnx / ENCODER_FILE, ("SimplifiedLayerNormalization",))["main"]
     assert fused > 0 and not op_counts(onnx / ENCODER_FILE, ("Pow",))["main"]  # RMS norm: Pow, Mean, Sqrt unfused
     quantize_seq2seq(onnx, tmp_path / "int8", "arm64")
     for model_dir in (onnx, tmp_path / "int8"):
-        model = load_ort_seq2seq(model_dir, threads=1)
         generated = generate_texts(
-            model, tokenizer, SEQ2SEQ_TEXTS[:2], max_new_tokens=4, batch_size=2, fixed_length=True
+            lean(model_dir), SEQ2SEQ_TEXTS[:2], max_new_tokens=4, batch_size=2, fixed_length=True
         )
         assert generated.new_tokens == [4, 4]
 
 
-def test_int8_encoder_with_fp32_decoder(t5_onnx, tmp_path, tokenizer):
+def test_int8_encoder_with_fp32_decoder(t5_onnx, tmp_path):
     resolved = quantize_seq2seq(t5_onnx, tmp_path, "avx512", parts=["encoder"])
     assert resolved["preset"] == "avx512"
-    assert resolved["quantized_ops"][ENCODER_FILE] > 0 and resolved["quantized_ops"][MERGED_FILE] == 0
-    assert (tmp_path / MERGED_FILE).read_bytes() == (t5_onnx / MERGED_FILE).read_bytes()
-    generated = generate_texts(
-        load_ort_seq2seq(tmp_path, threads=1), tokenizer, SEQ2SEQ_TEXTS[:2], 4, 2, fixed_length=True
-    )
-    assert generated.new_tokens == [4, 4]
+    assert resolved["quantized_ops"][ENCODER_FILE] > 0
+    for file in (DECODER_FILE, WITH_PAST_FILE):
+        assert resolved["quantized_ops"][file] == 0 and (tmp_path / file).read_bytes() == (t5_onnx / file).read_bytes()
+    assert generate_texts(lean(tmp_path), SEQ2SEQ_TEXTS[:2], 4, 2, fixed_length=True).new_tokens == [4, 4]
 
 
-def test_nodes_left_in_fp32(t5_onnx, bert2bert_onnx, tmp_path):
-    """The LM head and the cross-attention found in the graphs, and left in fp32 in both If branches."""
-    assert lm_head_nodes(t5_onnx / MERGED_FILE) == ["/lm_head/MatMul"]
-    assert lm_head_nodes(bert2bert_onnx / "decoder_model.onnx") == ["/decoder/cls/predictions/decoder/MatMul"]
-    cross = cross_attention_nodes(t5_onnx / MERGED_FILE)
-    assert cross and all("EncDecAttention" in node for node in cross)
-    assert all("crossattention" in node for node in cross_attention_nodes(bert2bert_onnx / "decoder_model.onnx"))
-    excluded = ["/lm_head/MatMul", *cross]
-    quantize_seq2seq(t5_onnx, tmp_path, "avx512_vnni", per_channel=True, nodes_to_exclude=excluded)
-    fp32 = op_counts(tmp_path / MERGED_FILE, ("MatMul",))
-    in_branches = len([n for n in cross if "/k/" not in n and "/v/" not in n])  # k, v: first step only
-    assert sorted(fp32.values()) == [0, 1 + in_branches, 1 + len(cross)]
-    with pytest.raises(
-        QuantpipeError, match=r"^seq2seq.variants.<name>.nodes_to_exclude: \['/lm_head/MatMull'\] not in"
-    ):
-        quantize_seq2seq(t5_onnx, tmp_path / "x", "auto", nodes_to_exclude=["/lm_head/MatMull"])
+@pytest.mark.parametrize("name", ["t5_onnx", "bert2bert_onnx"])
+def test_nodes_left_in_fp32(name, request, tmp_path):
+    """The LM head and the cross-attention found in both decoders, and left in fp32 there, nothing else."""
+    onnx = request.getfixturevalue(name)
+    head = {"t5_onnx": "/lm_head/MatMul", "bert2bert_onnx": "/cls/predictions/decoder/MatMul"}[name]
+    scope = {"t5_onnx": "EncDecAttention", "bert2bert_onnx": "crossattention"}[name]
+    excluded = set()
+    for file in (DECODER_FILE, WITH_PAST_FILE):
+        assert lm_head_nodes(onnx / file) == [head]
+        cross = cross_attention_nodes(onnx / file)
+        assert cross and all(scope in node for node in cross)
+        excluded |= {head, *cross}
+    quantize_seq2seq(onnx, tmp_path, "avx512_vnni", per_channel=True, nodes_to_exclude=sorted(excluded))
+    for file in (DECODER_FILE, WITH_PAST_FILE):
+        in_file = excluded & node_names(onnx / file)
+        assert op_counts(tmp_path / file, ("MatMul",))["main"] == len(in_file)
+    with pytest.raises(QuantpipeError, match=r"^seq2seq.variants.<name>.nodes_to_exclude: \[.*MatMull'\] not in"):
+        quantize_seq2seq(onnx, tmp_path / "x", "auto", nodes_to_exclude=[head + "l"])
 
 
 def test_new_token_counts_stop_at_the_first_end_token():
@@ -171,42 +185,94 @@ def test_new_token_counts_stop_at_the_first_end_token():
     assert new_token_counts(sequences, [EOS, 7]) == [2, 3, 1]
 
 
-def test_rouge_and_identical_outputs():
-    same = generation_quality(SEQ2SEQ_TEXTS, SEQ2SEQ_TEXTS, n_resamples=200, seed=0, reference_outputs=SEQ2SEQ_TEXTS)
-    assert same["rouge_l"] == 1.0 and same["rouge_l_ci"] == [1.0, 1.0] and same["identical_to_reference"] == 1.0
+@pytest.mark.parametrize("metric", ["chrf", "rouge_l"])
+def test_quality_and_identical_outputs(metric):
+    same = generation_quality(SEQ2SEQ_TEXTS, SEQ2SEQ_TEXTS, metric, 200, 0, reference_outputs=SEQ2SEQ_TEXTS)
+    assert same["score"] == 100.0 and same["score_ci"] == [100.0, 100.0] and same["identical_to_reference"] == 1.0
     outputs = ["the film was bad", "a bad movie", "it works", "broke", "i love this book"]
-    q = generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)
-    assert 0 < q["rouge_l"] < 1 and q["rouge_l_ci"][0] <= q["rouge_l"] <= q["rouge_l_ci"][1]
-    assert q["rouge_l_ci"][0] < q["rouge_l_ci"][1] and q["samples"] == 5
-    assert q == generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0)  # seeded
-    assert q["rouge_l_shuffled"] < q["rouge_l"]  # these outputs match their own references best
+    q = generation_quality(outputs, SEQ2SEQ_TEXTS, metric, n_resamples=500, seed=0)
+    assert q["metric"] == metric and 0 < q["score"] < 100
+    assert q["score_ci"][0] < q["score"] < q["score_ci"][1] and q["samples"] == 5
+    assert q == generation_quality(outputs, SEQ2SEQ_TEXTS, metric, n_resamples=500, seed=0)  # seeded
+    assert q["score_shuffled"] < q["score"]  # these outputs match their own references best
     assert identical_fraction(outputs, SEQ2SEQ_TEXTS) == 0.4
-    paired = generation_quality(outputs, SEQ2SEQ_TEXTS, n_resamples=500, seed=0, reference_outputs=SEQ2SEQ_TEXTS)
-    assert paired["rouge_l_delta"] == pytest.approx(q["rouge_l"] - 1.0)  # the reference model's outputs score 1
-    low, high = paired["rouge_l_delta_ci"]
-    assert low <= paired["rouge_l_delta"] <= high <= 0 and same["rouge_l_delta_ci"] == [0.0, 0.0]
+    paired = generation_quality(outputs, SEQ2SEQ_TEXTS, metric, 500, 0, reference_outputs=SEQ2SEQ_TEXTS)
+    assert paired["delta"] == pytest.approx(q["score"] - 100.0)  # the reference model's outputs score 100
+    low, high = paired["delta_ci"]
+    assert low <= paired["delta"] <= high <= 0 and same["delta_ci"] == [0.0, 0.0]
 
 
-def test_bad_inputs_are_one_line(tiny_model, bert2bert_dir, t5_onnx, tmp_path):
+def test_chrf_ignores_spaces_but_not_punctuation():
+    """Punctuation restoration is scored on characters: a space more or less costs nothing, a comma does."""
+    assert chrf(["well - made , i think"], ["well-made, i think"])[0] == 100.0
+    assert chrf(["well made i think"], ["well-made, i think"])[0] < 100.0
+
+
+def test_bad_inputs_are_one_line(tiny_model, t5_dir, t5_onnx, tmp_path):
+    from transformers import BertConfig, EncoderDecoderConfig, RobertaConfig
+
+    roberta = tmp_path / "roberta2roberta"  # a decoder no exporter gives a cache: only its config is read
+    EncoderDecoderConfig.from_encoder_decoder_configs(
+        BertConfig(), RobertaConfig(is_decoder=True, add_cross_attention=True)
+    ).save_pretrained(roberta)
+    (tmp_path / "empty").mkdir()
     cases = [
         (lambda: export_seq2seq(tiny_model, tmp_path / "a", with_past=True), r"not a seq2seq model \(bert, Bert"),
-        (lambda: export_seq2seq(bert2bert_dir, tmp_path / "b", True), "no key/value cache in ONNX; export it with"),
+        (lambda: export_seq2seq(roberta, tmp_path / "b", True), "decoder \\(roberta\\) has no key/value cache in ONNX"),
         (lambda: export_seq2seq(tmp_path, tmp_path / "c", with_past=False), "cannot load the model config: "),
         (
-            lambda: export_seq2seq(bert2bert_dir, tmp_path / "f", False, optimization="O3"),
+            lambda: export_seq2seq(roberta, tmp_path / "f", False, optimization="O3"),
             r"^seq2seq.optimization: ONNX Runtime cannot optimize encoder-decoder models \(O3\); set none$",
         ),
-        (lambda: load_torch_seq2seq(tiny_model, threads=1), "not a seq2seq model"),
-        (lambda: load_ort_seq2seq(tiny_model, threads=1), "encoder_model.onnx, decoder_model.onnx not found"),
+        (lambda: TorchSeq2seq(tiny_model, threads=1), "not a seq2seq model"),
+        (lambda: ort_sessions(tmp_path / "empty", threads=1), "encoder_model.onnx, decoder_model.onnx not found"),
         (lambda: quantize_seq2seq(t5_onnx, tmp_path / "d", "avx3"), "preset: unknown preset 'avx3'"),
         (lambda: quantize_seq2seq(t5_onnx, tmp_path / "e", "auto", parts=["lm_head"]), r"parts: \['lm_head'\]"),
-        (lambda: generation_quality(["a"], ["a", "b"], 10, 0), "1 outputs against 2 references"),
+        (lambda: generation_quality(["a"], ["a", "b"], "chrf", 10, 0), "1 outputs against 2 references"),
+        (lambda: lean(t5_onnx).generate(["a"], 0), r"^max_new_tokens: must be at least 1 \(got 0\)$"),
+        (
+            lambda: TorchSeq2seq(t5_dir, threads=1).generate(["a"], 0),
+            r"^max_new_tokens: must be at least 1 \(got 0\)$",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(QuantpipeError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
-    model = load_ort_seq2seq(t5_onnx, threads=1)
-    with pytest.raises(QuantpipeError, match=r"^max_new_tokens: must be at least 1 \(got 0\)$"):
-        greedy_config(model, 0)
     assert not any((tmp_path / name).exists() for name in "abf")
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        Seq2seqOpenvinoParams(kind="openvino", precision="f32"),
+        Seq2seqOpenvinoParams(kind="openvino", weights="int8", parts=["decoder"]),
+        Seq2seqOpenvinoParams(kind="openvino"),
+        Seq2seqOrtInt8Params(quantize_embeddings=True),
+        Seq2seqTorchParams(kind="pytorch"),
+    ],
+    ids=["openvino_f32", "openvino_int8_decoder", "openvino_default", "ort_int8_embeddings", "pytorch_bf16"],
+)
+@pytest.mark.parametrize("model", ["t5", "bert2bert"])
+def test_every_generation_kind_builds_and_generates(variant, model, request, tmp_path):
+    """Each kind's builder writes a model that `load_seq2seq` serves as its record says and that generates
+    exactly the tokens asked; OpenVINO in f32 decodes what PyTorch decodes."""
+    source, onnx = request.getfixturevalue(f"{model}_dir"), request.getfixturevalue(f"{model}_onnx")
+    record = build_variant("v", variant, source, onnx, tmp_path)
+    write_json(tmp_path / VARIANT_FILE, record)
+    served = load_seq2seq(tmp_path, threads=1, max_length=32)
+    assert record["params"]["kind"] == variant.kind and serving(tmp_path) == record["serve"]
+    generated = generate_texts(served, SEQ2SEQ_TEXTS, 6, batch_size=2, fixed_length=True)
+    assert generated.new_tokens == [6] * len(SEQ2SEQ_TEXTS)
+    if variant.kind == "openvino":
+        compressed = {"int8": [DECODER_FILE, WITH_PAST_FILE], "fp32": []}[variant.weights]
+        assert record["resolved"]["compressed"] == compressed
+        if variant.weights == "int8":
+            assert (tmp_path / "decoder_model.bin").stat().st_size < 0.5 * (onnx / DECODER_FILE).stat().st_size
+    if variant.kind == "openvino" and variant.precision == "f32":
+        expected = generate_texts(TorchSeq2seq(source, threads=1), SEQ2SEQ_TEXTS, 6, batch_size=2)
+        assert generate_texts(served, SEQ2SEQ_TEXTS, 6, batch_size=2) == expected
+    if variant.kind == "ort_int8":
+        gathers = op_counts(tmp_path / ENCODER_FILE, ("Gather",))["main"]
+        assert gathers and record["resolved"]["quantized_ops"][ENCODER_FILE] > 0
+        assert (tmp_path / ENCODER_FILE).stat().st_size < 0.3 * (onnx / ENCODER_FILE).stat().st_size

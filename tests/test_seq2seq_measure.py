@@ -1,6 +1,7 @@
-"""Seq2seq measurement (`quantpipe.seq2seq.measure`) on a tiny random T5 built in code, with the packaged MiniLM's
-BERT tokenizer (no download): one model per fresh process (PyTorch and fp32 ONNX), every model side by side in
-one process, quality against the references and the fp32 outputs, bad inputs."""
+"""Seq2seq measurement (`quantpipe.seq2seq.measure`, `.compare`) on a tiny random T5 built in code, with the packaged
+MiniLM's BERT tokenizer (no download): one model per fresh process (PyTorch, and fp32 ONNX served by the lean loop
+without torch), every model side by side in one process, quality against the references and the fp32 outputs,
+bad inputs."""
 
 from __future__ import annotations
 
@@ -14,17 +15,10 @@ from conftest import SEQ2SEQ_TEXTS, build_tiny_t5
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.memory import peak_rss_bytes
-from quantpipe.seq2seq.export import ENCODER_FILE, MERGED_FILE, export_seq2seq
+from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline, time_generate_side_by_side
+from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
-from quantpipe.seq2seq.measure import (
-    MeasureRequest,
-    engine_of,
-    load_seq2seq,
-    measure_in_child,
-    quality_by_model,
-    ratios_to_baseline,
-    time_generate_side_by_side,
-)
+from quantpipe.seq2seq.measure import MeasureRequest, load_seq2seq, measure_in_child, serving
 
 MAX_NEW_TOKENS = 6
 LATENCY_SAMPLES = 3
@@ -51,21 +45,19 @@ def measured(t5_dir, t5_onnx) -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", ["pytorch", "onnx"])
 def test_child_reports_every_figure(measured, name):
-    """torch is imported by both: ORTModelForSeq2SeqLM runs transformers' generation loop on torch tensors."""
+    """The ONNX model is served by the lean loop: neither torch nor transformers is imported in its process."""
     result = measured[name]
-    assert result["engine"] == {"pytorch": "pytorch", "onnx": "onnxruntime"}[name]
+    assert result["serving"] == {"engine": {"pytorch": "pytorch", "onnx": "onnxruntime"}[name]}
     assert len(result["outputs"]) == len(SEQ2SEQ_TEXTS) and all(isinstance(text, str) for text in result["outputs"])
     assert all(1 <= count <= MAX_NEW_TOKENS for count in result["new_tokens"])
     assert len(result["latencies_s"]) == LATENCY_SAMPLES and all(s > 0 for s in result["latencies_s"])
-    latency = result["latency"]
-    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
     memory = result["memory"]
-    assert memory["torch_imported"] is True
+    assert memory["torch_imported"] is memory["transformers_imported"] is (name == "pytorch")
     assert 0 < memory["rss_start_mb"] < memory["rss_after_load_mb"] <= memory["peak_rss_serving_mb"]
     assert memory["peak_rss_serving_mb"] <= memory["peak_rss_mb"]
     assert abs(memory["one_call_increment_mb"]) < 20 and abs(memory["first_call_increment_mb"]) < 100
     assert memory["load_seconds"] > 0
-    files = {"pytorch": ["model.safetensors"], "onnx": [MERGED_FILE, ENCODER_FILE]}[name]
+    files = {"pytorch": ["model.safetensors"], "onnx": [DECODER_FILE, WITH_PAST_FILE, ENCODER_FILE]}[name]
     assert list(result["files_mb"]) == files and all(mb > 0.1 for mb in result["files_mb"].values())
 
 
@@ -82,12 +74,12 @@ def test_peak_is_the_childs_own():
 
 def test_quality_against_references_and_fp32(measured):
     outputs = {name: result["outputs"] for name, result in measured.items()}
-    quality = quality_by_model(SEQ2SEQ_TEXTS, outputs, baseline="pytorch", n_resamples=100, seed=0)
+    quality = quality_by_model(SEQ2SEQ_TEXTS, outputs, "pytorch", "chrf", n_resamples=100, seed=0)
     assert quality["pytorch"]["identical_to_reference"] == 1.0
     assert quality["onnx"]["identical_to_reference"] == 1.0  # fp32 ONNX decodes what PyTorch decodes
     for scores in quality.values():
-        low, high = scores["rouge_l_ci"]
-        assert 0 <= low <= scores["rouge_l"] <= high <= 1 and scores["samples"] == len(SEQ2SEQ_TEXTS)
+        low, high = scores["score_ci"]
+        assert 0 <= low <= scores["score"] <= high <= 100 and scores["samples"] == len(SEQ2SEQ_TEXTS)
 
 
 def test_side_by_side_rounds_for_every_model(t5_dir, t5_onnx):
@@ -107,12 +99,12 @@ def test_pytorch_without_cache_recomputes_the_prefix(t5_dir):
     the cache does) and decodes what the cached model decodes."""
     decoded, lengths = {}, {}
     for use_cache in (True, False):
-        model, tokenizer = load_seq2seq(t5_dir, threads=1, use_cache=use_cache)
+        served = load_seq2seq(t5_dir, threads=1, use_cache=use_cache)
         seen = lengths[use_cache] = []
-        model.decoder.register_forward_pre_hook(
+        served.model.decoder.register_forward_pre_hook(
             lambda _, args, kw, seen=seen: seen.append(kw["input_ids"].shape[1]), with_kwargs=True
         )
-        decoded[use_cache] = generate_texts(model, tokenizer, SEQ2SEQ_TEXTS[:1], MAX_NEW_TOKENS, 1, fixed_length=True)
+        decoded[use_cache] = generate_texts(served, SEQ2SEQ_TEXTS[:1], MAX_NEW_TOKENS, 1, fixed_length=True)
     assert lengths[True] == [1] * MAX_NEW_TOKENS
     assert lengths[False] == list(range(1, MAX_NEW_TOKENS + 1))
     assert decoded[True] == decoded[False]
@@ -120,7 +112,7 @@ def test_pytorch_without_cache_recomputes_the_prefix(t5_dir):
 
 def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
     cases = [
-        (lambda: engine_of(tmp_path), "neither a seq2seq ONNX directory"),
+        (lambda: serving(tmp_path), "neither a seq2seq ONNX directory"),
         (
             lambda: measure_in_child(MeasureRequest(str(tmp_path), SEQ2SEQ_TEXTS, 4, 1, 1, 1)),
             f"^{tmp_path}: neither a seq2seq ONNX directory",
@@ -131,7 +123,10 @@ def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
         ),
         (lambda: measure_in_child(MeasureRequest(str(t5_onnx), [], 4, 1, 1, 1)), "^measure: 0 texts"),
         (lambda: time_generate_side_by_side({}, [], 4, 1, 1), "^side by side: 0 texts"),
-        (lambda: quality_by_model(SEQ2SEQ_TEXTS, {"a": SEQ2SEQ_TEXTS}, "fp32", 10, 0), "^baseline 'fp32' is not among"),
+        (
+            lambda: quality_by_model(SEQ2SEQ_TEXTS, {"a": SEQ2SEQ_TEXTS}, "fp32", "chrf", 10, 0),
+            "^baseline 'fp32' is not among",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(QuantpipeError, match=message) as error:

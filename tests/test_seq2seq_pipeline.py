@@ -21,8 +21,15 @@ def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
     s2s["model"].update(source="pretrained", pretrained=str(model_dir))
     s2s["model"]["train"].update(max_source_length=32)
     s2s["data"].update(train_split="train[:16]", eval_split="validation[:6]", eval_samples=6)
-    s2s["variants"] = {"dynamic_int8": {"preset": "auto"}, "int8_encoder": {"preset": "auto", "parts": ["encoder"]}}
-    s2s["evaluate"].update(max_new_tokens=4, latency_samples=2, batch_size=2, rounds=1, bootstrap_resamples=20)
+    s2s["variants"] = {
+        "dynamic_int8": {"preset": "auto"},
+        "int8_encoder": {"preset": "auto", "parts": ["encoder"]},
+        "openvino_int8": {"kind": "openvino", "weights": "int8", "precision": "f32"},
+        "pytorch_bf16": {"kind": "pytorch"},
+    }
+    s2s["evaluate"].update(
+        max_new_tokens=4, latency_samples=2, batch_size=2, rounds=1, bootstrap_resamples=20, references=["pytorch_bf16"]
+    )
     return params
 
 
@@ -50,19 +57,32 @@ def s2s_project(tmp_path_factory) -> Path:
 
 def test_every_model_is_measured_and_reported(s2s_project):
     rows = json.loads((s2s_project / "metrics/seq2seq.json").read_text())
-    assert set(rows) == {"pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32", "dynamic_int8", "int8_encoder"}
+    assert set(rows) == {
+        "pytorch_fp32",
+        "pytorch_fp32_no_cache",
+        "onnx_fp32",
+        "dynamic_int8",
+        "int8_encoder",
+        "openvino_int8",
+        "pytorch_bf16",
+    }
     assert rows["pytorch_fp32_no_cache"]["identical_to_fp32"] == 1.0  # the cache changes speed, not outputs
     assert rows["pytorch_fp32_no_cache"]["call_speedup_no_cache_median"] == 1.0
     assert rows["onnx_fp32"]["identical_to_fp32"] == 1.0  # fp32 ONNX generates what PyTorch does
     for row in rows.values():
-        assert 0 <= row["rouge_l_ci_low"] <= row["rouge_l"] <= row["rouge_l_ci_high"] <= 1
+        assert 0 <= row["quality_ci_low"] <= row["quality"] <= row["quality_ci_high"] <= 100
         assert row["peak_rss_mb"] >= row["rss_after_load_mb"] > 0 and row["call_speedup_min"] > 0
     assert rows["dynamic_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
-    assert rows["int8_encoder"]["size_mb_decoder_model_merged"] == rows["onnx_fp32"]["size_mb_decoder_model_merged"]
+    assert rows["int8_encoder"]["size_mb_decoder_model"] == rows["onnx_fp32"]["size_mb_decoder_model"]
+    served = {name: (row["serving"], row["torch_imported"]) for name, row in rows.items()}
+    assert served["onnx_fp32"] == served["dynamic_int8"] == ("onnxruntime", False)  # the lean loop: no torch
+    assert served["openvino_int8"] == ("openvino", False) and served["pytorch_bf16"] == ("pytorch", True)
+    assert rows["openvino_int8"]["size_mb"] < 0.5 * rows["onnx_fp32"]["size_mb"]  # int8 weights
     report = (s2s_project / "reports/seq2seq.md").read_text()
     assert (
         all(name in report for name in rows)
-        and "ROUGE-L" in report
+        and "chrF" in report
+        and "**Answer: " in report
         and "a seeded shuffle" in report
         and report.startswith("# quantpipe seq2seq")
     )

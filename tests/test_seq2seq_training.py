@@ -18,7 +18,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.model_loading import package_model_dir
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
-from quantpipe.seq2seq.runtime import load_torch_seq2seq
+from quantpipe.seq2seq.runtime import TorchSeq2seq
 from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
 
 TOKENS = {"decoder_start_token_id": 101, "bos_token_id": 101, "eos_token_id": 102, "pad_token_id": 0}
@@ -93,11 +93,11 @@ def test_finetune_lowers_the_loss_and_saves_a_model_that_exports(encoder_dir, tm
 
     saved = save_seq2seq(model, tokenizer, tmp_path / "model")
     assert json.loads((saved / "generation_config.json").read_text()).items() >= TOKENS.items()
-    reloaded = load_torch_seq2seq(saved, threads=1)  # AutoModelForSeq2SeqLM
+    reloaded = TorchSeq2seq(saved, threads=1)  # AutoModelForSeq2SeqLM
     weights = model.state_dict()
-    assert reloaded.state_dict().keys() == weights.keys()
-    assert all(tensor.equal(weights[key]) for key, tensor in reloaded.state_dict().items())
-    generated = generate_texts(reloaded, tokenizer, PAIRS["source"].tolist(), max_new_tokens=4, batch_size=2)
+    assert reloaded.model.state_dict().keys() == weights.keys()
+    assert all(tensor.equal(weights[key]) for key, tensor in reloaded.model.state_dict().items())
+    generated = generate_texts(reloaded, PAIRS["source"].tolist(), max_new_tokens=4, batch_size=2)
     assert all(1 <= count <= 4 for count in generated.new_tokens)  # it starts from the saved start token
     onnx = export_seq2seq(saved, tmp_path / "onnx", with_past=False)
     assert {ENCODER_FILE, DECODER_FILE, "generation_config.json"} <= {p.name for p in onnx.iterdir()}
@@ -131,7 +131,7 @@ def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
         (
             "variants.arm64.calibration",
             "minmax",
-            r"seq2seq.variants.arm64.calibration: unknown key \(known: preset, per_channel, parts, exclude\)$",
+            r"seq2seq.variants.arm64.calibration: unknown key \(known: kind, preset, per_channel, parts, exclude, quantize_embeddings\)$",
         ),
         (
             "variants.arm64.exclude",
@@ -175,9 +175,25 @@ def test_eval_pairs_are_a_seeded_sample_across_the_split():
         data = params.seq2seq.data.model_copy(update=changes)
         return params.model_copy(update={"seq2seq": params.seq2seq.model_copy(update={"data": data})})
 
-    first, again = text_pairs(with_data(eval_samples=60), "eval"), text_pairs(with_data(eval_samples=60), "eval")
+    titles = {"pairs": "fields", "target_field": "title"}
+    first, again = (
+        text_pairs(with_data(eval_samples=60, **titles), "eval"),
+        text_pairs(with_data(eval_samples=60, **titles), "eval"),
+    )
     assert len(first) == 60 and first.equals(again)
     validation = pd.read_json(REPO / "data/offline/amazon_reviews/validation.jsonl", lines=True)
     domains = validation.set_index("content").loc[first["source"], "domain"]
     assert domains.nunique() == 3  # books, electronics, kitchen
-    assert not text_pairs(with_data(eval_samples=60, seed=1), "eval").equals(first)
+    assert not text_pairs(with_data(eval_samples=60, seed=1, **titles), "eval").equals(first)
+
+
+def test_punctuation_pairs_strip_what_the_target_keeps():
+    """The default task: a review's first words, lower-cased; the source is the target without punctuation."""
+    from quantpipe.seq2seq.data import text_pairs
+
+    pairs = text_pairs(load_seq2seq_params(REPO / "params.yaml"), "eval")
+    assert len(pairs) == 400
+    for source, target in zip(pairs["source"], pairs["target"]):
+        assert len(target.split()) <= 16 and target == target.lower()
+        assert source.replace(" ", "") == "".join(c for c in target if c.isalnum() or c == "'").replace(" ", "")
+    assert (pairs["source"] != pairs["target"]).mean() > 0.5  # most first words hold punctuation to restore

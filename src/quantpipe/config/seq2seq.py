@@ -3,11 +3,11 @@ params.yaml."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 
-from quantpipe.config.base import NAME, Section, Seed
+from quantpipe.config.base import NAME, AccuracyBudget, NestedParamError, Section, Seed, first_error, one_line
 from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES, Preset
 
 if TYPE_CHECKING:
@@ -45,22 +45,30 @@ class Seq2seqModelParams(Section):
 
 
 class Seq2seqDataParams(Section):
-    """The text-to-text task: one dataset of `data.datasets`, two of its columns."""
+    """The text-to-text task: one dataset of `data.datasets`, its pairs made by `pairs`."""
 
     dataset: str = Field(description="name in `data.datasets` (its path and data files are loaded)")
+    pairs: Literal["fields", "punctuation"] = Field(
+        "fields",
+        description="`fields`: `source_field` -> `target_field` (e.g. a review -> its title); `punctuation`: the first"
+        " `max_words` words of `source_field`, lower-cased, with their punctuation removed -> the same words with it",
+    )
     train_split: str = Field("train", description="split fine-tuned on")
     eval_split: str = Field("validation", description="split the report scores (never trained on)")
     source_field: str = Field(description="column of the input text")
-    target_field: str = Field(description="column of the reference output")
+    target_field: str | None = Field(None, description="column of the reference output (pairs: fields)")
+    max_words: int = Field(24, gt=0, description="words per text (pairs: punctuation)")
     eval_samples: int | None = Field(
         400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
     )
     seed: Seed = Field(0, description="seed of the eval sample")
 
 
-class Seq2seqVariantParams(Section):
-    """A seq2seq ONNX variant: dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does."""
+class Seq2seqOrtInt8Params(Section):
+    """ONNX Runtime dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does (the kind a
+    variant without `kind` has)."""
 
+    kind: Literal["ort_int8"] = Field("ort_int8", description="ONNX Runtime dynamic int8")
     preset: Preset = Field(
         "auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)"
     )
@@ -71,6 +79,56 @@ class Seq2seqVariantParams(Section):
     exclude: list[Literal["lm_head", "cross_attention"]] = Field(
         default_factory=list, description="nodes left in fp32: the decoder's output projection, the cross attention"
     )
+    quantize_embeddings: bool = Field(
+        False, description="the embedding tables (`Gather`) of the quantized files in int8 too (fp32 otherwise)"
+    )
+
+
+class Seq2seqOpenvinoParams(Section):
+    """The export converted to OpenVINO IR and served by OpenVINO's CPU plugin under the lean loop."""
+
+    kind: Literal["openvino"] = Field(description="OpenVINO")
+    precision: Literal["default", "f32", "bf16"] = Field(
+        "default",
+        description="INFERENCE_PRECISION_HINT: `default` leaves OpenVINO's choice (bf16 on CPUs with AVX512_BF16 or"
+        " AMX, else f32)",
+    )
+    weights: Literal["fp32", "int8"] = Field(
+        "fp32", description="`int8`: NNCF's data-free weight compression (`nncf.compress_weights`, INT8_ASYM)"
+    )
+    parts: list[Literal["encoder", "decoder"]] = Field(
+        default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files whose weights are compressed"
+    )
+
+
+class Seq2seqTorchParams(Section):
+    """The fp32 PyTorch model generating under autocast, as a PyTorch user turns bf16 on."""
+
+    kind: Literal["pytorch"] = Field(description="PyTorch")
+    autocast: Literal["bf16"] = Field(
+        "bf16", description="`torch.autocast('cpu', dtype=torch.bfloat16)` around generate"
+    )
+
+
+SEQ2SEQ_KINDS = {"ort_int8": Seq2seqOrtInt8Params, "openvino": Seq2seqOpenvinoParams, "pytorch": Seq2seqTorchParams}
+
+
+Seq2seqVariantParams = Seq2seqOrtInt8Params | Seq2seqOpenvinoParams | Seq2seqTorchParams
+
+
+def seq2seq_variant(name: str, raw: Any) -> Seq2seqVariantParams:
+    """`seq2seq.variants.<name>` validated by its kind's params (no `kind`: ort_int8); a problem is one
+    `NestedParamError` line naming the key."""
+    kind = raw.get("kind", "ort_int8") if isinstance(raw, dict) else None
+    if kind not in list(SEQ2SEQ_KINDS):
+        got = f"{kind!r} is not a kind that serves generation" if isinstance(raw, dict) else "not a mapping"
+        raise NestedParamError(f"{name}.kind: {got} (seq2seq kinds: {', '.join(SEQ2SEQ_KINDS)})")
+    params = SEQ2SEQ_KINDS[kind]
+    try:
+        return params.model_validate(raw)
+    except ValidationError as exc:
+        sep = "." if first_error(exc)["loc"] else ": "
+        raise NestedParamError(f"{name}{sep}{one_line(exc, params)}") from None
 
 
 class Seq2seqEvaluateParams(Section):
@@ -81,7 +139,17 @@ class Seq2seqEvaluateParams(Section):
     batch_size: int = Field(8, gt=0, description="batch size of the throughput passes")
     rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
     threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
-    bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the ROUGE-L CI")
+    metric: Literal["chrf", "rouge_l"] = Field(
+        "chrf", description="quality score, 0-100: sentence chrF (sacrebleu) or ROUGE-L F1 x 100 (rouge-score)"
+    )
+    budget: AccuracyBudget = Field(
+        1.0, description="quality points a model may lose against PyTorch fp32 and still be the report's answer"
+    )
+    references: list[str] = Field(
+        default_factory=list,
+        description="variants the answer's speed is also divided by (what an engine's user gets by default)",
+    )
+    bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the quality CI")
     seed: Seed = Field(0, description="seed of the bootstrap")
 
 
@@ -99,7 +167,17 @@ class Seq2seqParams(Section):
         description="ONNX Runtime graph optimization of the export, as `optimum-cli export onnx --optimize` (T5, BART,"
         " ...; not the warm-started BERT-to-BERT: ONNX Runtime has no optimizer for encoder-decoder models)",
     )
-    variants: dict[str, Seq2seqVariantParams] = Field(default_factory=dict, description="name -> int8 variant")
+    variants: dict[str, Seq2seqVariantParams] = Field(
+        default_factory=dict, description="name -> variant: `kind` ort_int8 (the default), openvino or pytorch"
+    )
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _each_by_its_kind(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {name: seq2seq_variant(name, raw) for name, raw in value.items()}
+
     evaluate: Seq2seqEvaluateParams = Field(Seq2seqEvaluateParams(), description="measurement")
 
 
@@ -109,6 +187,13 @@ def check_seq2seq(params: Params) -> None:
     name = seq2seq.data.dataset
     if name not in params.data.datasets:
         raise ValueError(f"seq2seq.data.dataset: '{name}' is not one of data.datasets {sorted(params.data.datasets)}")
+    unknown = [name for name in seq2seq.evaluate.references if name not in seq2seq.variants]
+    if unknown:
+        raise ValueError(
+            f"seq2seq.evaluate.references: {unknown} are not seq2seq.variants ({sorted(seq2seq.variants)})"
+        )
+    if seq2seq.data.pairs == "fields" and seq2seq.data.target_field is None:
+        raise ValueError("seq2seq.data.target_field: required with pairs: fields (the column of the reference output)")
     for variant in seq2seq.variants:
         if not NAME.fullmatch(variant) or variant in SEQ2SEQ_BASELINES:
             raise ValueError(f"seq2seq.variants: '{variant}' is not a valid variant name (or is a baseline's)")

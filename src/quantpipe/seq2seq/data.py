@@ -1,6 +1,9 @@
-"""The text-to-text pairs: two columns of one dataset of `data.datasets`, loaded like every split."""
+"""The text-to-text pairs of one dataset of `data.datasets`, loaded like every split: two of its columns, or a
+column's texts with their punctuation removed and restored."""
 
 from __future__ import annotations
+
+import re
 
 import pandas as pd
 
@@ -17,16 +20,32 @@ def text_pairs(params: Params, role: str) -> pd.DataFrame:
     spec = params.data.datasets[cfg.dataset]
     split = cfg.train_split if role == "train" else cfg.eval_split
     frame = load_split(cfg.dataset, spec, split)
-    for key in ("source_field", "target_field"):
+    keys = ("source_field", "target_field") if cfg.pairs == "fields" else ("source_field",)
+    for key in keys:
         column = getattr(cfg, key)
         if column not in frame.columns:
             raise QuantpipeError(
                 f"seq2seq.data.{key}: '{column}' is not a column of {cfg.dataset} (columns: {list(frame.columns)})"
             )
-    pairs = pd.DataFrame({"source": frame[cfg.source_field], "target": frame[cfg.target_field]}).astype(str)
+    if cfg.pairs == "fields":
+        pairs = pd.DataFrame({"source": frame[cfg.source_field], "target": frame[cfg.target_field]}).astype(str)
+    else:
+        targets = [first_words(text, cfg.max_words).lower() for text in frame[cfg.source_field].astype(str)]
+        pairs = pd.DataFrame({"source": [without_punctuation(text) for text in targets], "target": targets})
     pairs = pairs[(pairs["source"].str.strip() != "") & (pairs["target"].str.strip() != "")].reset_index(drop=True)
     if pairs.empty:
-        raise QuantpipeError(f"seq2seq.data: no non-blank ({cfg.source_field}, {cfg.target_field}) pair in '{split}'")
+        raise QuantpipeError(f"seq2seq.data: no non-blank pair of {cfg.source_field} in '{split}' (pairs: {cfg.pairs})")
     if role == "eval" and cfg.eval_samples and cfg.eval_samples < len(pairs):
         pairs = pairs.sample(n=cfg.eval_samples, random_state=cfg.seed).reset_index(drop=True)
     return pairs
+
+
+def first_words(text: str, count: int) -> str:
+    """The first `count` whitespace-separated words of `text`, joined by single spaces."""
+    return " ".join(text.split()[:count])
+
+
+def without_punctuation(text: str) -> str:
+    """`text` with every character that is neither a word character, a space nor an apostrophe removed (a run
+    of them becomes one space), spaces collapsed: what punctuation restoration starts from."""
+    return " ".join(re.sub(r"[^\w\s']+", " ", text).split())

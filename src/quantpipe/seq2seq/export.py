@@ -1,4 +1,7 @@
-"""Export a seq2seq model to ONNX with Optimum; the directory keeps only the files ORTModelForSeq2SeqLM loads."""
+"""Export a seq2seq model to ONNX: with Optimum's exporter, or (a warm-started BERT-to-BERT with its cache, which
+Optimum refuses) with `quantpipe.seq2seq.bert_decoder`; either way the files and names of Optimum's
+`text2text-generation-with-past` export, not merged: the encoder, the first-step decoder and the decoder fed the
+cache (`quantpipe.seq2seq.lean` and ORTModelForSeq2SeqLM both load them)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from quantpipe.errors import QuantpipeError
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"  # no cache: the whole prefix recomputed at each step (with cache: first step)
 WITH_PAST_FILE = "decoder_with_past_model.onnx"  # with cache: the later steps
-MERGED_FILE = "decoder_model_merged.onnx"  # with cache: first step and later steps as two branches of one If
+MERGED_FILE = "decoder_model_merged.onnx"  # Optimum's merge of the two (not kept: its If costs a step)
 
 
 def seq2seq_config(model_dir: str | Path, param: str | None = None):
@@ -34,10 +37,17 @@ def seq2seq_config(model_dir: str | Path, param: str | None = None):
     return config
 
 
+def exports_bert_decoder(config) -> bool:
+    """Whether the model is an EncoderDecoderModel with a BERT decoder, which `bert_decoder` exports with its cache."""
+    return config.model_type == "encoder-decoder" and config.decoder.model_type == "bert"
+
+
 def decoder_has_past(config) -> bool:
-    """Whether Optimum exports the model's decoder with a key/value cache (an EncoderDecoderModel's BERT
-    decoder has none in ONNX, though PyTorch's has one)."""
+    """Whether the model's decoder is exported with a key/value cache: by Optimum, or by `bert_decoder` (an
+    EncoderDecoderModel's BERT decoder, which Optimum exports without one)."""
     if config.model_type != "encoder-decoder":
+        return True
+    if exports_bert_decoder(config):
         return True
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers the ONNX configs with TasksManager)
     from optimum.exporters.onnx.base import OnnxConfigWithPast
@@ -64,12 +74,10 @@ def check_optimization(config, optimization: str) -> None:
 
 
 def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool, optimization: str = "none") -> Path:
-    """Export a model (a directory or a Hub id) to `out_dir`: encoder_model.onnx plus decoder_model_merged.onnx
-    (`with_past`; optimized: the decoder and decoder-with-past pair) or decoder_model.onnx, with config, generation config and tokenizer; `optimization` (O1-O3, or none):
-    ONNX Runtime's graph optimizations applied by the exporter, before the decoders are merged, as
-    `optimum-cli export onnx --optimize` does. Returns `out_dir`."""
-    from optimum.exporters.onnx import main_export
-
+    """Export a model (a directory or a Hub id) to `out_dir`: encoder_model.onnx plus decoder_model.onnx and, with
+    `with_past`, decoder_with_past_model.onnx, with config, generation config and tokenizer. `optimization` (O1-O3,
+    or none): ONNX Runtime's graph optimizations applied by the exporter, as `optimum-cli export onnx --optimize`
+    does. Returns `out_dir`."""
     config = seq2seq_config(model_dir)
     check_optimization(config, optimization)
     if with_past and not decoder_has_past(config):
@@ -78,14 +86,31 @@ def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool, optimi
             "export it with with_past false"
         )
     out_dir = Path(out_dir)
+    if with_past and exports_bert_decoder(config):
+        _export_bert2bert(model_dir, out_dir)
+        return out_dir
+    from optimum.exporters.onnx import main_export
+
     task = "text2text-generation-with-past" if with_past else "text2text-generation"
     optimize = None if optimization == "none" else optimization
-    main_export(str(model_dir), output=out_dir, task=task, do_validation=False, optimize=optimize)
-    if with_past:  # keep the merged decoder; an optimized one's fused ops defeat int8 of its If branches: the pair
-        for name in (MERGED_FILE,) if optimize else (DECODER_FILE, WITH_PAST_FILE):
-            for path in out_dir.glob(f"{name}*"):  # the file and its external data, if any
-                path.unlink()
+    main_export(str(model_dir), output=out_dir, task=task, do_validation=False, optimize=optimize, no_post_process=True)
+    for path in out_dir.glob(f"{MERGED_FILE}*"):  # the file and its external data, if any
+        path.unlink()
     return out_dir
+
+
+def _export_bert2bert(model_dir: str | Path, out_dir: Path) -> None:
+    """`bert_decoder.export_bert2bert` of the model, with its config, generation config and tokenizer beside it."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from quantpipe.seq2seq.bert_decoder import export_bert2bert
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export_bert2bert(model, out_dir / ENCODER_FILE, out_dir / DECODER_FILE, out_dir / WITH_PAST_FILE)
+    model.config.save_pretrained(out_dir)
+    model.generation_config.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(out_dir)
 
 
 def is_optimized(onnx_dir: Path) -> bool:
@@ -96,8 +121,8 @@ def is_optimized(onnx_dir: Path) -> bool:
 
 
 def part_files(onnx_dir: Path) -> dict[str, list[str]]:
-    """The files of each part of an exported directory: the encoder's, and the decoder's: the merged decoder (with
-    cache), the decoder and decoder-with-past pair (with cache, optimized), or the decoder alone (no cache)."""
+    """The files of each part of an exported directory: the encoder's, and the decoder's: the decoder and
+    decoder-with-past pair (with cache), the merged decoder (an earlier export), or the decoder alone (no cache)."""
     onnx_dir = Path(onnx_dir)
     if (onnx_dir / MERGED_FILE).is_file():
         decoder = [MERGED_FILE]

@@ -1,6 +1,7 @@
-"""Generation quality: ROUGE-L F1 against the references (`rouge-score`: lower-cased, ASCII letters and digits
-only, no stemming) with a bootstrap 95% CI of its mean, and against a reference model (the fp32 model): the
-fraction of outputs identical to its outputs and the ROUGE-L difference, paired example by example, with its CI."""
+"""Generation quality on a 0-100 scale, example by example: sentence chrF (`sacrebleu`: character 6-grams and word
+2-grams, whitespace ignored, beta 2) or ROUGE-L F1 x 100 (`rouge-score`: lower-cased, ASCII letters and digits
+only, no stemming); its mean with a bootstrap 95% CI, and against a reference model (the fp32 model): the fraction
+of outputs identical to its outputs and the score difference, paired example by example, with its CI."""
 
 from __future__ import annotations
 
@@ -24,12 +25,24 @@ def mean_ci(
 
 
 def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
-    """ROUGE-L F1 of each prediction against its reference."""
+    """ROUGE-L F1 x 100 of each prediction against its reference."""
     from rouge_score import rouge_scorer
 
     _same_length(predictions, references, "references")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return np.array([scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)])
+    return 100 * np.array([scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)])
+
+
+def chrf(predictions: list[str], references: list[str]) -> np.ndarray:
+    """Sentence chrF of each prediction against its reference (sacrebleu's defaults)."""
+    from sacrebleu.metrics import CHRF
+
+    _same_length(predictions, references, "references")
+    metric = CHRF()
+    return np.array([metric.sentence_score(pred, [ref]).score for pred, ref in zip(predictions, references)])
+
+
+METRICS = {"chrf": chrf, "rouge_l": rouge_l}
 
 
 def identical_fraction(outputs: list[str], reference_outputs: list[str]) -> float:
@@ -41,29 +54,32 @@ def identical_fraction(outputs: list[str], reference_outputs: list[str]) -> floa
 def generation_quality(
     predictions: list[str],
     references: list[str],
+    metric: str,
     n_resamples: int,
     seed: int,
     reference_outputs: list[str] | None = None,
 ) -> dict:
-    """Mean ROUGE-L F1 with its bootstrap 95% CI; the same outputs scored against the references of other inputs
-    (a seeded shuffle: what a model that ignored its input would score with these outputs); the number of examples
-    and, given a reference model's
-    outputs, the fraction identical to them and the mean per-example ROUGE-L difference to them (this model's
-    minus the reference model's, on the same references) with its bootstrap 95% CI."""
-    scores = rouge_l(predictions, references)
+    """The mean `metric` score (METRICS) with its bootstrap 95% CI; the same outputs scored against the
+    references of other inputs (a seeded shuffle: what a model that ignored its input would score with these
+    outputs); the number of examples and, given a reference model's outputs, the fraction identical to them and
+    the mean per-example score difference to them (this model's minus the reference model's, on the same
+    references) with its bootstrap 95% CI."""
+    score = METRICS[metric]
+    scores = score(predictions, references)
     low, high = mean_ci(scores, n_resamples, seed)
     shuffled = [references[i] for i in np.random.default_rng(seed).permutation(len(references))]
     out = {
-        "rouge_l": float(scores.mean()),
-        "rouge_l_ci": [low, high],
-        "rouge_l_shuffled": float(rouge_l(predictions, shuffled).mean()),
+        "metric": metric,
+        "score": float(scores.mean()),
+        "score_ci": [low, high],
+        "score_shuffled": float(score(predictions, shuffled).mean()),
         "samples": len(scores),
     }
     if reference_outputs is not None:
         out["identical_to_reference"] = identical_fraction(predictions, reference_outputs)
-        deltas = scores - rouge_l(reference_outputs, references)
-        out["rouge_l_delta"] = float(deltas.mean())
-        out["rouge_l_delta_ci"] = list(mean_ci(deltas, n_resamples, seed))
+        deltas = scores - score(reference_outputs, references)
+        out["delta"] = float(deltas.mean())
+        out["delta_ci"] = list(mean_ci(deltas, n_resamples, seed))
     return out
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
-from quantpipe.ort_quantize import quantize_fused_dynamic, resolve_preset
+from quantpipe.ort_quantize import quantize_embeddings, quantize_fused_dynamic, resolve_preset
 from quantpipe.seq2seq.export import is_optimized, part_files
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, graphs, node_names, op_counts
 
@@ -28,11 +28,13 @@ def quantize_seq2seq(
     parts: Sequence[str] = PARTS,
     nodes_to_exclude: Sequence[str] = (),
     name: str = "seq2seq.variants.<name>",
+    embeddings: bool = False,
 ) -> dict:
     """Write the int8 model into `out_dir` (plus config, generation config and tokenizer). `preset`: one of
     PRESETS or `auto` (the best for this CPU), resolved by `quantpipe.ort_quantize.resolve_preset` as the ONNX
-    Runtime kinds' are; `parts`: which files are quantized; `name`: the variant named in messages. Returns what was resolved: the preset and, per
-    file, its count of quantized operators (0 for a file left in fp32)."""
+    Runtime kinds' are; `parts`: which files are quantized; `name`: the variant named in messages; `embeddings`:
+    their embedding tables in int8 too. Returns what was resolved: the preset and, per file, its count of
+    quantized operators (0 for a file left in fp32)."""
     from optimum.onnxruntime import AutoQuantizationConfig, ORTQuantizer
 
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
@@ -61,6 +63,8 @@ def quantize_seq2seq(
                 )
                 shutil.move(scratch / file.replace(".onnx", "_quantized.onnx"), out_dir / file)
             check_every_graph_quantized(name, onnx_dir / file, out_dir / file, nodes_to_exclude)
+            if embeddings:
+                quantize_embeddings(out_dir / file)
         else:
             shutil.copy2(onnx_dir / file, out_dir / file)
         counts[file] = sum(op_counts(out_dir / file, QUANTIZED_OPS).values())

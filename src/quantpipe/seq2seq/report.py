@@ -5,25 +5,32 @@ from __future__ import annotations
 
 from quantpipe.seq2seq.models import BASELINE
 
+METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100"}
+
 
 def summary(
-    evals: dict[str, dict], quality: dict[str, dict], ratios: dict[str, dict], ratios_no_cache: dict[str, dict]
+    evals: dict[str, dict],
+    quality: dict[str, dict],
+    ratios: dict[str, dict],
+    ratios_no_cache: dict[str, dict],
+    by_reference: dict[str, dict[str, dict]],
 ) -> dict[str, dict]:
     """Per model, the figures `dvc metrics` compares (rounded); speed ratios against PyTorch with its key/value
-    cache (`ratios`) and without it (`ratios_no_cache`)."""
+    cache (`ratios`), without it (`ratios_no_cache`) and against each reference variant (`by_reference`:
+    reference -> ratios), and its RSS after load over PyTorch fp32's."""
     out = {}
     for name, ev in evals.items():
         mem, q, r = ev["memory"], quality[name], ratios[name]
         no_cache = ratios_no_cache[name]["call_p50_speedup"]
         out[name] = {
-            "rouge_l": round(q["rouge_l"], 4),
-            "rouge_l_ci_low": round(q["rouge_l_ci"][0], 4),
-            "rouge_l_ci_high": round(q["rouge_l_ci"][1], 4),
-            "rouge_l_shuffled": round(q["rouge_l_shuffled"], 4),
+            "quality": round(q["score"], 2),
+            "quality_ci_low": round(q["score_ci"][0], 2),
+            "quality_ci_high": round(q["score_ci"][1], 2),
+            "quality_shuffled": round(q["score_shuffled"], 2),
             "identical_to_fp32": round(q["identical_to_reference"], 4),
-            "rouge_l_delta": round(q["rouge_l_delta"], 4),
-            "rouge_l_delta_ci_low": round(q["rouge_l_delta_ci"][0], 4),
-            "rouge_l_delta_ci_high": round(q["rouge_l_delta_ci"][1], 4),
+            "quality_delta": round(q["delta"], 2),
+            "quality_delta_ci_low": round(q["delta_ci"][0], 2),
+            "quality_delta_ci_high": round(q["delta_ci"][1], 2),
             "p50_ms": round(ev["latency"]["p50_ms"], 2),
             "p95_ms": round(ev["latency"]["p95_ms"], 2),
             "p99_ms": round(ev["latency"]["p99_ms"], 2),
@@ -37,8 +44,54 @@ def summary(
             "one_call_increment_mb": round(mem["one_call_increment_mb"], 2),
             "peak_rss_mb": round(mem["peak_rss_mb"], 1),
             "torch_imported": mem["torch_imported"],
+            "serving": ev["serving"]["engine"],
+            **{
+                f"call_speedup_vs_{ref}_{k}": round(v, 4)
+                for ref, against in by_reference.items()
+                for k, v in against[name]["call_p50_speedup"].items()
+            },
+            **{
+                f"tokens_per_second_vs_{ref}": round(against[name]["tokens_per_second"]["median"], 4)
+                for ref, against in by_reference.items()
+            },
         }
+    base = out.get(BASELINE)
+    for row in out.values():
+        if base:
+            row["rss_after_load_ratio"] = round(row["rss_after_load_mb"] / base["rss_after_load_mb"], 4)
     return out
+
+
+def answer(rows: dict[str, dict], budget: float) -> str | None:
+    """The model with the highest median per-call speed-up whose quality is within `budget` points of PyTorch
+    fp32's (its mean paired difference), None if there is none."""
+    within = [name for name, row in rows.items() if row["quality_delta"] >= -budget]
+    return max(within, key=lambda name: rows[name]["call_speedup_median"], default=None)
+
+
+def answer_lines(rows: dict[str, dict], budget: float, references: list[str], metric: str) -> list[str]:
+    """The report's answer: the fastest model within budget, by how much it beats PyTorch fp32 and each reference,
+    its batched throughput and its memory."""
+    best = answer(rows, budget)
+    if best is None:
+        return [f"No model is within {budget:g} {metric} point(s) of PyTorch fp32."]
+    r = rows[best]
+    line = (
+        f"**Answer: {best}** ({r['serving']}), the fastest per call within {budget:g} {metric} point(s) of PyTorch fp32 "
+        f"(Δ {r['quality_delta']:+.2f} [{r['quality_delta_ci_low']:+.2f}, {r['quality_delta_ci_high']:+.2f}]): "
+        f"{r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] PyTorch fp32 per "
+        "call"
+    )
+    for ref in references:
+        if f"call_speedup_vs_{ref}_median" in r and ref != best:
+            line += (
+                f", {r[f'call_speedup_vs_{ref}_median']:.2f}x [{r[f'call_speedup_vs_{ref}_min']:.2f}, "
+                f"{r[f'call_speedup_vs_{ref}_max']:.2f}] {ref}"
+            )
+    line += f"; batched tokens/s {r['tokens_per_second_ratio_median']:.2f}x PyTorch fp32's"
+    if "rss_after_load_ratio" in r:
+        line += f"; RSS after load {r['rss_after_load_mb']:.0f} MB, {r['rss_after_load_ratio']:.2f}x PyTorch fp32's"
+    return [line + f", one call +{r['one_call_increment_mb']:.1f} MB."]
 
 
 def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict | None, cfg, examples: int) -> str:
@@ -48,51 +101,48 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
         flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
         lines += [f"CPU: **{cpu['model']}**, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
     rounds = len(next(iter(timings.values()))["examples_per_second"])
+    metric = METRIC_NAMES[cfg.metric]
     lines += [
-        f"Greedy decoding of {cfg.max_new_tokens} new tokens. Quality: ROUGE-L F1 of the {examples} eval outputs (each",
-        "stopping at its end token) against the references, bootstrap 95% CI; Δ: minus PyTorch fp32's, paired per",
-        "example, in ROUGE-L points (x100), bootstrap 95% CI; identical: the share of outputs equal",
-        (
-            "to PyTorch fp32's. Speed: all models in one process, "
-            f"{rounds} rounds in a balanced order; per-call speed-up: PyTorch fp32's p50"
-        ),
-        (
-            f"latency at batch size 1 divided by the model's, round by round, median [min, max]; tokens/s: batches of "
-            f"{cfg.batch_size}, exactly {cfg.max_new_tokens} tokens each. PyTorch generates with its key/value cache "
-            "(transformers' default);"
-        ),
-        "the no-cache column divides pytorch_fp32_no_cache's p50 instead (the prefix recomputed at each step): the",
-        "equal terms of an ONNX decoder exported without the cache (the warm-started BERT-to-BERT's; T5 has one).",
-        "Memory: each model in its own fresh process (ORTModelForSeq2SeqLM imports torch too): RSS after loading,",
-        "the increment of the first call and of a later one (memory_profiler-style), the peak.",
+        f"Greedy decoding of at most {cfg.max_new_tokens} new tokens. Quality: {metric} (0-100) of the {examples} eval",
+        "outputs (each stopping at its end token) against the references, mean with a bootstrap 95% CI; Δ: minus",
+        "PyTorch fp32's, paired per example, in points, bootstrap 95% CI; identical: the share of outputs equal to",
+        f"PyTorch fp32's. Speed: all models in one process, {rounds} rounds in a balanced order; per-call speed-up:",
+        "PyTorch fp32's p50 latency at batch size 1 divided by the model's, round by round, median [min, max];",
+        f"tokens/s: batches of {cfg.batch_size}; every timed call makes exactly {cfg.max_new_tokens} tokens. PyTorch",
+        "generates with its key/value cache (transformers' default); the no-cache column divides",
+        "pytorch_fp32_no_cache's p50 instead (the prefix recomputed at each step). The ONNX Runtime and OpenVINO",
+        "models decode with their cache, in numpy (`quantpipe.seq2seq.lean`, neither torch nor transformers",
+        "imported). Memory: each model in its own fresh process: RSS after loading, the increment of the first call",
+        "and of a later one (memory_profiler-style), the peak.",
         "",
         (
-            "| model | ROUGE-L [95% CI] | Δ points [95% CI] | identical | p50/p95/p99 ms | per-call speed-up | vs no cache "
-            "| tokens/s ratio | size MB "
-            "(encoder / decoder; PyTorch: one file) | RSS after load MB | first / later call +MB | peak RSS MB |"
+            f"| model | served by | {metric} [95% CI] | Δ points [95% CI] | identical | p50/p95/p99 ms | per-call speed-up"
+            " | vs no cache | tokens/s ratio | size MB (encoder / decoders; PyTorch: one file) | RSS after load MB"
+            " | first / later call +MB | peak RSS MB |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["call_speedup_median"]):
         files = sorted((k for k in r if k.startswith("size_mb_")), key=lambda k: "encoder" not in k)  # encoder first
         parts = " / ".join(f"{r[k]:.1f}" for k in files)
         lines.append(
-            f"| {name} | {r['rouge_l']:.4f} [{r['rouge_l_ci_low']:.3f}, {r['rouge_l_ci_high']:.3f}] "
-            f"| {100 * r['rouge_l_delta']:+.2f} [{100 * r['rouge_l_delta_ci_low']:+.2f}, "
-            f"{100 * r['rouge_l_delta_ci_high']:+.2f}] | {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
+            f"| {name} | {r['serving']} | {r['quality']:.2f} [{r['quality_ci_low']:.2f}, {r['quality_ci_high']:.2f}] "
+            f"| {r['quality_delta']:+.2f} [{r['quality_delta_ci_low']:+.2f}, "
+            f"{r['quality_delta_ci_high']:+.2f}] | {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
             f"| {r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] "
             f"| {r['call_speedup_no_cache_median']:.2f}x [{r['call_speedup_no_cache_min']:.2f}, "
             f"{r['call_speedup_no_cache_max']:.2f}] | {r['tokens_per_second_ratio_median']:.2f}x | {r['size_mb']:.1f} ({parts or '-'}) "
             f"| {r['rss_after_load_mb']:.0f} | {r['first_call_increment_mb']:.1f} / {r['one_call_increment_mb']:.1f} "
             f"| {r['peak_rss_mb']:.0f} |"
         )
+    lines += ["", *answer_lines(rows, cfg.budget, cfg.references, metric)]
     base = rows.get(BASELINE)
     if base:
         lines += [
             "",
             (
-                f"Does the model read its input? PyTorch fp32's outputs score ROUGE-L {base['rouge_l']:.4f} against "
-                f"their own references and {base['rouge_l_shuffled']:.4f} against those of other inputs (a seeded "
+                f"Does the model read its input? PyTorch fp32's outputs score {metric} {base['quality']:.2f} against "
+                f"their own references and {base['quality_shuffled']:.2f} against those of other inputs (a seeded "
                 "shuffle)."
             ),
         ]

@@ -1,50 +1,67 @@
-"""Load a seq2seq model for generation, in PyTorch or in ONNX Runtime (through Optimum), and the greedy
-generation config every model decodes with, so that their outputs and timings compare."""
+"""Serve a seq2seq model for generation: PyTorch through transformers' `generate` (fp32, or under bf16 autocast),
+and the greedy generation config it decodes with; the ONNX exports are served by `quantpipe.seq2seq.lean`. Both
+answer the same calls, so that outputs and timings compare: `generate(texts, max_new_tokens, fixed_length)` ->
+(decoded texts, token sequences), `lengths(texts)` (source tokens after truncation) and `eos` (end token ids)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
+
+import numpy as np
 
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import check_model_dir, loading
-from quantpipe.seq2seq.export import DECODER_FILE, MERGED_FILE, part_files, seq2seq_config
+from quantpipe.seq2seq.export import seq2seq_config
 
 
-def load_torch_seq2seq(model_dir: str | Path, threads: int, use_cache: bool = True):
-    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode, PyTorch limited to `threads` threads;
-    `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value cache)."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM
+class TorchSeq2seq:
+    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode with its tokenizer, PyTorch limited to
+    `threads` threads; `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value
+    cache); `autocast` `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns
+    bf16 on; sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
 
-    check_model_dir(model_dir)
-    seq2seq_config(model_dir)
-    torch.set_num_threads(threads)
-    with loading(model_dir, "seq2seq PyTorch model"):
-        model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
-    model.generation_config.use_cache = use_cache
-    return model
+    def __init__(
+        self,
+        model_dir: str | Path,
+        threads: int,
+        use_cache: bool = True,
+        max_length: int | None = None,
+        autocast: str | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+        check_model_dir(model_dir)
+        seq2seq_config(model_dir)
+        torch.set_num_threads(threads)
+        with loading(model_dir, "seq2seq PyTorch model"):
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model.generation_config.use_cache = use_cache
+        self.max_length, self.autocast = max_length, autocast
+        eos = self.model.generation_config.eos_token_id
+        self.eos = [] if eos is None else list(np.atleast_1d(eos).tolist())
 
-def load_ort_seq2seq(model_dir: Path, threads: int):
-    """`ORTModelForSeq2SeqLM` over the files of an exported or quantized directory: with the decoder's cache if it
-    was exported with one (merged, or the decoder-with-past pair), else without. Each session runs `threads`
-    intra-op threads."""
-    import onnxruntime as ort
-    from optimum.onnxruntime import ORTModelForSeq2SeqLM
+    def lengths(self, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
 
-    model_dir = Path(model_dir)
-    files = [file for part in part_files(model_dir).values() for file in part]
-    missing = [f for f in files if not (model_dir / f).is_file()]
-    if missing:
-        raise QuantpipeError(f"{model_dir}: {', '.join(missing)} not found (not a seq2seq ONNX directory)")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    check_model_dir(model_dir)
-    with loading(model_dir, "seq2seq ONNX model"):
-        return ORTModelForSeq2SeqLM.from_pretrained(
-            model_dir, use_cache=files[1:] != [DECODER_FILE], use_merged=MERGED_FILE in files, session_options=options
+    def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False):
+        import torch
+
+        config = greedy_config(self.model, max_new_tokens, fixed_length)
+        encoded = self.tokenizer(
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
         )
+        bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast == "bf16" else nullcontext()
+        with torch.inference_mode(), bf16:
+            sequences = self.model.generate(**encoded, generation_config=config)
+        return self.tokenizer.batch_decode(sequences, skip_special_tokens=True), sequences.numpy()
 
 
 def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):
@@ -52,7 +69,7 @@ def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):
     end and padding tokens. `fixed_length`: exactly `max_new_tokens` (the end token is held back until then),
     so that every model generates the same number of tokens and per-call times compare; otherwise an output
     stops at its end token, as a user gets it (what quality is measured on). The key/value cache is used as the
-    model's own generation config says (an ONNX model: as exported)."""
+    model's own generation config says."""
     from transformers import GenerationConfig
 
     if max_new_tokens < 1:
