@@ -228,7 +228,7 @@ def test_seq2seq_variants_are_validated_by_their_kind(tmp_path):
         "(seq2seq kinds: ort_int8, openvino, pytorch)"
     )
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["pytorch_bf16"].update(preset="auto"))
-    assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: kind, autocast)")
+    assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: threads, kind, autocast)")
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["openvino_f32"].update(precision="fp16"))
     assert "seq2seq.variants.openvino_f32.precision:" in msg and "'fp16'" in msg
 

@@ -276,3 +276,30 @@ def test_every_generation_kind_builds_and_generates(variant, model, request, tmp
         gathers = op_counts(tmp_path / ENCODER_FILE, ("Gather",))["main"]
         assert gathers and record["resolved"]["quantized_ops"][ENCODER_FILE] > 0
         assert (tmp_path / ENCODER_FILE).stat().st_size < 0.3 * (onnx / ENCODER_FILE).stat().st_size
+
+
+def test_a_variants_threads_are_what_serves_it(t5_dir, t5_onnx, tmp_path, monkeypatch):
+    """`threads` of a variant is written into its serve record and wins over `seq2seq.evaluate.threads`; a variant
+    without it is served on the evaluate's threads. PyTorch sets its (process-wide) count at each call."""
+    from quantpipe.seq2seq import lean
+
+    asked = []
+    real = lean.ort_sessions
+    monkeypatch.setattr(
+        lean, "ort_sessions", lambda model_dir, threads: asked.append(threads) or real(model_dir, threads)
+    )
+    for threads, out in ((1, tmp_path / "one"), (None, tmp_path / "default")):
+        record = build_variant("v", Seq2seqOrtInt8Params(threads=threads), t5_dir, t5_onnx, out)
+        write_json(out / VARIANT_FILE, record)
+        load_seq2seq(out, threads=2)
+    assert asked == [1, 2]
+    out = tmp_path / "torch"
+    write_json(
+        out / VARIANT_FILE, build_variant("v", Seq2seqTorchParams(kind="pytorch", threads=1), t5_dir, t5_onnx, out)
+    )
+    served = load_seq2seq(out, threads=2)
+    import torch
+
+    torch.set_num_threads(2)
+    served.generate(SEQ2SEQ_TEXTS[:1], 2)
+    assert served.threads == 1 and torch.get_num_threads() == 1

@@ -64,7 +64,19 @@ class Seq2seqDataParams(Section):
     seed: Seed = Field(0, description="seed of the eval sample")
 
 
-class Seq2seqOrtInt8Params(Section):
+class Seq2seqKindParams(Section):
+    """What every generation kind takes: how many threads serve it."""
+
+    threads: int | None = Field(
+        None,
+        gt=0,
+        description="intra-op threads serving it (null: seq2seq.evaluate.threads); 1 spares the thread pool's"
+        " hand-off at every operator, which for a small decoder's one-token steps can cost more than the second core"
+        " gains (docs/seq2seq.md)",
+    )
+
+
+class Seq2seqOrtInt8Params(Seq2seqKindParams):
     """ONNX Runtime dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does (the kind a
     variant without `kind` has)."""
 
@@ -84,7 +96,7 @@ class Seq2seqOrtInt8Params(Section):
     )
 
 
-class Seq2seqOpenvinoParams(Section):
+class Seq2seqOpenvinoParams(Seq2seqKindParams):
     """The export converted to OpenVINO IR and served by OpenVINO's CPU plugin under the lean loop."""
 
     kind: Literal["openvino"] = Field(description="OpenVINO")
@@ -101,7 +113,7 @@ class Seq2seqOpenvinoParams(Section):
     )
 
 
-class Seq2seqTorchParams(Section):
+class Seq2seqTorchParams(Seq2seqKindParams):
     """The fp32 PyTorch model generating under autocast, as a PyTorch user turns bf16 on."""
 
     kind: Literal["pytorch"] = Field(description="PyTorch")
@@ -138,7 +150,11 @@ class Seq2seqEvaluateParams(Section):
     latency_samples: int = Field(30, gt=0, description="texts generated one at a time per timed round (p50/p95/p99)")
     batch_size: int = Field(8, gt=0, description="batch size of the throughput passes")
     rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
-    threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
+    threads: int = Field(
+        2,
+        gt=0,
+        description="intra-op threads (ONNX Runtime, OpenVINO and torch) of every model whose variant sets none",
+    )
     metric: Literal["chrf", "rouge_l"] = Field(
         "chrf", description="quality score, 0-100: sentence chrF (sacrebleu) or ROUGE-L F1 x 100 (rouge-score)"
     )

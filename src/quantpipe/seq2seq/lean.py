@@ -87,9 +87,10 @@ def greedy_ids(
         outputs = run(
             _feed(names, input_ids=ids, encoder_attention_mask=attention_mask, encoder_hidden_states=hidden, **past)
         )
-        past.update(
-            {"past_key_values" + name[len("present") :]: value for name, value in outputs.items() if name != "logits"}
-        )
+        if sessions.with_past is not None:
+            past.update(
+                {"past_key_values" + name[len("present") :]: v for name, v in outputs.items() if name != "logits"}
+            )
         scores = outputs["logits"][:, -1, :]
         if fixed_length and tokens.eos:
             scores = scores.copy()

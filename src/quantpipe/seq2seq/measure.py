@@ -49,8 +49,10 @@ def serving(model_dir: Path) -> dict:
 def load_seq2seq(model_dir: Path, threads: int, use_cache: bool = True, max_length: int | None = None):
     """The model of `model_dir` served as `serving` says: ONNX Runtime or OpenVINO sessions under the lean loop
     (`quantpipe.seq2seq.lean`: neither torch nor transformers imported), or PyTorch's generate; sources truncated
-    to `max_length` tokens. `use_cache` applies to PyTorch; an export uses its cache if it has one."""
+    to `max_length` tokens, with the `threads` of its `serve` record if it has some, else `threads`. `use_cache`
+    applies to PyTorch; an export uses its cache if it has one."""
     serve = serving(model_dir)
+    threads = serve.get("threads", threads)
     if serve["engine"] == "pytorch":
         from quantpipe.seq2seq.runtime import TorchSeq2seq
 

@@ -16,8 +16,8 @@ from quantpipe.seq2seq.export import seq2seq_config
 
 
 class TorchSeq2seq:
-    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode with its tokenizer, PyTorch limited to
-    `threads` threads; `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value
+    """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode with its tokenizer, each generate call on
+    `threads` threads (set per call: torch's thread count is the process's, shared with other models in it); `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value
     cache); `autocast` `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns
     bf16 on; sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
 
@@ -29,12 +29,11 @@ class TorchSeq2seq:
         max_length: int | None = None,
         autocast: str | None = None,
     ):
-        import torch
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
         check_model_dir(model_dir)
         seq2seq_config(model_dir)
-        torch.set_num_threads(threads)
+        self.threads = threads
         with loading(model_dir, "seq2seq PyTorch model"):
             self.model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -59,6 +58,7 @@ class TorchSeq2seq:
             return_token_type_ids=False,
         )
         bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast == "bf16" else nullcontext()
+        torch.set_num_threads(self.threads)
         with torch.inference_mode(), bf16:
             sequences = self.model.generate(**encoded, generation_config=config)
         return self.tokenizer.batch_decode(sequences, skip_special_tokens=True), sequences.numpy()
