@@ -106,6 +106,10 @@ def test_a_second_repro_runs_nothing_and_a_flag_reruns_only_its_variant(s2s_proj
     }
     diff = run(root, "dvc", "metrics", "diff", "--json").stdout
     assert "metrics/seq2seq.json" in diff
+    params["seq2seq"]["evaluate"]["budget"] = 0.5  # read by the report alone: no model is measured again
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    ran = ran_stages(run(root, "dvc", "repro", "seq2seq/dvc.yaml").stdout)
+    assert ran == {"environment", "seq2seq/dvc.yaml:seq2seq_compare"}
 
 
 def test_a_classification_model_is_refused_in_one_line(s2s_project, tiny_model, tmp_path):
