@@ -303,3 +303,22 @@ def test_a_variants_threads_are_what_serves_it(t5_dir, t5_onnx, tmp_path, monkey
     torch.set_num_threads(2)
     served.generate(SEQ2SEQ_TEXTS[:1], 2)
     assert served.threads == 1 and torch.get_num_threads() == 1
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [Seq2seqOrtInt8Params(streams=2), Seq2seqOpenvinoParams(kind="openvino", precision="f32", streams=2)],
+    ids=["ort_int8", "openvino_f32"],
+)
+def test_streams_generate_concurrently_what_one_stream_generates(variant, t5_dir, t5_onnx, tmp_path):
+    """With `streams` 2 the batched pass runs two batches at a time, on the threads split between them; the
+    outputs are those of the same model on one stream."""
+    record = build_variant("v", variant, t5_dir, t5_onnx, tmp_path)
+    write_json(tmp_path / VARIANT_FILE, record)
+    assert record["serve"]["streams"] == 2
+    served = load_seq2seq(tmp_path, threads=2, max_length=32)
+    assert served.streams == 2 and served.replicas[0] is not served.replicas[1]
+    together = generate_texts(served, SEQ2SEQ_TEXTS * 2, 6, batch_size=1)
+    served.replicas = [served.sessions]
+    served.streams = 1
+    assert generate_texts(served, SEQ2SEQ_TEXTS * 2, 6, batch_size=1) == together

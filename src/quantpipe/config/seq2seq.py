@@ -70,13 +70,31 @@ class Seq2seqKindParams(Section):
     threads: int | None = Field(
         None,
         gt=0,
-        description="intra-op threads serving it (null: seq2seq.evaluate.threads); 1 spares the thread pool's"
-        " hand-off at every operator, which for a small decoder's one-token steps can cost more than the second core"
-        " gains (docs/seq2seq.md)",
+        description="intra-op threads serving it, all streams together (null: seq2seq.evaluate.threads); 1 spares"
+        " the thread pool's hand-off at every operator, which for a small decoder's one-token steps can cost more"
+        " than the second core gains (docs/seq2seq.md)",
     )
 
+    def serve_options(self) -> dict:
+        """What the model's serve record carries besides its engine's own options (only what is set)."""
+        return {} if self.threads is None else {"threads": self.threads}
 
-class Seq2seqOrtInt8Params(Seq2seqKindParams):
+
+class Seq2seqLeanParams(Seq2seqKindParams):
+    """What the kinds served by the lean loop (ONNX Runtime, OpenVINO) take besides."""
+
+    streams: int = Field(
+        1,
+        gt=0,
+        description="concurrent generations of the batched passes, the threads split between them (ONNX Runtime:"
+        " this many sessions; OpenVINO: this many streams and infer requests); latency is timed with one caller",
+    )
+
+    def serve_options(self) -> dict:
+        return super().serve_options() | ({"streams": self.streams} if self.streams > 1 else {})
+
+
+class Seq2seqOrtInt8Params(Seq2seqLeanParams):
     """ONNX Runtime dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does (the kind a
     variant without `kind` has)."""
 
@@ -96,7 +114,7 @@ class Seq2seqOrtInt8Params(Seq2seqKindParams):
     )
 
 
-class Seq2seqOpenvinoParams(Seq2seqKindParams):
+class Seq2seqOpenvinoParams(Seq2seqLeanParams):
     """The export converted to OpenVINO IR and served by OpenVINO's CPU plugin under the lean loop."""
 
     kind: Literal["openvino"] = Field(description="OpenVINO")

@@ -29,12 +29,14 @@ def new_token_counts(sequences: np.ndarray, eos_token_id: int | list[int] | None
 def generate_texts(
     model, texts: list[str], max_new_tokens: int, batch_size: int, fixed_length: bool = False
 ) -> Generated:
-    """Greedy outputs for `texts`, in batches of similar source length; `fixed_length`: exactly `max_new_tokens`
-    tokens each (the end token held back), else each stops at its end token."""
+    """Greedy outputs for `texts`, in batches of similar source length (as many at once as the model has streams);
+    `fixed_length`: exactly `max_new_tokens` tokens each (the end token held back), else each stops at its end
+    token."""
     outputs: list[str] = [""] * len(texts)
     counts = [0] * len(texts)
-    for batch in length_sorted_batches(model.lengths(texts), batch_size):
-        decoded, sequences = model.generate([texts[i] for i in batch], max_new_tokens, fixed_length)
+    batches = length_sorted_batches(model.lengths(texts), batch_size)
+    results = model.generate_batches([[texts[i] for i in batch] for batch in batches], max_new_tokens, fixed_length)
+    for batch, (decoded, sequences) in zip(batches, results, strict=True):
         for i, text, count in zip(batch, decoded, new_token_counts(sequences, model.eos), strict=True):
             outputs[i], counts[i] = text, count
     return Generated(outputs, counts)

@@ -139,29 +139,34 @@ def ort_sessions(model_dir: Path, threads: int) -> Sessions:
     return _sessions(runners, inputs)
 
 
-def openvino_sessions(model_dir: Path, threads: int, precision: str = "default") -> Sessions:
-    """OpenVINO CPU models of the IR files (`quantpipe.seq2seq.openvino`), `threads` inference threads, the
-    LATENCY hint; `precision`: `default` leaves OpenVINO's own choice (bf16 where the CPU has AVX512_BF16 or
-    AMX), `f32` or `bf16` sets INFERENCE_PRECISION_HINT."""
+def openvino_sessions(model_dir: Path, threads: int, precision: str = "default", streams: int = 1) -> list[Sessions]:
+    """OpenVINO CPU models of the IR files (`quantpipe.seq2seq.variants.build_openvino`), `threads` inference
+    threads; one stream with the LATENCY hint, or `streams` streams with the THROUGHPUT hint, and one Sessions
+    (its own infer requests) per stream. `precision`: `default` leaves OpenVINO's own choice (bf16 where the CPU
+    has AVX512_BF16 or AMX), `f32` or `bf16` sets INFERENCE_PRECISION_HINT."""
     import openvino as ov
 
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+    if streams > 1:
+        config |= {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams}
     if precision != "default":
         config["INFERENCE_PRECISION_HINT"] = precision
-    runners, inputs = {}, {}
-    for part, path in _part_files(model_dir, ".xml").items():
-        compiled = core.compile_model(str(path), "CPU", config)
-        request = compiled.create_infer_request()
-        names = [output.any_name for output in compiled.outputs]
+    compiled = {
+        part: core.compile_model(str(path), "CPU", config) for part, path in _part_files(model_dir, ".xml").items()
+    }
+    inputs = {part: [port.any_name for port in model.inputs] for part, model in compiled.items()}
 
-        def run(feed, request=request, names=names):
+    def runner(model):
+        request, names = model.create_infer_request(), [output.any_name for output in model.outputs]
+
+        def run(feed):
             results = request.infer(feed)
             return {name: results[i] for i, name in enumerate(names)}
 
-        runners[part] = run
-        inputs[part] = [port.any_name for port in compiled.inputs]
-    return _sessions(runners, inputs)
+        return run
+
+    return [_sessions({part: runner(model) for part, model in compiled.items()}, inputs) for _ in range(streams)]
 
 
 class LeanTokenizer:
@@ -207,18 +212,41 @@ class LeanTokenizer:
 class LeanSeq2seq:
     """A seq2seq export served with `greedy_ids` and `LeanTokenizer`, with the `generate`-like call the
     measurement makes (as `quantpipe.seq2seq.runtime.TorchSeq2seq`): texts in, (decoded texts, token sequences)
-    out; `lengths` and `eos` for batching and counting."""
+    out; `lengths` and `eos` for batching and counting. Given several Sessions (streams), `generate_batches`
+    runs them concurrently, each from its own thread over every `streams`-th batch (the engines release the GIL
+    while they compute); `generate` uses the first."""
 
-    def __init__(self, model_dir: Path, sessions: Sessions, max_length: int | None = None):
+    def __init__(self, model_dir: Path, sessions: Sessions | list[Sessions], max_length: int | None = None):
         self.tokenizer = LeanTokenizer(model_dir, max_length)
         self.tokens = Tokens.read(model_dir)
-        self.sessions = sessions
+        self.replicas = sessions if isinstance(sessions, list) else [sessions]
+        self.streams = len(self.replicas)
+        self.sessions = self.replicas[0]
         self.eos = self.tokens.eos
 
     def lengths(self, texts: list[str]) -> list[int]:
         return self.tokenizer.lengths(texts)
 
-    def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False):
+    def generate(
+        self, texts: list[str], max_new_tokens: int, fixed_length: bool = False, sessions: Sessions | None = None
+    ):
         ids, mask = self.tokenizer.encode(texts)
-        sequences = greedy_ids(self.sessions, ids, mask, self.tokens, max_new_tokens, fixed_length)
+        sequences = greedy_ids(sessions or self.sessions, ids, mask, self.tokens, max_new_tokens, fixed_length)
         return self.tokenizer.decode(sequences), sequences
+
+    def generate_batches(self, batches: list[list[str]], max_new_tokens: int, fixed_length: bool = False) -> list:
+        """`generate` of each batch, in order; with several streams, `streams` batches at a time."""
+        if self.streams == 1:
+            return [self.generate(texts, max_new_tokens, fixed_length) for texts in batches]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def share(i: int) -> list:
+            return [
+                self.generate(t, max_new_tokens, fixed_length, self.replicas[i]) for t in batches[i :: self.streams]
+            ]
+
+        out: list = [None] * len(batches)
+        with ThreadPoolExecutor(self.streams, thread_name_prefix="stream") as pool:
+            for i, results in enumerate(pool.map(share, range(self.streams))):
+                out[i :: self.streams] = results
+        return out

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.inference import threads_per_stream
 from quantpipe.io import VARIANT_FILE, artifact_error, check_model_dir, loading, read_json
 from quantpipe.memory import peak_rss_bytes, rss_bytes
 from quantpipe.seq2seq.export import ENCODER_FILE
@@ -52,7 +53,7 @@ def load_seq2seq(model_dir: Path, threads: int, use_cache: bool = True, max_leng
     to `max_length` tokens, with the `threads` of its `serve` record if it has some, else `threads`. `use_cache`
     applies to PyTorch; an export uses its cache if it has one."""
     serve = serving(model_dir)
-    threads = serve.get("threads", threads)
+    threads, streams = serve.get("threads", threads), serve.get("streams", 1)
     if serve["engine"] == "pytorch":
         from quantpipe.seq2seq.runtime import TorchSeq2seq
 
@@ -62,9 +63,9 @@ def load_seq2seq(model_dir: Path, threads: int, use_cache: bool = True, max_leng
     check_model_dir(model_dir)
     with loading(model_dir, f"seq2seq {serve['engine']} model"):
         if serve["engine"] == "openvino":
-            sessions = openvino_sessions(model_dir, threads, serve.get("precision", "default"))
+            sessions = openvino_sessions(model_dir, threads, serve.get("precision", "default"), streams)
         else:
-            sessions = ort_sessions(model_dir, threads)
+            sessions = [ort_sessions(model_dir, threads_per_stream(threads, streams)) for _ in range(streams)]
         return LeanSeq2seq(model_dir, sessions, max_length)
 
 

@@ -45,6 +45,10 @@ class TorchSeq2seq:
     def lengths(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
 
+    def generate_batches(self, batches: list[list[str]], max_new_tokens: int, fixed_length: bool = False) -> list:
+        """`generate` of each batch, one after the other (one stream: PyTorch's threads are the process's)."""
+        return [self.generate(texts, max_new_tokens, fixed_length) for texts in batches]
+
     def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False):
         import torch
 

@@ -84,8 +84,7 @@ BUILDERS: dict[str, Callable[..., dict]] = {
 def build_variant(name: str, variant: Seq2seqVariantParams, base_dir: Path, onnx_dir: Path, out_dir: Path) -> dict:
     """The variant built by its kind's builder into `out_dir`; returns its VARIANT_FILE record."""
     record = BUILDERS[variant.kind](name, variant, Path(base_dir), Path(onnx_dir), Path(out_dir))
-    if variant.threads is not None:
-        record["serve"]["threads"] = variant.threads
+    record["serve"].update(variant.serve_options())
     return {"params": variant.model_dump(), **record}
 
 
