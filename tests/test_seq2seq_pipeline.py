@@ -24,7 +24,7 @@ def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
     s2s["variants"] = {
         "dynamic_int8": {"preset": "auto"},
         "int8_encoder": {"preset": "auto", "parts": ["encoder"]},
-        "openvino_int8": {"kind": "openvino", "weights": "int8", "precision": "f32"},
+        "openvino_int8": {"kind": "openvino", "weights": "int8", "precision": "f32", "streams": 2},
         "pytorch_bf16": {"kind": "pytorch"},
     }
     s2s["evaluate"].update(
@@ -76,7 +76,7 @@ def test_every_model_is_measured_and_reported(s2s_project):
     assert rows["int8_encoder"]["size_mb_decoder_model"] == rows["onnx_fp32"]["size_mb_decoder_model"]
     served = {name: (row["serving"], row["torch_imported"]) for name, row in rows.items()}
     assert served["onnx_fp32"] == served["dynamic_int8"] == ("onnxruntime", False)  # the lean loop: no torch
-    assert served["openvino_int8"] == ("openvino", False) and served["pytorch_bf16"] == ("pytorch", True)
+    assert served["openvino_int8"] == ("openvino, 2 streams", False) and served["pytorch_bf16"] == ("pytorch", True)
     assert rows["openvino_int8"]["size_mb"] < 0.5 * rows["onnx_fp32"]["size_mb"]  # int8 weights
     report = (s2s_project / "reports/seq2seq.md").read_text()
     assert (

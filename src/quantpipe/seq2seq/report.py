@@ -44,7 +44,7 @@ def summary(
             "one_call_increment_mb": round(mem["one_call_increment_mb"], 2),
             "peak_rss_mb": round(mem["peak_rss_mb"], 1),
             "torch_imported": mem["torch_imported"],
-            "serving": ev["serving"]["engine"],
+            "serving": served_by(ev["serving"]),
             **{
                 f"call_speedup_vs_{ref}_{k}": round(v, 4)
                 for ref, against in by_reference.items()
@@ -94,6 +94,12 @@ def answer_lines(rows: dict[str, dict], budget: float, references: list[str], me
     return [line + f", one call +{r['one_call_increment_mb']:.1f} MB."]
 
 
+def served_by(serve: dict) -> str:
+    """The engine of a serve record, with the threads and streams the variant set: `onnxruntime, 1 thread`."""
+    options = [f"{serve[key]} {key[:-1] if serve[key] == 1 else key}" for key in ("threads", "streams") if key in serve]
+    return ", ".join([serve["engine"], *options])
+
+
 def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict | None, cfg, examples: int) -> str:
     lines = ["# quantpipe seq2seq comparison", ""]
     if environment:
@@ -108,7 +114,8 @@ def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict 
         "PyTorch fp32's, paired per example, in points, bootstrap 95% CI; identical: the share of outputs equal to",
         f"PyTorch fp32's. Speed: all models in one process, {rounds} rounds in a balanced order; per-call speed-up:",
         "PyTorch fp32's p50 latency at batch size 1 divided by the model's, round by round, median [min, max];",
-        f"tokens/s: batches of {cfg.batch_size}; every timed call makes exactly {cfg.max_new_tokens} tokens. PyTorch",
+        f"tokens/s: batches of {cfg.batch_size} (a model with streams runs that many batches at once); every timed",
+        f"call makes exactly {cfg.max_new_tokens} tokens, on {cfg.threads} threads unless its row says. PyTorch",
         "generates with its key/value cache (transformers' default); the no-cache column divides",
         "pytorch_fp32_no_cache's p50 instead (the prefix recomputed at each step). The ONNX Runtime and OpenVINO",
         "models decode with their cache, in numpy (`quantpipe.seq2seq.lean`, neither torch nor transformers",
