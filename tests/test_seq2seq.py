@@ -300,9 +300,44 @@ def test_a_variants_threads_are_what_serves_it(t5_dir, t5_onnx, tmp_path, monkey
     served = load_seq2seq(out, threads=2)
     import torch
 
-    torch.set_num_threads(2)
-    served.generate(SEQ2SEQ_TEXTS[:1], 2)
-    assert served.threads == 1 and torch.get_num_threads() == 1
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        served.generate(SEQ2SEQ_TEXTS[:1], 2)
+        assert served.threads == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_streams_split_the_threads_and_keep_each_batch_with_its_outputs(t5_dir, t5_onnx, tmp_path, monkeypatch):
+    """Two streams of a 2-thread variant: two sets of ONNX Runtime sessions of one thread each; `generate_batches`
+    runs on two threads at once and returns each batch's outputs in the batches' order."""
+    import threading
+
+    from quantpipe.seq2seq import lean
+
+    asked = []
+    real = lean.ort_sessions
+    monkeypatch.setattr(
+        lean, "ort_sessions", lambda model_dir, threads: asked.append(threads) or real(model_dir, threads)
+    )
+    write_json(tmp_path / VARIANT_FILE, build_variant("v", Seq2seqOrtInt8Params(streams=2), t5_dir, t5_onnx, tmp_path))
+    served = load_seq2seq(tmp_path, threads=2)
+    assert asked == [1, 1] and served.streams == 2
+    barrier, seen = threading.Barrier(2, timeout=30), []
+
+    def generate(texts, max_new_tokens, fixed_length=False, sessions=None):
+        if not seen:  # each stream's first batch waits for the other's: both must be running at once
+            barrier.wait()
+        seen.append(sessions)
+        return texts, threading.current_thread().name
+
+    monkeypatch.setattr(served, "generate", generate)
+    batches = [[f"text {i}"] for i in range(5)]
+    results = served.generate_batches(batches, 4)
+    assert [texts for texts, _ in results] == batches
+    assert len({thread for _, thread in results}) == 2
+    assert {id(sessions) for sessions in seen} == {id(replica) for replica in served.replicas}
 
 
 @pytest.mark.parametrize(
