@@ -17,9 +17,10 @@ from quantpipe.seq2seq.export import seq2seq_config
 
 class TorchSeq2seq:
     """The fp32 PyTorch model (`AutoModelForSeq2SeqLM`) in eval mode with its tokenizer, each generate call on
-    `threads` threads (set per call: torch's thread count is the process's, shared with other models in it); `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value
-    cache); `autocast` `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns
-    bf16 on; sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
+    `threads` threads (set per call: torch's thread count is the process's, shared with other models in it);
+    `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value cache); `autocast`
+    `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns bf16 on;
+    sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
 
     def __init__(
         self,
