@@ -16,7 +16,8 @@ The rule:
 - The registry imports a kind's module by name (`importlib`), which `ast` cannot see. A stage that builds or
   runs models through it (MODEL_STAGES) also depends on the modules of those models' kinds, and on what those
   import: the instance's own kind for quantize and evaluate (a foreach item's `kind`), every registered kind
-  for side_by_side (every model) and search (a trial may be of any kind). Where every kind's module is named
+  for side_by_side (every model), search (a trial may be of any kind) and the seq2seq stages (a seq2seq
+  variant may leave its `kind` to the default). Where every kind's module is named
   after it, the instance's own kind is the one line `src/quantpipe/kinds/${item.kind}.py`. Validating
   params.yaml also imports every kind's module (each variant is checked by its kind's params model); that
   decides whether params.yaml is accepted, not what a stage writes, and is not followed.
@@ -54,6 +55,9 @@ MODEL_STAGES = {
     "stages/evaluate.py": "item",
     "stages/side_by_side.py": "all",
     "stages/search.py": "all",
+    "stages/seq2seq_quantize.py": "all",  # a seq2seq variant may leave `kind` to its default
+    "stages/seq2seq_evaluate.py": "all",
+    "stages/seq2seq_compare.py": "all",
 }
 DEP_LINE = re.compile(r"^\s*- (?P<path>\S+)(?P<comment>\s+#.*)?$")
 

@@ -21,7 +21,11 @@ import annotated_types as at
 from pydantic import BaseModel
 
 from quantpipe.config import Params
+from quantpipe.config.registry import CLASSIFY, GENERATE
 from quantpipe.config.sections import VariantParams
+from quantpipe.config.seq2seq import GenerateVariantParams
+
+TASK_OF = {VariantParams: CLASSIFY, GenerateVariantParams: GENERATE}  # a variant's base params -> its task
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "params.md"
 HEADER = """# `params.yaml` reference
@@ -67,17 +71,6 @@ def model_of(tp) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
-def kinds_of_mapping(tp) -> dict[str, type[BaseModel]]:
-    """For a mapping whose values are a union of section models told apart by their `kind` (the seq2seq
-    variants): kind -> model; else empty."""
-    if typing.get_origin(tp) is not dict:
-        return {}
-    members = typing.get_args(typing.get_args(tp)[1])
-    if not members or not all(inspect.isclass(m) and issubclass(m, BaseModel) for m in members):
-        return {}
-    return {typing.get_args(m.model_fields["kind"].annotation)[0]: m for m in members}
-
-
 def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -95,11 +88,19 @@ def row(key: str, field, type_text: str | None = None) -> str:
     return f"| `{key}` | `{cell(kind)}` | {cell(default)} | {cell(field.description or '')} |"
 
 
-def variant_kinds() -> dict[str, type[BaseModel]]:
-    """Each registered variant kind's params model (the kinds a variant may name; baselines' kinds excluded)."""
+def variant_kinds(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """For a variant's base params (`VariantParams`, `GenerateVariantParams`): each registered kind serving its
+    task -> that kind's params for it (the kinds a variant may name; baselines' kinds excluded); else empty."""
     from quantpipe.config.registry import KINDS, get_kind
 
-    return {name: get_kind(name).params for name in KINDS if not get_kind(name).baseline}
+    task = TASK_OF.get(model)
+    if task is None:
+        return {}
+    return {
+        name: get_kind(name).tasks[task]
+        for name in KINDS
+        if task in get_kind(name).tasks and not get_kind(name).baseline
+    }
 
 
 def kind_title(path: str, kind: str) -> str:
@@ -118,7 +119,7 @@ def section(
     a mapping of variants is followed by one section per variant kind (`kind`: the one documented, whose
     params model may serve other kinds too)."""
     text = inspect.cleandoc(model.__dict__.get("__doc__") or "") or description or ""
-    kinds = variant_kinds() if model is VariantParams else {}
+    kinds = variant_kinds(model)
     if kinds:
         links = ", ".join(f"[`{kind}`](#{anchor(kind_title(path, kind))})" for kind in kinds)
         text += f"\n\nThe other keys depend on `kind`: {links}."
@@ -136,8 +137,6 @@ def section(
         sub, mapping = model_of(field.annotation)
         if sub:
             nested.append((f"{path}.{key}" + (".<name>" if mapping else ""), sub, field.description, None))
-        for name, params in kinds_of_mapping(field.annotation).items():
-            nested.append((f"{path}.{key}.<name>", params, None, name))
     for name, params in kinds.items():
         lines += ["", *section(path, params, None, level + 1, name)]
     for sub_path, sub, sub_text, sub_kind in nested:
@@ -162,11 +161,8 @@ def undocumented(model: type[BaseModel] = Params, path: str = "") -> list[str]:
         sub, mapping = model_of(field.annotation)
         if sub:
             missing += undocumented(sub, f"{path}{key}{'.<name>' if mapping else ''}.")
-        for kind, params in kinds_of_mapping(field.annotation).items():
-            missing += [f"{key} (kind: {kind})" for key in undocumented(params, f"{path}{key}.<name>.")]
-    if model is VariantParams:
-        for kind, params in variant_kinds().items():
-            missing += [f"{key} (kind: {kind})" for key in undocumented(params, path)]
+    for kind, params in variant_kinds(model).items():
+        missing += [f"{key} (kind: {kind})" for key in undocumented(params, path)]
     return missing
 
 

@@ -3,12 +3,14 @@
 
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
+from quantpipe.config.constants import SEQ2SEQ_BASELINE as BASELINE
+from quantpipe.config.constants import SEQ2SEQ_NO_CACHE as NO_CACHE
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
-from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline, time_generate_side_by_side
-from quantpipe.seq2seq.measure import load_seq2seq
-from quantpipe.seq2seq.models import BASELINE, NO_CACHE, seq2seq_models
+from quantpipe.kinds import seq2seq_models
+from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline
 from quantpipe.seq2seq.report import markdown, summary
+from quantpipe.side_by_side import time_generate_side_by_side
 
 
 def main() -> None:
@@ -40,8 +42,11 @@ def main() -> None:
         pairs["target"].tolist(), outputs, BASELINE, cfg.metric, cfg.bootstrap_resamples, cfg.seed
     )
     max_length = params.seq2seq.model.train.max_source_length
+    for name, (kind, _, _) in models.items():
+        kind.check_available(name)
     loaded = {
-        name: load_seq2seq(model.path, cfg.threads, model.use_cache, max_length) for name, model in models.items()
+        name: kind.load_generate(path, variant, cfg.threads, max_length)
+        for name, (kind, variant, path) in models.items()
     }
     texts = pairs["source"].tolist()[: cfg.latency_samples]
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds)

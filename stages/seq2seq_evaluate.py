@@ -5,8 +5,8 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, read_parquet, write_json
-from quantpipe.seq2seq.measure import MeasureRequest, measure_in_child
-from quantpipe.seq2seq.models import seq2seq_models
+from quantpipe.kinds import seq2seq_models
+from quantpipe.serving import serve_generate_in_child
 from quantpipe.statistics import latency_percentiles
 
 
@@ -16,20 +16,11 @@ def main() -> None:
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
     if args.name not in models:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
-    cfg = params.seq2seq.evaluate
     pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source",))
-    model = models[args.name]
-    request = MeasureRequest(
-        model_dir=str(model.path),
-        texts=pairs["source"].tolist(),
-        max_new_tokens=cfg.max_new_tokens,
-        latency_samples=cfg.latency_samples,
-        batch_size=cfg.batch_size,
-        threads=cfg.threads,
-        max_length=params.seq2seq.model.train.max_source_length,
-        use_cache=model.use_cache,
-    )
-    served = measure_in_child(request)
+    kind, variant, path = models[args.name]
+    kind.check_available(args.name)
+    max_length = params.seq2seq.model.train.max_source_length
+    served = serve_generate_in_child(kind, variant, path, pairs["source"].tolist(), params.seq2seq.evaluate, max_length)
     served["latency"] = latency_percentiles(served["latencies_s"])
     outputs = {"outputs": served.pop("outputs"), "new_tokens": served.pop("new_tokens")}
     with atomic_dir(args.out) as tmp:

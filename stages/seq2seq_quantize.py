@@ -2,9 +2,9 @@
 
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
+from quantpipe.config.registry import get_kind
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
-from quantpipe.seq2seq.variants import build_variant
 
 
 def main() -> None:
@@ -13,10 +13,14 @@ def main() -> None:
     variants = params.seq2seq.variants
     if args.name not in variants:
         raise QuantpipeError(f"seq2seq.variants.{args.name}: not in params (known: {sorted(variants)})")
+    variant = variants[args.name]
+    kind = get_kind(variant.kind)
+    kind.check_available(args.name)
     with atomic_dir(args.out) as tmp:
-        record = build_variant(args.name, variants[args.name], args.s2s_base, args.s2s_onnx, tmp)
+        built = kind.build_generate(args.name, variant, args.s2s_base, args.s2s_onnx, tmp)
+        record = {"params": variant.model_dump(), **built}
         write_json(tmp / VARIANT_FILE, record)
-    print(f"{args.name}: {record['params']['kind']}, {record.get('resolved', {})}, served by {record['serve']}")
+    print(f"{args.name}: {variant.kind}, {built.get('resolved', {})}")
 
 
 if __name__ == "__main__":

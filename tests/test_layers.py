@@ -48,6 +48,17 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.training",
         "quantpipe.model_loading",
         "quantpipe.base_model",
+        "quantpipe.seq2seq",  # the generate task's tooling: data, fine-tuning, export with the cache, lean loop
+        "quantpipe.seq2seq.data",
+        "quantpipe.seq2seq.training",
+        "quantpipe.seq2seq.bert_decoder",
+        "quantpipe.seq2seq.export",
+        "quantpipe.seq2seq.graph",
+        "quantpipe.seq2seq.quantize",
+        "quantpipe.seq2seq.generation",
+        "quantpipe.seq2seq.lean",
+        "quantpipe.seq2seq.runtime",
+        "quantpipe.seq2seq.quality",
     ),
     2: ("quantpipe.kinds.*",),  # the variant kinds: params, build step and runtime of each (a new kind: no edit)
     3: (  # measuring and reporting the pipeline's models
@@ -58,8 +69,10 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.metrics",
         "quantpipe.analysis",
         "quantpipe.rendering",
+        "quantpipe.seq2seq.compare",
+        "quantpipe.seq2seq.report",
     ),
-    4: ("quantpipe.search.*", "quantpipe.seq2seq.*"),  # the pipelines built on all of it: the search and seq2seq
+    4: ("quantpipe.search.*",),  # the search, built on all of it
 }
 PLACED = {entry: layer for layer, entries in LAYERS.items() for entry in entries}  # `pkg.*`: the package, all in it
 

@@ -219,18 +219,30 @@ def test_fp32_ops_read_fp32_only_for_static_qdq(tmp_path):
 
 
 def test_seq2seq_variants_are_validated_by_their_kind(tmp_path):
+    """A seq2seq variant names a kind of the one registry that serves generation; its keys are that kind's
+    generate params."""
     params = load_params(REPO / "params.yaml")
     kinds = {v.kind for v in params.seq2seq.variants.values()}
-    assert kinds == {"ort_int8", "openvino", "pytorch"}  # no `kind`: ort_int8
+    assert kinds == {"dynamic", "openvino", "pytorch"}  # no `kind`: dynamic
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["dynamic_int8"].update(kind="static"))
     assert msg.endswith(
-        "seq2seq.variants.dynamic_int8.kind: 'static' is not a kind that serves generation "
-        "(seq2seq kinds: ort_int8, openvino, pytorch)"
+        "seq2seq.variants.dynamic_int8.kind: 'static' does not serve generate "
+        "(kinds that serve generation: pytorch, dynamic, openvino)"
+    )
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["dynamic_int8"].update(kind="onnx"))
+    assert msg.endswith(
+        "seq2seq.variants.dynamic_int8.kind: 'onnx' is a baseline's kind (kinds that serve generation:"
+        " pytorch, dynamic, openvino)"
     )
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["pytorch_bf16"].update(preset="auto"))
-    assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: threads, kind, autocast)")
+    assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: kind, threads, autocast, use_cache)")
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["openvino_f32"].update(precision="fp16"))
     assert "seq2seq.variants.openvino_f32.precision:" in msg and "'fp16'" in msg
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["dynamic_int8_one_thread"].update(streams=2))
+    assert msg.endswith(
+        "seq2seq.variants.dynamic_int8_one_thread.streams: 2 streams on 1 thread(s) (its threads, else"
+        " seq2seq.evaluate.threads): each stream needs a thread of its own"
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,20 +11,31 @@ import numpy as np
 import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5, save_with_tokenizer
 
-from quantpipe.config.seq2seq import Seq2seqOpenvinoParams, Seq2seqOrtInt8Params, Seq2seqTorchParams
+from quantpipe.config.registry import get_kind
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import VARIANT_FILE, write_json
+from quantpipe.kinds.dynamic import DynamicGenerateParams
+from quantpipe.kinds.openvino import OpenVinoGenerateParams
+from quantpipe.kinds.pytorch import PytorchGenerateParams
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import call_latencies, generate_texts, new_token_counts
 from quantpipe.seq2seq.graph import cross_attention_nodes, lm_head_nodes, node_names, op_counts
 from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
-from quantpipe.seq2seq.measure import load_seq2seq, serving
 from quantpipe.seq2seq.quality import chrf, generation_quality, identical_fraction
 from quantpipe.seq2seq.quantize import quantize_seq2seq
 from quantpipe.seq2seq.runtime import TorchSeq2seq
-from quantpipe.seq2seq.variants import build_variant
 
 START, EOS, PAD = 101, 102, 0  # BERT's [CLS], [SEP], [PAD]
+
+
+def build(variant, base_dir: Path, onnx_dir: Path, out_dir: Path) -> dict:
+    """The variant built by its kind, as the seq2seq_quantize stage builds it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return get_kind(variant.kind).build_generate("v", variant, base_dir, onnx_dir, out_dir)
+
+
+def load(variant, model_dir: Path, threads: int = 1, max_length: int | None = 32):
+    """The variant served by its kind, as the seq2seq_evaluate and seq2seq_compare stages serve it."""
+    return get_kind(variant.kind).load_generate(model_dir, variant, threads, max_length)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +108,7 @@ def test_export_writes_the_decoder_with_its_cache(t5_onnx, bert2bert_onnx, bert2
     assert onnx_files(bert2bert_no_cache) == [DECODER_FILE, ENCODER_FILE]
     for out in (t5_onnx, bert2bert_onnx, bert2bert_no_cache):
         assert {"config.json", "generation_config.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
-    step = {"t5": lean(t5_onnx).sessions.inputs, "bert2bert": lean(bert2bert_onnx).sessions.inputs}
+    step = {"t5": lean(t5_onnx).replicas[0].inputs, "bert2bert": lean(bert2bert_onnx).replicas[0].inputs}
     for inputs in step.values():  # Optimum's names for both: one generation loop serves them
         assert {"input_ids", "encoder_attention_mask", "past_key_values.0.decoder.key"} <= set(inputs["with_past"])
         assert "past_key_values.1.encoder.value" in inputs["with_past"]
@@ -165,12 +176,14 @@ def test_nodes_left_in_fp32(name, request, tmp_path):
     onnx = request.getfixturevalue(name)
     head = {"t5_onnx": "/lm_head/MatMul", "bert2bert_onnx": "/cls/predictions/decoder/MatMul"}[name]
     scope = {"t5_onnx": "EncDecAttention", "bert2bert_onnx": "crossattention"}[name]
-    excluded = set()
+    excluded, found = set(), {}
     for file in (DECODER_FILE, WITH_PAST_FILE):
         assert lm_head_nodes(onnx / file) == [head]
-        cross = cross_attention_nodes(onnx / file)
+        found[file] = cross = cross_attention_nodes(onnx / file)
         assert cross and all(scope in node for node in cross)
         excluded |= {head, *cross}
+    # the first step also projects the encoder's states to each layer's cross-attention keys and values
+    assert len(found[DECODER_FILE]) - len(found[WITH_PAST_FILE]) == 2 * 2  # 2 decoder layers
     quantize_seq2seq(onnx, tmp_path, "avx512_vnni", per_channel=True, nodes_to_exclude=sorted(excluded))
     for file in (DECODER_FILE, WITH_PAST_FILE):
         in_file = excluded & node_names(onnx / file)
@@ -245,42 +258,43 @@ def test_bad_inputs_are_one_line(tiny_model, t5_dir, t5_onnx, tmp_path):
 @pytest.mark.parametrize(
     "variant",
     [
-        Seq2seqOpenvinoParams(kind="openvino", precision="f32"),
-        Seq2seqOpenvinoParams(kind="openvino", weights="int8", parts=["decoder"]),
-        Seq2seqOpenvinoParams(kind="openvino"),
-        Seq2seqOrtInt8Params(quantize_embeddings=True),
-        Seq2seqTorchParams(kind="pytorch"),
+        OpenVinoGenerateParams(kind="openvino", precision="f32"),
+        OpenVinoGenerateParams(kind="openvino", weights="int8", parts=["decoder"]),
+        OpenVinoGenerateParams(kind="openvino"),
+        DynamicGenerateParams(quantize_embeddings=True),
+        PytorchGenerateParams(kind="pytorch", autocast="bf16"),
     ],
-    ids=["openvino_f32", "openvino_int8_decoder", "openvino_default", "ort_int8_embeddings", "pytorch_bf16"],
+    ids=["openvino_f32", "openvino_int8_decoder", "openvino_default", "dynamic_embeddings", "pytorch_bf16"],
 )
 @pytest.mark.parametrize("model", ["t5", "bert2bert"])
 def test_every_generation_kind_builds_and_generates(variant, model, request, tmp_path):
-    """Each kind's builder writes a model that `load_seq2seq` serves as its record says and that generates
-    exactly the tokens asked; OpenVINO in f32 decodes what PyTorch decodes."""
+    """Each kind that serves generation builds a model that it then serves, generating exactly the tokens
+    asked; OpenVINO in f32 decodes what PyTorch decodes."""
     source, onnx = request.getfixturevalue(f"{model}_dir"), request.getfixturevalue(f"{model}_onnx")
-    record = build_variant("v", variant, source, onnx, tmp_path)
-    write_json(tmp_path / VARIANT_FILE, record)
-    served = load_seq2seq(tmp_path, threads=1, max_length=32)
-    assert record["params"]["kind"] == variant.kind and serving(tmp_path) == record["serve"]
+    assert "generate" in get_kind(variant.kind).tasks
+    built = build(variant, source, onnx, tmp_path)
+    served = load(variant, tmp_path)
     generated = generate_texts(served, SEQ2SEQ_TEXTS, 6, batch_size=2, fixed_length=True)
     assert generated.new_tokens == [6] * len(SEQ2SEQ_TEXTS)
     if variant.kind == "openvino":
         compressed = {"int8": [DECODER_FILE, WITH_PAST_FILE], "fp32": []}[variant.weights]
-        assert record["resolved"]["compressed"] == compressed
+        assert built["resolved"]["compressed"] == compressed
         if variant.weights == "int8":
             assert (tmp_path / "decoder_model.bin").stat().st_size < 0.5 * (onnx / DECODER_FILE).stat().st_size
     if variant.kind == "openvino" and variant.precision == "f32":
         expected = generate_texts(TorchSeq2seq(source, threads=1), SEQ2SEQ_TEXTS, 6, batch_size=2)
         assert generate_texts(served, SEQ2SEQ_TEXTS, 6, batch_size=2) == expected
-    if variant.kind == "ort_int8":
+    if variant.kind == "dynamic":
         gathers = op_counts(tmp_path / ENCODER_FILE, ("Gather",))["main"]
-        assert gathers and record["resolved"]["quantized_ops"][ENCODER_FILE] > 0
+        assert gathers and built["resolved"]["quantized_ops"][ENCODER_FILE] > 0
         assert (tmp_path / ENCODER_FILE).stat().st_size < 0.3 * (onnx / ENCODER_FILE).stat().st_size
+    if variant.kind == "pytorch":
+        assert served.autocast == "bf16"
 
 
 def test_a_variants_threads_are_what_serves_it(t5_dir, t5_onnx, tmp_path, monkeypatch):
-    """`threads` of a variant is written into its serve record and wins over `seq2seq.evaluate.threads`; a variant
-    without it is served on the evaluate's threads. PyTorch sets its (process-wide) count at each call."""
+    """`threads` of a variant wins over `seq2seq.evaluate.threads`; a variant without it is served on the
+    evaluate's threads. PyTorch sets its (process-wide) count at each call."""
     from quantpipe.seq2seq import lean
 
     asked = []
@@ -289,15 +303,13 @@ def test_a_variants_threads_are_what_serves_it(t5_dir, t5_onnx, tmp_path, monkey
         lean, "ort_sessions", lambda model_dir, threads: asked.append(threads) or real(model_dir, threads)
     )
     for threads, out in ((1, tmp_path / "one"), (None, tmp_path / "default")):
-        record = build_variant("v", Seq2seqOrtInt8Params(threads=threads), t5_dir, t5_onnx, out)
-        write_json(out / VARIANT_FILE, record)
-        load_seq2seq(out, threads=2)
+        variant = DynamicGenerateParams(threads=threads)
+        build(variant, t5_dir, t5_onnx, out)
+        load(variant, out, threads=2)
     assert asked == [1, 2]
-    out = tmp_path / "torch"
-    write_json(
-        out / VARIANT_FILE, build_variant("v", Seq2seqTorchParams(kind="pytorch", threads=1), t5_dir, t5_onnx, out)
-    )
-    served = load_seq2seq(out, threads=2)
+    out, variant = tmp_path / "torch", PytorchGenerateParams(kind="pytorch", threads=1)
+    build(variant, t5_dir, t5_onnx, out)
+    served = load(variant, out, threads=2)
     import torch
 
     before = torch.get_num_threads()
@@ -321,18 +333,19 @@ def test_streams_split_the_threads_and_keep_each_batch_with_its_outputs(t5_dir, 
     monkeypatch.setattr(
         lean, "ort_sessions", lambda model_dir, threads: asked.append(threads) or real(model_dir, threads)
     )
-    write_json(tmp_path / VARIANT_FILE, build_variant("v", Seq2seqOrtInt8Params(streams=2), t5_dir, t5_onnx, tmp_path))
-    served = load_seq2seq(tmp_path, threads=2)
+    variant = DynamicGenerateParams(streams=2)
+    build(variant, t5_dir, t5_onnx, tmp_path)
+    served = load(variant, tmp_path, threads=2)
     assert asked == [1, 1] and served.streams == 2
     barrier, seen = threading.Barrier(2, timeout=30), []
 
-    def generate(texts, max_new_tokens, fixed_length=False, sessions=None):
+    def generate(sessions, texts, max_new_tokens, fixed_length):
         if not seen:  # each stream's first batch waits for the other's: both must be running at once
             barrier.wait()
         seen.append(sessions)
         return texts, threading.current_thread().name
 
-    monkeypatch.setattr(served, "generate", generate)
+    monkeypatch.setattr(served, "_generate", generate)
     batches = [[f"text {i}"] for i in range(5)]
     results = served.generate_batches(batches, 4)
     assert [texts for texts, _ in results] == batches
@@ -342,18 +355,16 @@ def test_streams_split_the_threads_and_keep_each_batch_with_its_outputs(t5_dir, 
 
 @pytest.mark.parametrize(
     "variant",
-    [Seq2seqOrtInt8Params(streams=2), Seq2seqOpenvinoParams(kind="openvino", precision="f32", streams=2)],
-    ids=["ort_int8", "openvino_f32"],
+    [DynamicGenerateParams(streams=2), OpenVinoGenerateParams(kind="openvino", precision="f32", streams=2)],
+    ids=["dynamic", "openvino_f32"],
 )
 def test_streams_generate_concurrently_what_one_stream_generates(variant, t5_dir, t5_onnx, tmp_path):
     """With `streams` 2 the batched pass runs two batches at a time, on the threads split between them; the
     outputs are those of the same model on one stream."""
-    record = build_variant("v", variant, t5_dir, t5_onnx, tmp_path)
-    write_json(tmp_path / VARIANT_FILE, record)
-    assert record["serve"]["streams"] == 2
-    served = load_seq2seq(tmp_path, threads=2, max_length=32)
+    build(variant, t5_dir, t5_onnx, tmp_path)
+    served = load(variant, tmp_path, threads=2)
     assert served.streams == 2 and served.replicas[0] is not served.replicas[1]
     together = generate_texts(served, SEQ2SEQ_TEXTS * 2, 6, batch_size=1)
-    served.replicas = [served.sessions]
-    served.streams = 1
-    assert generate_texts(served, SEQ2SEQ_TEXTS * 2, 6, batch_size=1) == together
+    one = load(variant.model_copy(update={"streams": 1}), tmp_path, threads=2)
+    assert one.streams == 1
+    assert generate_texts(one, SEQ2SEQ_TEXTS * 2, 6, batch_size=1) == together

@@ -1,7 +1,7 @@
-"""Seq2seq measurement (`quantpipe.seq2seq.measure`, `.compare`) on a tiny random T5 built in code, with the packaged
-MiniLM's BERT tokenizer (no download): one model per fresh process (PyTorch, and fp32 ONNX served by the lean loop
-without torch), every model side by side in one process, quality against the references and the fp32 outputs,
-bad inputs."""
+"""Seq2seq measurement (`quantpipe.serving`'s generate task, `quantpipe.side_by_side`, `quantpipe.seq2seq.compare`)
+on a tiny random T5 built in code, with the packaged MiniLM's BERT tokenizer (no download): one model per fresh
+process (PyTorch, and fp32 ONNX served by the lean loop without torch), every model side by side in one process,
+quality against the references and the fp32 outputs, bad inputs."""
 
 from __future__ import annotations
 
@@ -13,15 +13,29 @@ from pathlib import Path
 import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5
 
+from quantpipe.config.registry import get_kind
+from quantpipe.config.seq2seq import Seq2seqEvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.memory import peak_rss_bytes
-from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline, time_generate_side_by_side
+from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
-from quantpipe.seq2seq.measure import MeasureRequest, load_seq2seq, measure_in_child, serving
+from quantpipe.serving import serve_generate_in_child
+from quantpipe.side_by_side import time_generate_side_by_side
 
 MAX_NEW_TOKENS = 6
 LATENCY_SAMPLES = 3
+CFG = Seq2seqEvaluateParams(max_new_tokens=MAX_NEW_TOKENS, latency_samples=LATENCY_SAMPLES, batch_size=2, threads=1)
+PYTORCH, ONNX = get_kind("pytorch"), get_kind("onnx")
+
+
+def fp32(kind, **overrides):
+    """A baseline's generate params (`quantpipe.kinds.seq2seq_models`)."""
+    return kind.generate_params(kind=kind.name, **overrides)
+
+
+def served(kind, model_dir: Path, **overrides):
+    return kind.load_generate(model_dir, fp32(kind, **overrides), 1, None)
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +52,8 @@ def t5_onnx(t5_dir, tmp_path_factory) -> Path:
 def measured(t5_dir, t5_onnx) -> dict[str, dict]:
     """Each model measured in its own fresh process."""
     return {
-        name: measure_in_child(MeasureRequest(str(model_dir), SEQ2SEQ_TEXTS, MAX_NEW_TOKENS, LATENCY_SAMPLES, 2, 1))
-        for name, model_dir in (("pytorch", t5_dir), ("onnx", t5_onnx))
+        kind.name: serve_generate_in_child(kind, fp32(kind), model_dir, SEQ2SEQ_TEXTS, CFG)
+        for kind, model_dir in ((PYTORCH, t5_dir), (ONNX, t5_onnx))
     }
 
 
@@ -47,7 +61,7 @@ def measured(t5_dir, t5_onnx) -> dict[str, dict]:
 def test_child_reports_every_figure(measured, name):
     """The ONNX model is served by the lean loop: neither torch nor transformers is imported in its process."""
     result = measured[name]
-    assert result["serving"] == {"engine": {"pytorch": "pytorch", "onnx": "onnxruntime"}[name]}
+    assert result["served_by"] == {"kind": name, "threads": 1, **({"streams": 1} if name == "onnx" else {})}
     assert len(result["outputs"]) == len(SEQ2SEQ_TEXTS) and all(isinstance(text, str) for text in result["outputs"])
     assert all(1 <= count <= MAX_NEW_TOKENS for count in result["new_tokens"])
     assert len(result["latencies_s"]) == LATENCY_SAMPLES and all(s > 0 for s in result["latencies_s"])
@@ -83,7 +97,7 @@ def test_quality_against_references_and_fp32(measured):
 
 
 def test_side_by_side_rounds_for_every_model(t5_dir, t5_onnx):
-    models = {"pytorch": load_seq2seq(t5_dir, threads=1), "onnx": load_seq2seq(t5_onnx, threads=1)}
+    models = {"pytorch": served(PYTORCH, t5_dir), "onnx": served(ONNX, t5_onnx)}
     timings = time_generate_side_by_side(models, SEQ2SEQ_TEXTS, MAX_NEW_TOKENS, batch_size=2, rounds=2)
     for runs in timings.values():
         assert [len(seconds) for seconds in runs["call_seconds"]] == [len(SEQ2SEQ_TEXTS)] * 2
@@ -99,12 +113,12 @@ def test_pytorch_without_cache_recomputes_the_prefix(t5_dir):
     the cache does) and decodes what the cached model decodes."""
     decoded, lengths = {}, {}
     for use_cache in (True, False):
-        served = load_seq2seq(t5_dir, threads=1, use_cache=use_cache)
+        model = served(PYTORCH, t5_dir, use_cache=use_cache)
         seen = lengths[use_cache] = []
-        served.model.decoder.register_forward_pre_hook(
+        model.model.decoder.register_forward_pre_hook(
             lambda _, args, kw, seen=seen: seen.append(kw["input_ids"].shape[1]), with_kwargs=True
         )
-        decoded[use_cache] = generate_texts(served, SEQ2SEQ_TEXTS[:1], MAX_NEW_TOKENS, 1, fixed_length=True)
+        decoded[use_cache] = generate_texts(model, SEQ2SEQ_TEXTS[:1], MAX_NEW_TOKENS, 1, fixed_length=True)
     assert lengths[True] == [1] * MAX_NEW_TOKENS
     assert lengths[False] == list(range(1, MAX_NEW_TOKENS + 1))
     assert decoded[True] == decoded[False]
@@ -112,16 +126,12 @@ def test_pytorch_without_cache_recomputes_the_prefix(t5_dir):
 
 def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
     cases = [
-        (lambda: serving(tmp_path), "neither a seq2seq ONNX directory"),
+        (lambda: served(ONNX, tmp_path), f"^{tmp_path}: "),
         (
-            lambda: measure_in_child(MeasureRequest(str(tmp_path), SEQ2SEQ_TEXTS, 4, 1, 1, 1)),
-            f"^{tmp_path}: neither a seq2seq ONNX directory",
+            lambda: serve_generate_in_child(ONNX, fp32(ONNX), tmp_path, SEQ2SEQ_TEXTS, CFG),
+            f"^{tmp_path}: ",
         ),
-        (
-            lambda: measure_in_child(MeasureRequest(str(t5_onnx), SEQ2SEQ_TEXTS, 0, 1, 1, 1)),
-            r"^max_new_tokens: must be at least 1 \(got 0\)$",
-        ),
-        (lambda: measure_in_child(MeasureRequest(str(t5_onnx), [], 4, 1, 1, 1)), "^measure: 0 texts"),
+        (lambda: serve_generate_in_child(ONNX, fp32(ONNX), t5_onnx, [], CFG), f"^serving {t5_onnx}: no texts"),
         (lambda: time_generate_side_by_side({}, [], 4, 1, 1), "^side by side: 0 texts"),
         (
             lambda: quality_by_model(SEQ2SEQ_TEXTS, {"a": SEQ2SEQ_TEXTS}, "fp32", "chrf", 10, 0),
@@ -132,6 +142,6 @@ def test_bad_inputs_are_one_line(t5_dir, t5_onnx, tmp_path):
         with pytest.raises(QuantpipeError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
-    models = {"pytorch": load_seq2seq(t5_dir, threads=1)}
+    models = {"pytorch": served(PYTORCH, t5_dir)}
     with pytest.raises(QuantpipeError, match=r"^max_new_tokens: must be at least 1 \(got 0\)$"):
         time_generate_side_by_side(models, SEQ2SEQ_TEXTS, 0, batch_size=2, rounds=1)

@@ -25,7 +25,7 @@ def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
         "dynamic_int8": {"preset": "auto"},
         "int8_encoder": {"preset": "auto", "parts": ["encoder"]},
         "openvino_int8": {"kind": "openvino", "weights": "int8", "precision": "f32", "streams": 2},
-        "pytorch_bf16": {"kind": "pytorch"},
+        "pytorch_bf16": {"kind": "pytorch", "autocast": "bf16"},
     }
     s2s["evaluate"].update(
         max_new_tokens=4, latency_samples=2, batch_size=2, rounds=1, bootstrap_resamples=20, references=["pytorch_bf16"]
@@ -75,8 +75,10 @@ def test_every_model_is_measured_and_reported(s2s_project):
     assert rows["dynamic_int8"]["size_mb"] < rows["onnx_fp32"]["size_mb"]
     assert rows["int8_encoder"]["size_mb_decoder_model"] == rows["onnx_fp32"]["size_mb_decoder_model"]
     served = {name: (row["serving"], row["torch_imported"]) for name, row in rows.items()}
-    assert served["onnx_fp32"] == served["dynamic_int8"] == ("onnxruntime", False)  # the lean loop: no torch
-    assert served["openvino_int8"] == ("openvino, 2 streams", False) and served["pytorch_bf16"] == ("pytorch", True)
+    assert served["onnx_fp32"] == ("onnx, 2 threads", False)  # the lean loop: no torch
+    assert served["dynamic_int8"] == ("dynamic, 2 threads", False)
+    assert served["openvino_int8"] == ("openvino, 2 streams x 1 thread", False)
+    assert served["pytorch_bf16"] == ("pytorch, 2 threads", True)
     assert rows["openvino_int8"]["size_mb"] < 0.5 * rows["onnx_fp32"]["size_mb"]  # int8 weights
     report = (s2s_project / "reports/seq2seq.md").read_text()
     assert (

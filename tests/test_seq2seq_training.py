@@ -131,7 +131,7 @@ def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
         (
             "variants.arm64.calibration",
             "minmax",
-            r"seq2seq.variants.arm64.calibration: unknown key \(known: threads, streams, kind, preset, per_channel, parts, exclude, quantize_embeddings\)$",
+            r"seq2seq.variants.arm64.calibration: unknown key \(known: kind, threads, streams, preset, per_channel, parts, exclude, quantize_embeddings\)$",
         ),
         (
             "variants.arm64.exclude",

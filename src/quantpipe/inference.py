@@ -85,14 +85,18 @@ class Replicas(Concurrent):
         return self.replicas[0](batch)
 
     def map(self, batches: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        shares = [
-            self.pool.submit(lambda run, part: [run(b) for b in part], run, batches[i :: self.streams])
-            for i, run in enumerate(self.replicas)
-        ]
-        out: list[np.ndarray] = [None] * len(batches)
-        for i, share in enumerate(shares):
-            out[i :: self.streams] = share.result()
-        return out
+        return strided_map(self.pool, self.replicas, batches)
+
+
+def strided_map(pool: ThreadPoolExecutor, workers: list[Callable], items: list) -> list:
+    """Each of `workers` called on every `len(workers)`-th item (worker i on items i, i + n, ...), the workers
+    at once on `pool`'s threads; the results in the items' order."""
+    n = len(workers)
+    shares = [pool.submit(lambda run, part: [run(x) for x in part], run, items[i::n]) for i, run in enumerate(workers)]
+    out: list = [None] * len(items)
+    for i, share in enumerate(shares):
+        out[i::n] = share.result()
+    return out
 
 
 def threads_per_stream(threads: int, streams: int) -> int:

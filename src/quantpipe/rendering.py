@@ -49,6 +49,13 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cpu_line(cpu: dict) -> str:
+    """The line every report opens with: the CPU its figures were measured on (`quantpipe.environment.cpu_info`)."""
+    flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
+    numbers = f" (family/model {cpu['family_model']})" if cpu.get("family_model") else ""
+    return f"CPU: **{cpu['model']}**{numbers}, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}."
+
+
 def markdown_report(
     table: pd.DataFrame,
     baseline: str,
@@ -64,9 +71,7 @@ def markdown_report(
     lines = ["# quantpipe comparison", ""]
     if environment:
         cpu = environment["cpu"]
-        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
-        numbers = f" (family/model {cpu['family_model']})" if cpu.get("family_model") else ""
-        lines += [f"CPU: **{cpu['model']}**{numbers}, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
+        lines += [cpu_line(cpu), ""]
         if has_bf16(cpu):
             lines += [
                 (

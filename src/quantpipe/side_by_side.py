@@ -1,4 +1,5 @@
-"""Every model timed in one process, in rounds that alternate between them.
+"""Every model timed in one process, in rounds that alternate between them (classify: batched passes over the
+texts; generate: calls one text at a time, then a batched pass).
 
 Timing each model in its own stage, one after the other, lets a change in the machine's load decide
 between two models of nearly equal speed. Here each round times every model once over the same texts,
@@ -9,6 +10,7 @@ the models' speeds round by round: a load change inside the run shifts every mod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from quantpipe.config.sections import EvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import predict
+from quantpipe.seq2seq.generation import call_latencies, generate_texts
 
 
 def round_orders(names: list[str]) -> list[list[str]]:
@@ -56,13 +59,63 @@ def time_side_by_side(
     for name in names:
         predict(classifiers[name], tokenizer, warmup, cfg.batch_size, cfg.max_length)
     out = {name: {"labels": None, "samples_per_second": [], "model_samples_per_second": []} for name in names}
+
+    def one_pass(name: str) -> None:
+        run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
+        if out[name]["labels"] is None:
+            out[name]["labels"] = run.labels
+        elif not np.array_equal(run.labels, out[name]["labels"]):
+            raise RuntimeError(f"{name}: predictions differ between passes")
+        out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
+        out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)
+
+    time_in_rounds(names, one_pass, rounds, desc)
+    return out
+
+
+def time_in_rounds(names: list[str], one_pass: Callable[[str], None], rounds: int, desc: str) -> None:
+    """`one_pass` of every model, `rounds` times, each round in the order `round_order` gives it."""
     for r in tqdm(range(rounds), desc=desc, unit="round"):
         for name in round_order(names, r):
-            run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
-            if out[name]["labels"] is None:
-                out[name]["labels"] = run.labels
-            elif not np.array_equal(run.labels, out[name]["labels"]):
-                raise RuntimeError(f"{name}: predictions differ between passes")
-            out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
-            out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)
+            one_pass(name)
+
+
+def time_generate_side_by_side(
+    models: dict[str, object],
+    texts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    rounds: int,
+    desc: str = "rounds",
+) -> dict[str, dict]:
+    """Every served seq2seq model of `models` (a kind's `load_generate`) timed in this process, `rounds` times.
+    Each round and model: the seconds of each call one text at a time (`call_seconds`, one list per round), then
+    one pass over the texts in batches of `batch_size` (`examples_per_second`, `tokens_per_second`,
+    `generated_tokens`, one value per round). Every call generates exactly `max_new_tokens` tokens, so all models
+    do the same work. Each model first makes one untimed call and one untimed batch."""
+    if not texts or rounds < 1:
+        raise QuantpipeError(f"side by side: {len(texts)} texts, {rounds} rounds (need at least 1 each)")
+
+    def calls(name: str, items: list[str]) -> list[float]:
+        return call_latencies(models[name], items, max_new_tokens, fixed_length=True)
+
+    def batched(name: str, items: list[str]):
+        return generate_texts(models[name], items, max_new_tokens, batch_size, fixed_length=True)
+
+    for name in models:
+        calls(name, texts[:1])
+        batched(name, texts[:batch_size])
+    keys = ("call_seconds", "examples_per_second", "tokens_per_second", "generated_tokens")
+    out = {name: {key: [] for key in keys} for name in models}
+
+    def one_pass(name: str) -> None:
+        out[name]["call_seconds"].append(calls(name, texts))
+        start = time.perf_counter()
+        tokens = sum(batched(name, texts).new_tokens)
+        seconds = time.perf_counter() - start
+        out[name]["examples_per_second"].append(len(texts) / seconds)
+        out[name]["tokens_per_second"].append(tokens / seconds)
+        out[name]["generated_tokens"].append(tokens)
+
+    time_in_rounds(list(models), one_pass, rounds, desc)
     return out

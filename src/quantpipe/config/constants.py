@@ -9,8 +9,15 @@ from typing import Literal
 OPT_LEVELS = ("none", "O1", "O2", "O3", "O4")
 CPU_OPT_LEVELS = ("none", "O1", "O2", "O3")  # O4 is O3 plus fp16 for GPU: nothing to quantize on a CPU
 BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; their models come from export
-# the seq2seq pipeline's: PyTorch with and without the decoder's key/value cache, the fp32 export
-SEQ2SEQ_BASELINES = ("pytorch_fp32", "pytorch_fp32_no_cache", "onnx_fp32")
+# the seq2seq pipeline's, name -> (kind, its generate params): PyTorch with its decoder's key/value cache (what
+# transformers does by default), the same weights recomputing the prefix at each step (the equal-terms baseline of
+# an export without the cache), the fp32 export
+SEQ2SEQ_BASELINES = {
+    "pytorch_fp32": ("pytorch", {}),
+    "pytorch_fp32_no_cache": ("pytorch", {"use_cache": False}),
+    "onnx_fp32": ("onnx", {}),
+}
+SEQ2SEQ_BASELINE, SEQ2SEQ_NO_CACHE, _ = SEQ2SEQ_BASELINES  # the ratios' denominators
 PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")  # Optimum's `AutoQuantizationConfig` presets
 Preset = Literal[("auto", *PRESETS)]  # a variant's `preset` (ONNX Runtime int8 and seq2seq variants alike)
 PART = re.compile(r"embeddings|head|layer\.\d+")  # the parts of a network the sensitivity analysis names

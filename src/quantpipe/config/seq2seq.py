@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from quantpipe.config.base import NAME, AccuracyBudget, NestedParamError, Section, Seed, first_error, one_line
-from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES, Preset
+from quantpipe.config.base import NAME, AccuracyBudget, Section, Seed
+from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES
+from quantpipe.config.registry import GENERATE, variant_params
 
 if TYPE_CHECKING:
     from quantpipe.config import Params
@@ -64,101 +65,37 @@ class Seq2seqDataParams(Section):
     seed: Seed = Field(0, description="seed of the eval sample")
 
 
-class Seq2seqKindParams(Section):
-    """What every generation kind takes: how many threads serve it."""
+class GenerateVariantParams(Section):
+    """One seq2seq variant (task `generate`): `kind` names a kind of the registry that serves generation
+    (`quantpipe.config.registry`), whose params these are; every such kind takes how many threads serve it."""
 
+    kind: str = Field("dynamic", description="the kind (dynamic, the default; openvino; pytorch); its keys below")
     threads: int | None = Field(
         None,
         gt=0,
-        description="intra-op threads serving it, all streams together (null: seq2seq.evaluate.threads); 1 spares"
-        " the thread pool's hand-off at every operator, which for a small decoder's one-token steps can cost more"
-        " than the second core gains (docs/seq2seq.md)",
+        description="intra-op threads serving it (null: seq2seq.evaluate.threads); 1 spares the thread pool's"
+        " hand-off at every operator, which for a small decoder's one-token steps can cost more than the second core"
+        " gains (docs/seq2seq.md)",
     )
 
-    def serve_options(self) -> dict:
-        """What the model's serve record carries besides its engine's own options (only what is set)."""
-        return {} if self.threads is None else {"threads": self.threads}
+    def served_by(self, threads: int) -> dict:
+        """How it is served with `threads` resolved: threads, and streams where the kind has them."""
+        return {"threads": self.threads or threads}
 
 
-class Seq2seqLeanParams(Seq2seqKindParams):
+class LeanGenerateParams(GenerateVariantParams):
     """What the kinds served by the lean loop (ONNX Runtime, OpenVINO) take besides."""
 
     streams: int = Field(
         1,
         gt=0,
-        description="concurrent generations of the batched passes, the threads split between them (ONNX Runtime:"
-        " this many sessions; OpenVINO: this many streams and infer requests); latency is timed with one caller",
+        description="concurrent generations of the batched passes, the threads split between them (at most one"
+        " stream per thread; ONNX Runtime: this many sessions; OpenVINO: this many streams and infer requests);"
+        " latency is timed with one caller, on one stream's share of the threads",
     )
 
-    def serve_options(self) -> dict:
-        return super().serve_options() | ({"streams": self.streams} if self.streams > 1 else {})
-
-
-class Seq2seqOrtInt8Params(Seq2seqLeanParams):
-    """ONNX Runtime dynamic int8 of the exported files, as `optimum-cli onnxruntime quantize` does (the kind a
-    variant without `kind` has)."""
-
-    kind: Literal["ort_int8"] = Field("ort_int8", description="ONNX Runtime dynamic int8")
-    preset: Preset = Field(
-        "auto", description="`AutoQuantizationConfig` preset (arm64, avx2, avx512, avx512_vnni; auto)"
-    )
-    per_channel: bool = Field(False, description="weights per output channel (the reference's CLI: per tensor)")
-    parts: list[Literal["encoder", "decoder"]] = Field(
-        default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files quantized (others stay fp32)"
-    )
-    exclude: list[Literal["lm_head", "cross_attention"]] = Field(
-        default_factory=list, description="nodes left in fp32: the decoder's output projection, the cross attention"
-    )
-    quantize_embeddings: bool = Field(
-        False, description="the embedding tables (`Gather`) of the quantized files in int8 too (fp32 otherwise)"
-    )
-
-
-class Seq2seqOpenvinoParams(Seq2seqLeanParams):
-    """The export converted to OpenVINO IR and served by OpenVINO's CPU plugin under the lean loop."""
-
-    kind: Literal["openvino"] = Field(description="OpenVINO")
-    precision: Literal["default", "f32", "bf16"] = Field(
-        "default",
-        description="INFERENCE_PRECISION_HINT: `default` leaves OpenVINO's choice (bf16 on CPUs with AVX512_BF16 or"
-        " AMX, else f32)",
-    )
-    weights: Literal["fp32", "int8"] = Field(
-        "fp32", description="`int8`: NNCF's data-free weight compression (`nncf.compress_weights`, INT8_ASYM)"
-    )
-    parts: list[Literal["encoder", "decoder"]] = Field(
-        default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files whose weights are compressed"
-    )
-
-
-class Seq2seqTorchParams(Seq2seqKindParams):
-    """The fp32 PyTorch model generating under autocast, as a PyTorch user turns bf16 on."""
-
-    kind: Literal["pytorch"] = Field(description="PyTorch")
-    autocast: Literal["bf16"] = Field(
-        "bf16", description="`torch.autocast('cpu', dtype=torch.bfloat16)` around generate"
-    )
-
-
-SEQ2SEQ_KINDS = {"ort_int8": Seq2seqOrtInt8Params, "openvino": Seq2seqOpenvinoParams, "pytorch": Seq2seqTorchParams}
-
-
-Seq2seqVariantParams = Seq2seqOrtInt8Params | Seq2seqOpenvinoParams | Seq2seqTorchParams
-
-
-def seq2seq_variant(name: str, raw: Any) -> Seq2seqVariantParams:
-    """`seq2seq.variants.<name>` validated by its kind's params (no `kind`: ort_int8); a problem is one
-    `NestedParamError` line naming the key."""
-    kind = raw.get("kind", "ort_int8") if isinstance(raw, dict) else None
-    if kind not in list(SEQ2SEQ_KINDS):
-        got = f"{kind!r} is not a kind that serves generation" if isinstance(raw, dict) else "not a mapping"
-        raise NestedParamError(f"{name}.kind: {got} (seq2seq kinds: {', '.join(SEQ2SEQ_KINDS)})")
-    params = SEQ2SEQ_KINDS[kind]
-    try:
-        return params.model_validate(raw)
-    except ValidationError as exc:
-        sep = "." if first_error(exc)["loc"] else ": "
-        raise NestedParamError(f"{name}{sep}{one_line(exc, params)}") from None
+    def served_by(self, threads: int) -> dict:
+        return super().served_by(threads) | {"streams": self.streams}
 
 
 class Seq2seqEvaluateParams(Section):
@@ -201,8 +138,10 @@ class Seq2seqParams(Section):
         description="ONNX Runtime graph optimization of the export, as `optimum-cli export onnx --optimize` (T5, BART,"
         " ...; not the warm-started BERT-to-BERT: ONNX Runtime has no optimizer for encoder-decoder models)",
     )
-    variants: dict[str, Seq2seqVariantParams] = Field(
-        default_factory=dict, description="name -> variant: `kind` ort_int8 (the default), openvino or pytorch"
+    variants: dict[str, GenerateVariantParams] = Field(
+        default_factory=dict,
+        description="name -> variant: its `kind` (a kind that serves generation: dynamic, the default; openvino;"
+        " pytorch) decides its keys",
     )
 
     @field_validator("variants", mode="before")
@@ -210,7 +149,7 @@ class Seq2seqParams(Section):
     def _each_by_its_kind(cls, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
-        return {name: seq2seq_variant(name, raw) for name, raw in value.items()}
+        return {name: variant_params(name, raw, GENERATE) for name, raw in value.items()}
 
     evaluate: Seq2seqEvaluateParams = Field(Seq2seqEvaluateParams(), description="measurement")
 
@@ -228,9 +167,15 @@ def check_seq2seq(params: Params) -> None:
         )
     if seq2seq.data.pairs == "fields" and seq2seq.data.target_field is None:
         raise ValueError("seq2seq.data.target_field: required with pairs: fields (the column of the reference output)")
-    for variant in seq2seq.variants:
+    for variant, spec in seq2seq.variants.items():
         if not NAME.fullmatch(variant) or variant in SEQ2SEQ_BASELINES:
             raise ValueError(f"seq2seq.variants: '{variant}' is not a valid variant name (or is a baseline's)")
+        served = spec.served_by(seq2seq.evaluate.threads)
+        if served.get("streams", 1) > served["threads"]:
+            raise ValueError(
+                f"seq2seq.variants.{variant}.streams: {served['streams']} streams on {served['threads']} thread(s)"
+                " (its threads, else seq2seq.evaluate.threads): each stream needs a thread of its own"
+            )
     if seq2seq.optimization != "none" and seq2seq.model.source == "finetune":
         raise ValueError(
             f"seq2seq.optimization: {seq2seq.optimization} cannot apply to the model fine-tuned here (an"

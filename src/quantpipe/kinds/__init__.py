@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from quantpipe.config import Params
-from quantpipe.config.constants import BASELINES
+from quantpipe.config.constants import BASELINES, SEQ2SEQ_BASELINES
 from quantpipe.config.registry import get_kind
 from quantpipe.config.sections import VariantParams
+from quantpipe.config.seq2seq import GenerateVariantParams
 from quantpipe.kinds.base import Kind
 
 
@@ -23,5 +24,21 @@ def pipeline_models(
         kind = get_kind(kind_name)
         models[name] = (kind, kind.params(kind=kind_name), dirs[kind_name])
     for name, variant in params.variants.items():
+        models[name] = (get_kind(variant.kind), variant, Path(quantized) / name)
+    return models
+
+
+def seq2seq_models(
+    params: Params, base: Path, onnx: Path, quantized: Path
+) -> dict[str, tuple[Kind, GenerateVariantParams, Path]]:
+    """Every model the seq2seq pipeline measures (task generate), name -> (kind, params, model directory): the
+    baselines (the fp32 model of seq2seq_model with and without its cache, the export of seq2seq_export), then
+    the variants (the seq2seq_quantize stages' outputs)."""
+    dirs = {"pytorch": Path(base), "onnx": Path(onnx)}
+    models = {}
+    for name, (kind_name, overrides) in SEQ2SEQ_BASELINES.items():
+        kind = get_kind(kind_name)
+        models[name] = (kind, kind.generate_params(kind=kind_name, **overrides), dirs[kind_name])
+    for name, variant in params.seq2seq.variants.items():
         models[name] = (get_kind(variant.kind), variant, Path(quantized) / name)
     return models

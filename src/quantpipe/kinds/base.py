@@ -1,8 +1,10 @@
-"""What a variant kind is: typed params, a build step and a runtime. Stages and the report use only this."""
+"""What a variant kind is: the tasks it serves and, for each, typed params, a build step and a runtime. Stages
+and the reports use only this."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -10,7 +12,10 @@ from typing import ClassVar, Protocol
 import numpy as np
 
 from quantpipe.config import Params
+from quantpipe.config.base import Section
+from quantpipe.config.registry import CLASSIFY, GENERATE
 from quantpipe.config.sections import EvaluateParams, VariantParams
+from quantpipe.config.seq2seq import GenerateVariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import VARIANT_FILE, read_json
 
@@ -21,6 +26,19 @@ class Runtime(Protocol):
     input_names: set[str]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class Generator(Protocol):
+    """A loaded seq2seq model: texts in, (decoded texts, token id sequences) out, greedy, `max_new_tokens` new
+    tokens at most (exactly that many with `fixed_length`); `generate_batches` answers several batches, in order."""
+
+    eos: int | list[int] | None
+
+    def lengths(self, texts: list[str]) -> list[int]: ...
+
+    def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False) -> tuple: ...
+
+    def generate_batches(self, batches: list[list[str]], max_new_tokens: int, fixed_length: bool = False) -> list: ...
 
 
 @dataclass(frozen=True)
@@ -42,16 +60,23 @@ class BuildInputs:
 class Kind:
     """One variant kind. Subclasses set `name`, `params`, `weight_files`, `requires`, the capabilities
     (`sensitivity`, `excludable_parts`) and implement `load` (and `build`, unless the kind is a baseline whose
-    model another stage makes)."""
+    model another stage makes). A kind that serves generation too sets `generate_params` and implements
+    `load_generate` (and `build_generate`)."""
 
     name: ClassVar[str]
-    params: ClassVar[type[VariantParams]]
+    params: ClassVar[type[VariantParams]]  # its keys as a classification variant (`variants.<name>`)
+    generate_params: ClassVar[type[GenerateVariantParams] | None] = None  # as a seq2seq variant, if it serves one
     weight_files: ClassVar[tuple[str, ...]] = ("*.onnx", "*.onnx_data")  # what the model size counts
     requires: ClassVar[tuple[str, ...]] = ()  # optional modules the kind needs (import names)
     extra: ClassVar[str | None] = None  # the quantpipe extra that installs them
     baseline: ClassVar[bool] = False  # a baseline's kind: its model comes from another stage, not from params
     sensitivity: ClassVar[bool] = False  # its graphs can be quantized part by part (the sensitivity stage)
     excludable_parts: ClassVar[bool] = False  # parts of the network can be left in fp32 (the search's exclude_parts)
+
+    @property
+    def tasks(self) -> dict[str, type[Section]]:
+        """The tasks the kind serves -> its params for each."""
+        return {CLASSIFY: self.params} | ({GENERATE: self.generate_params} if self.generate_params else {})
 
     def check_available(self, variant_name: str) -> None:
         """One line naming the variant when an optional dependency of the kind is missing."""
@@ -74,6 +99,20 @@ class Kind:
     def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> Runtime:
         raise NotImplementedError
 
+    def build_generate(
+        self, name: str, variant: GenerateVariantParams, base_dir: Path, onnx_dir: Path, out_dir: Path
+    ) -> dict:
+        """Write the seq2seq variant into `out_dir` from the fp32 model (`base_dir`) and its export (`onnx_dir`);
+        return what was resolved at build time."""
+        raise QuantpipeError(f"seq2seq.variants.{name}.kind: {self.name} is a baseline; nothing to build")
+
+    def load_generate(
+        self, model_dir: Path, variant: GenerateVariantParams, threads: int, max_length: int | None
+    ) -> Generator:
+        """The seq2seq model of `model_dir`, served on the variant's threads (else `threads`), its sources
+        truncated to `max_length` tokens."""
+        raise NotImplementedError
+
     def size_bytes(self, model_dir: Path) -> int:
         """Size on disk of the weights."""
         return sum(f.stat().st_size for pattern in self.weight_files for f in Path(model_dir).glob(pattern))
@@ -83,6 +122,15 @@ def skipped_reason(model_dir: Path) -> str | None:
     """The reason the quantize stage recorded for skipping the variant built in `model_dir`, or None."""
     path = Path(model_dir) / VARIANT_FILE
     return read_json(path, expect=dict).get("skipped") if path.is_file() else None
+
+
+def copy_files(source: Path, out_dir: Path, keep: Callable[[Path], bool]) -> None:
+    """The files of `source` that `keep` accepts (config, generation config, tokenizer) copied into `out_dir`."""
+    import shutil
+
+    for item in Path(source).iterdir():
+        if item.is_file() and keep(item):
+            shutil.copy2(item, Path(out_dir) / item.name)
 
 
 def copy_tokenizer(source: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:

@@ -1,4 +1,5 @@
-"""Kind `onnx`: the fp32 ONNX export (baseline `onnx_fp32`), and the ONNX Runtime session every ONNX kind runs."""
+"""Kind `onnx`: the fp32 ONNX export (baseline `onnx_fp32` of both tasks), and the ONNX Runtime sessions every
+ONNX kind runs: a classifier's, and a seq2seq export's under the lean loop (`quantpipe.seq2seq.lean`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 from pydantic import Field
 
 from quantpipe.config.sections import EvaluateParams, VariantParams
+from quantpipe.config.seq2seq import LeanGenerateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Replicas, threads_per_stream
-from quantpipe.io import loading
+from quantpipe.io import check_model_dir, loading
 from quantpipe.kinds.base import Kind
 
 GRAPH_LEVELS = {
@@ -68,10 +70,34 @@ class OnnxParams(VariantParams):
     kind: Literal["onnx"] = Field(description="`onnx`: the fp32 export, run by ONNX Runtime")
 
 
+def load_lean_ort(model_dir: Path, variant: LeanGenerateParams, threads: int, max_length: int | None):
+    """A seq2seq export served by ONNX Runtime under the lean loop (neither torch nor transformers imported):
+    one set of sessions per stream, each on its share of the variant's threads (else `threads`)."""
+    from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
+
+    served = variant.served_by(threads)
+    check_model_dir(model_dir)
+    with loading(model_dir, "seq2seq ONNX model"):
+        per_stream = threads_per_stream(served["threads"], served["streams"])
+        return LeanSeq2seq(
+            model_dir, [ort_sessions(model_dir, per_stream) for _ in range(served["streams"])], max_length
+        )
+
+
+class OnnxGenerateParams(LeanGenerateParams):
+    """The fp32 seq2seq export as it is (the seq2seq_export stage builds it)."""
+
+    kind: Literal["onnx"] = Field("onnx", description="`onnx`: the fp32 export, run by ONNX Runtime")
+
+
 class OnnxKind(Kind):
     name = "onnx"
     baseline = True
     params = OnnxParams
+    generate_params = OnnxGenerateParams
+
+    def load_generate(self, model_dir: Path, variant: OnnxGenerateParams, threads: int, max_length: int | None):
+        return load_lean_ort(model_dir, variant, threads, max_length)
 
     def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
         return load_onnx(model_dir, variant, cfg)

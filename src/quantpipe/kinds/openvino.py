@@ -1,6 +1,7 @@
 """Kind `openvino`: the model converted to OpenVINO IR, in fp32 or quantized to int8 by NNCF
-(`nncf.quantize` with `ModelType.TRANSFORMER` on a calibration's sample), run by OpenVINO's CPU plugin.
-OpenVINO and NNCF are the optional extra `quantpipe[openvino]`."""
+(`nncf.quantize` with `ModelType.TRANSFORMER` on a calibration's sample), run by OpenVINO's CPU plugin; a
+seq2seq export's files converted alike (their weights optionally compressed by NNCF) and served by the lean
+loop. OpenVINO and NNCF are the optional extra `quantpipe[openvino]`."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from quantpipe.config.sections import EvaluateParams, VariantParams, check_calibration
+from quantpipe.config.seq2seq import LeanGenerateParams
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Concurrent
-from quantpipe.io import loading
-from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
+from quantpipe.io import check_model_dir, loading
+from quantpipe.kinds.base import BuildInputs, Kind, copy_files, copy_tokenizer
 
 IR_FILE = "model.xml"  # its weights: model.bin beside it
 
@@ -141,9 +143,27 @@ class OpenVinoClassifier(Concurrent):
         }
 
 
+class OpenVinoGenerateParams(LeanGenerateParams):
+    """A seq2seq export converted to OpenVINO IR and served by OpenVINO's CPU plugin under the lean loop."""
+
+    kind: Literal["openvino"] = Field(description="OpenVINO")
+    precision: Literal["default", "f32", "bf16"] = Field(
+        "default",
+        description="INFERENCE_PRECISION_HINT: `default` leaves OpenVINO's choice (bf16 on CPUs with AVX512_BF16 or"
+        " AMX, else f32)",
+    )
+    weights: Literal["fp32", "int8"] = Field(
+        "fp32", description="`int8`: NNCF's data-free weight compression (`nncf.compress_weights`, INT8_ASYM)"
+    )
+    parts: list[Literal["encoder", "decoder"]] = Field(
+        default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files whose weights are compressed"
+    )
+
+
 class OpenVinoKind(Kind):
     name = "openvino"
     params = OpenVinoParams
+    generate_params = OpenVinoGenerateParams
     weight_files = ("*.xml", "*.bin")
     requires = ("openvino", "nncf")
     extra = "openvino"
@@ -174,6 +194,39 @@ class OpenVinoKind(Kind):
 
     def load(self, model_dir: Path, variant: OpenVinoParams, cfg: EvaluateParams) -> OpenVinoClassifier:
         return OpenVinoClassifier(model_dir, variant, variant.runtime_threads(cfg))
+
+    def build_generate(
+        self, name: str, variant: OpenVinoGenerateParams, base_dir: Path, onnx_dir: Path, out_dir: Path
+    ) -> dict:
+        """Each ONNX file converted to OpenVINO IR (`<file>.xml` and `.bin`, weights kept in fp32 on disk); with
+        `weights: int8`, the files of `parts` compressed by `nncf.compress_weights` (INT8_ASYM, data-free)."""
+        import openvino as ov
+
+        from quantpipe.seq2seq.export import part_files
+
+        compressed = []
+        for part, files in part_files(onnx_dir).items():
+            for file in files:
+                model = ov.convert_model(str(onnx_dir / file))
+                if variant.weights == "int8" and part in variant.parts:
+                    import nncf
+
+                    model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+                    compressed.append(file)
+                ov.save_model(model, str(out_dir / file.replace(".onnx", ".xml")), compress_to_fp16=False)
+        copy_files(onnx_dir, out_dir, lambda item: item.suffix != ".onnx" and not item.name.endswith(".onnx_data"))
+        return {"resolved": {"compressed": compressed}}
+
+    def load_generate(self, model_dir: Path, variant: OpenVinoGenerateParams, threads: int, max_length: int | None):
+        """The IR files compiled for OpenVINO's CPU plugin (one stream with the LATENCY hint, or `streams` with the
+        THROUGHPUT hint, one set of infer requests each) under the lean loop."""
+        from quantpipe.seq2seq.lean import LeanSeq2seq, openvino_sessions
+
+        served = variant.served_by(threads)
+        check_model_dir(model_dir)
+        with loading(model_dir, "seq2seq OpenVINO model"):
+            sessions = openvino_sessions(model_dir, served["threads"], variant.precision, served["streams"])
+            return LeanSeq2seq(model_dir, sessions, max_length)
 
 
 KIND = OpenVinoKind()

@@ -13,11 +13,12 @@ import numpy as np
 from pydantic import Field
 
 from quantpipe.config.sections import EvaluateParams, VariantParams
+from quantpipe.config.seq2seq import GenerateVariantParams
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas, threads_per_stream
 from quantpipe.io import check_model_dir, loading
-from quantpipe.kinds.base import BuildInputs, Kind, copy_tokenizer
+from quantpipe.kinds.base import BuildInputs, Kind, copy_files, copy_tokenizer
 
 WEIGHT_FILES = ("*.safetensors", "*.bin")
 
@@ -81,9 +82,23 @@ class PytorchParams(VariantParams):
     compile: bool = Field(False, description="wrap the model in `torch.compile(dynamic=True)` (Inductor)")
 
 
+class PytorchGenerateParams(GenerateVariantParams):
+    """The fp32 seq2seq model generating with transformers' greedy `generate`, as it is (baseline `pytorch_fp32`)
+    or under autocast, as a PyTorch user turns bf16 on."""
+
+    kind: Literal["pytorch"] = Field(description="`pytorch`: the fp32 model, run by PyTorch")
+    autocast: Literal["none", "bf16"] = Field(
+        "none", description="`bf16`: `torch.autocast('cpu', dtype=torch.bfloat16)` around generate; `none`: fp32"
+    )
+    use_cache: bool = Field(
+        True, description="generate with the decoder's key/value cache (false: the prefix recomputed at every step)"
+    )
+
+
 class PytorchKind(Kind):
     name = "pytorch"
     params = PytorchParams
+    generate_params = PytorchGenerateParams
     weight_files = WEIGHT_FILES
 
     def skip_reason(self, variant: PytorchParams, cpu: dict) -> str | None:
@@ -114,6 +129,18 @@ class PytorchKind(Kind):
             model_dir, variant.runtime_threads(cfg), autocast=variant.autocast, compile=variant.compile
         )
         return torch_runtime(classifier, variant.streams)
+
+    def build_generate(
+        self, name: str, variant: PytorchGenerateParams, base_dir: Path, onnx_dir: Path, out_dir: Path
+    ) -> dict:
+        """The fp32 model's files as they are (autocast acts at run time)."""
+        copy_files(base_dir, out_dir, lambda item: item.name != "training.json")
+        return {}
+
+    def load_generate(self, model_dir: Path, variant: PytorchGenerateParams, threads: int, max_length: int | None):
+        from quantpipe.seq2seq.runtime import TorchSeq2seq
+
+        return TorchSeq2seq(model_dir, variant.threads or threads, variant.use_cache, max_length, variant.autocast)
 
 
 KIND = PytorchKind()

@@ -55,12 +55,19 @@ def _decoder_module(model, with_past: bool):
             self.query, self.key, self.value = block.self.query, block.self.key, block.self.value
             self.output = block.output
 
-        def forward(self, hidden, key, value, bias):
+        def forward(self, hidden, bias, source=None, past=None, cached=None):
+            """The block's output for `hidden`, with the keys and values it attended to: projected from `source`
+            (self-attention: `hidden`, `past`'s prepended; cross-attention: the encoder's states), or `cached`
+            as they are (cross-attention at a later step). The projections run inside this forward, so their
+            nodes carry the block's scope (`crossattention`: what `exclude: cross_attention` finds)."""
+            if cached is not None:
+                key, value = cached
+            else:
+                key, value = _heads(self.key(source), heads), _heads(self.value(source), heads)
+                if past is not None:
+                    key, value = torch.cat([past[0], key], dim=2), torch.cat([past[1], value], dim=2)
             context = _attend(_heads(self.query(hidden), heads), key, value, bias)
-            return self.output(context, hidden)
-
-        def keys_values(self, source):
-            return _heads(self.key(source), heads), _heads(self.value(source), heads)
+            return self.output(context, hidden), key, value
 
     class Layer(torch.nn.Module):
         def __init__(self, layer):
@@ -99,16 +106,12 @@ def _decoder_module(model, with_past: bool):
                 self_bias = torch.triu(torch.full((seq, seq), minimum, dtype=hidden.dtype), diagonal=1)
             presents = []
             for i, layer in enumerate(self.layer):
-                key, value = layer.attention.keys_values(hidden)
-                if with_past:
-                    key = torch.cat([past[4 * i], key], dim=2)
-                    value = torch.cat([past[4 * i + 1], value], dim=2)
-                hidden = layer.attention(hidden, key, value, self_bias)
-                if with_past:
-                    cross_key, cross_value = past[4 * i + 2], past[4 * i + 3]
-                else:
-                    cross_key, cross_value = layer.crossattention.keys_values(encoder_hidden_states)
-                hidden = layer.crossattention(hidden, cross_key, cross_value, cross_bias)
+                self_past = (past[4 * i], past[4 * i + 1]) if with_past else None
+                hidden, key, value = layer.attention(hidden, self_bias, source=hidden, past=self_past)
+                cross_cached = (past[4 * i + 2], past[4 * i + 3]) if with_past else None
+                hidden, cross_key, cross_value = layer.crossattention(
+                    hidden, cross_bias, source=encoder_hidden_states, cached=cross_cached
+                )
                 hidden = layer.output(layer.intermediate(hidden), hidden)
                 presents += [key, value] if with_past else [key, value, cross_key, cross_value]
             return (self.cls(hidden), *presents)

@@ -65,3 +65,6 @@ def cross_attention_nodes(model_path: Path) -> list[str]:
             if node.op_type == "MatMul" and any(scope in node.name for scope in CROSS_ATTENTION_SCOPES)
         }
     )
+
+
+EXCLUSIONS = {"lm_head": lm_head_nodes, "cross_attention": cross_attention_nodes}  # `exclude` names -> their nodes

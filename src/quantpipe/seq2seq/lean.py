@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.inference import strided_map
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # a session: named inputs -> named outputs
@@ -140,7 +142,7 @@ def ort_sessions(model_dir: Path, threads: int) -> Sessions:
 
 
 def openvino_sessions(model_dir: Path, threads: int, precision: str = "default", streams: int = 1) -> list[Sessions]:
-    """OpenVINO CPU models of the IR files (`quantpipe.seq2seq.variants.build_openvino`), `threads` inference
+    """OpenVINO CPU models of the IR files (`quantpipe.kinds.openvino`), `threads` inference
     threads; one stream with the LATENCY hint, or `streams` streams with the THROUGHPUT hint, and one Sessions
     (its own infer requests) per stream. `precision`: `default` leaves OpenVINO's own choice (bf16 where the CPU
     has AVX512_BF16 or AMX), `f32` or `bf16` sets INFERENCE_PRECISION_HINT."""
@@ -213,40 +215,35 @@ class LeanSeq2seq:
     """A seq2seq export served with `greedy_ids` and `LeanTokenizer`, with the `generate`-like call the
     measurement makes (as `quantpipe.seq2seq.runtime.TorchSeq2seq`): texts in, (decoded texts, token sequences)
     out; `lengths` and `eos` for batching and counting. Given several Sessions (streams), `generate_batches`
-    runs them concurrently, each from its own thread over every `streams`-th batch (the engines release the GIL
-    while they compute); `generate` uses the first."""
+    runs them concurrently, each from its own thread over every `streams`-th batch
+    (`quantpipe.inference.strided_map`; the engines release the GIL while they compute); `generate` uses the
+    first."""
 
     def __init__(self, model_dir: Path, sessions: Sessions | list[Sessions], max_length: int | None = None):
         self.tokenizer = LeanTokenizer(model_dir, max_length)
         self.tokens = Tokens.read(model_dir)
         self.replicas = sessions if isinstance(sessions, list) else [sessions]
         self.streams = len(self.replicas)
-        self.sessions = self.replicas[0]
+        self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream") if self.streams > 1 else None
         self.eos = self.tokens.eos
 
     def lengths(self, texts: list[str]) -> list[int]:
         return self.tokenizer.lengths(texts)
 
-    def generate(
-        self, texts: list[str], max_new_tokens: int, fixed_length: bool = False, sessions: Sessions | None = None
-    ):
-        ids, mask = self.tokenizer.encode(texts)
-        sequences = greedy_ids(sessions or self.sessions, ids, mask, self.tokens, max_new_tokens, fixed_length)
-        return self.tokenizer.decode(sequences), sequences
+    def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False):
+        return self._generate(self.replicas[0], texts, max_new_tokens, fixed_length)
 
     def generate_batches(self, batches: list[list[str]], max_new_tokens: int, fixed_length: bool = False) -> list:
         """`generate` of each batch, in order; with several streams, `streams` batches at a time."""
-        if self.streams == 1:
+        if self.pool is None:
             return [self.generate(texts, max_new_tokens, fixed_length) for texts in batches]
-        from concurrent.futures import ThreadPoolExecutor
+        workers = [
+            lambda texts, sessions=sessions: self._generate(sessions, texts, max_new_tokens, fixed_length)
+            for sessions in self.replicas
+        ]
+        return strided_map(self.pool, workers, batches)
 
-        def share(i: int) -> list:
-            return [
-                self.generate(t, max_new_tokens, fixed_length, self.replicas[i]) for t in batches[i :: self.streams]
-            ]
-
-        out: list = [None] * len(batches)
-        with ThreadPoolExecutor(self.streams, thread_name_prefix="stream") as pool:
-            for i, results in enumerate(pool.map(share, range(self.streams))):
-                out[i :: self.streams] = results
-        return out
+    def _generate(self, sessions: Sessions, texts: list[str], max_new_tokens: int, fixed_length: bool):
+        ids, mask = self.tokenizer.encode(texts)
+        sequences = greedy_ids(sessions, ids, mask, self.tokens, max_new_tokens, fixed_length)
+        return self.tokenizer.decode(sequences), sequences

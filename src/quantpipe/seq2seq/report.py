@@ -3,7 +3,8 @@ and the markdown report."""
 
 from __future__ import annotations
 
-from quantpipe.seq2seq.models import BASELINE
+from quantpipe.config.constants import SEQ2SEQ_BASELINE as BASELINE
+from quantpipe.rendering import cpu_line
 
 METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100"}
 
@@ -44,7 +45,7 @@ def summary(
             "one_call_increment_mb": round(mem["one_call_increment_mb"], 2),
             "peak_rss_mb": round(mem["peak_rss_mb"], 1),
             "torch_imported": mem["torch_imported"],
-            "serving": served_by(ev["serving"]),
+            "serving": served_by(ev["served_by"]),
             **{
                 f"call_speedup_vs_{ref}_{k}": round(v, 4)
                 for ref, against in by_reference.items()
@@ -94,18 +95,19 @@ def answer_lines(rows: dict[str, dict], budget: float, references: list[str], me
     return [line + f", one call +{r['one_call_increment_mb']:.1f} MB."]
 
 
-def served_by(serve: dict) -> str:
-    """The engine of a serve record, with the threads and streams the variant set: `onnxruntime, 1 thread`."""
-    options = [f"{serve[key]} {key[:-1] if serve[key] == 1 else key}" for key in ("threads", "streams") if key in serve]
-    return ", ".join([serve["engine"], *options])
+def served_by(served: dict) -> str:
+    """The kind that served a model with its threads: `dynamic, 1 thread`; with streams, each stream's share
+    (what a per-call latency ran on): `openvino, 2 streams x 1 thread`."""
+    streams, threads = served.get("streams", 1), served["threads"]
+    per_stream = threads // streams
+    share = f"{per_stream} thread{'s' if per_stream > 1 else ''}"
+    return f"{served['kind']}, " + (f"{streams} streams x {share}" if streams > 1 else share)
 
 
 def markdown(rows: dict[str, dict], timings: dict[str, dict], environment: dict | None, cfg, examples: int) -> str:
     lines = ["# quantpipe seq2seq comparison", ""]
     if environment:
-        cpu = environment["cpu"]
-        flags = ", ".join(f for f, on in cpu["flags"].items() if on) or "none of the tracked flags"
-        lines += [f"CPU: **{cpu['model']}**, {cpu['machine']}, {cpu['cores']} cores; flags: {flags}.", ""]
+        lines += [cpu_line(environment["cpu"]), ""]
     rounds = len(next(iter(timings.values()))["examples_per_second"])
     metric = METRIC_NAMES[cfg.metric]
     lines += [

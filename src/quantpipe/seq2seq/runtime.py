@@ -28,7 +28,7 @@ class TorchSeq2seq:
         threads: int,
         use_cache: bool = True,
         max_length: int | None = None,
-        autocast: str | None = None,
+        autocast: str = "none",
     ):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -54,19 +54,20 @@ class TorchSeq2seq:
         import torch
 
         config = greedy_config(self.model, max_new_tokens, fixed_length)
-        encoded = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-            return_token_type_ids=False,
-        )
+        encoded = encode_sources(self.tokenizer, texts, self.max_length)
         bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast == "bf16" else nullcontext()
         torch.set_num_threads(self.threads)
         with torch.inference_mode(), bf16:
             sequences = self.model.generate(**encoded, generation_config=config)
         return self.tokenizer.batch_decode(sequences, skip_special_tokens=True), sequences.numpy()
+
+
+def encode_sources(tokenizer, texts: list[str], max_length: int | None):
+    """Encoder inputs as torch tensors: `texts` tokenized, truncated to `max_length` tokens, padded to the
+    longest; no token type ids (an encoder-decoder's encoder takes none). Training and generation alike."""
+    return tokenizer(
+        texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt", return_token_type_ids=False
+    )
 
 
 def greedy_config(model, max_new_tokens: int, fixed_length: bool = False):

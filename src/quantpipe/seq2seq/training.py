@@ -72,14 +72,9 @@ def seq2seq_batch(tokenizer, sources: list[str], targets: list[str], eos_token_i
     decoder inputs, so the decoder learns to generate the target's first token from the start token."""
     import torch
 
-    batch = tokenizer(
-        sources,
-        padding=True,
-        truncation=True,
-        max_length=cfg.max_source_length,
-        return_tensors="pt",
-        return_token_type_ids=False,
-    )
+    from quantpipe.seq2seq.runtime import encode_sources
+
+    batch = encode_sources(tokenizer, sources, cfg.max_source_length)
     ids = tokenizer(targets, add_special_tokens=False, truncation=True, max_length=cfg.max_target_length - 1)
     labels = torch.full((len(targets), 1 + max(map(len, ids["input_ids"]))), -100)
     for row, tokens in enumerate(ids["input_ids"]):
