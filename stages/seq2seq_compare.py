@@ -8,8 +8,8 @@ from quantpipe.config.constants import SEQ2SEQ_NO_CACHE as NO_CACHE
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
 from quantpipe.kinds import seq2seq_models
-from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline
-from quantpipe.seq2seq.report import markdown, summary
+from quantpipe.rendering import generation_markdown
+from quantpipe.seq2seq.compare import answer, quality_by_model, ratios_to_baseline, summary
 from quantpipe.side_by_side import time_generate_side_by_side
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     )
     max_length = params.seq2seq.model.train.max_source_length
     for name, (kind, _, _) in models.items():
-        kind.check_available(name)
+        kind.check_available(name, "seq2seq.variants")
     loaded = {
         name: kind.load_generate(path, variant, cfg.threads, max_length)
         for name, (kind, variant, path) in models.items()
@@ -55,7 +55,9 @@ def main() -> None:
         evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE), by_reference
     )
     environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
-    write_text(args.s2s_report, markdown(rows, timings, environment, cfg, len(pairs)))
+    write_text(
+        args.s2s_report, generation_markdown(rows, answer(rows, cfg.budget), timings, environment, cfg, len(pairs))
+    )
     write_json(args.out, rows)
     for name, row in rows.items():
         print(f"{name}: {cfg.metric} {row['quality']:.2f}, per-call speed-up {row['call_speedup_median']:.2f}x")

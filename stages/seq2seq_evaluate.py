@@ -18,7 +18,7 @@ def main() -> None:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
     pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source",))
     kind, variant, path = models[args.name]
-    kind.check_available(args.name)
+    kind.check_available(args.name, "seq2seq.variants")
     max_length = params.seq2seq.model.train.max_source_length
     served = serve_generate_in_child(kind, variant, path, pairs["source"].tolist(), params.seq2seq.evaluate, max_length)
     served["latency"] = latency_percentiles(served["latencies_s"])

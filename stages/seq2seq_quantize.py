@@ -15,7 +15,7 @@ def main() -> None:
         raise QuantpipeError(f"seq2seq.variants.{args.name}: not in params (known: {sorted(variants)})")
     variant = variants[args.name]
     kind = get_kind(variant.kind)
-    kind.check_available(args.name)
+    kind.check_available(args.name, "seq2seq.variants")
     with atomic_dir(args.out) as tmp:
         built = kind.build_generate(args.name, variant, args.s2s_base, args.s2s_onnx, tmp)
         record = {"params": variant.model_dump(), **built}

@@ -70,7 +70,6 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.analysis",
         "quantpipe.rendering",
         "quantpipe.seq2seq.compare",
-        "quantpipe.seq2seq.report",
     ),
     4: ("quantpipe.search.*",),  # the search, built on all of it
 }

@@ -1,7 +1,8 @@
 """ONNX Runtime's int8 tooling, without params: the presets of Optimum's `AutoQuantizationConfig` and which one
 this CPU runs best, the operators each quantization mode knows, and the quantizers run directly (static with
 stored ranges, dynamic on a fused graph, embeddings). Callers pass plain values and ONNX Runtime / Optimum
-configs; the kinds `dynamic` and `static` (`quantpipe.kinds.ort_int8`) and the seq2seq variants use it."""
+configs; the kinds `dynamic` and `static` (`quantpipe.kinds.ort_int8`, and `dynamic`'s seq2seq files through
+`quantpipe.seq2seq.quantize`) use it."""
 
 from __future__ import annotations
 

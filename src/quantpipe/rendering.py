@@ -1,5 +1,7 @@
-"""The comparison's rendering: the markdown report, the accuracy-against-throughput image and the data of
-`dvc plots`, from the table `quantpipe.analysis` computes."""
+"""The reports of both tasks. Classification: the markdown report, the accuracy-against-throughput image and
+the data of `dvc plots`, from the table `quantpipe.analysis` computes (reports/compare.md); generation: the
+seq2seq report, from the rows of `quantpipe.seq2seq.compare.summary` (reports/seq2seq.md). Both open with the
+CPU line."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.analysis import pareto_front
+from quantpipe.config.constants import SEQ2SEQ_BASELINE
 from quantpipe.environment import has_bf16
 from quantpipe.io import write_json
 
@@ -399,3 +402,91 @@ def references_markdown(references: dict, rounds: int) -> str:
             f"- {dataset}: `{c['best']}` against `{c['reference']}`: {r['median']:.2f}x [{r['min']:.2f}, {r['max']:.2f}]"
         )
     return "\n".join([*lines, ""])
+
+
+# the generate task (seq2seq): reports/seq2seq.md
+METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100"}
+
+
+def generation_answer_lines(
+    rows: dict[str, dict], best: str | None, budget: float, references: list[str], metric: str
+) -> list[str]:
+    """The report's answer (`best`, `quantpipe.seq2seq.compare.answer`): the fastest model within budget, by how
+    much it beats PyTorch fp32 and each reference, its batched throughput and its memory."""
+    if best is None:
+        return [f"No model is within {budget:g} {metric} point(s) of PyTorch fp32."]
+    r = rows[best]
+    line = (
+        f"**Answer: {best}** ({r['serving']}), the fastest per call within {budget:g} {metric} point(s) of PyTorch fp32 "
+        f"(Δ {r['quality_delta']:+.2f} [{r['quality_delta_ci_low']:+.2f}, {r['quality_delta_ci_high']:+.2f}]): "
+        f"{r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] PyTorch fp32 per "
+        "call"
+    )
+    for ref in references:
+        if f"call_speedup_vs_{ref}_median" in r and ref != best:
+            line += (
+                f", {r[f'call_speedup_vs_{ref}_median']:.2f}x [{r[f'call_speedup_vs_{ref}_min']:.2f}, "
+                f"{r[f'call_speedup_vs_{ref}_max']:.2f}] {ref}"
+            )
+    line += f"; batched tokens/s {r['tokens_per_second_ratio_median']:.2f}x PyTorch fp32's"
+    if "rss_after_load_ratio" in r:
+        line += f"; RSS after load {r['rss_after_load_mb']:.0f} MB, {r['rss_after_load_ratio']:.2f}x PyTorch fp32's"
+    return [line + f", one call +{r['one_call_increment_mb']:.1f} MB."]
+
+
+def generation_markdown(
+    rows: dict[str, dict], best: str | None, timings: dict[str, dict], environment: dict | None, cfg, examples: int
+) -> str:
+    """The seq2seq report (task generate): the CPU, how it was measured, one row per model of
+    `quantpipe.seq2seq.compare.summary`, the answer `best`, the shuffled-reference control."""
+    lines = ["# quantpipe seq2seq comparison", ""]
+    if environment:
+        lines += [cpu_line(environment["cpu"]), ""]
+    rounds = len(next(iter(timings.values()))["examples_per_second"])
+    metric = METRIC_NAMES[cfg.metric]
+    lines += [
+        f"Greedy decoding of at most {cfg.max_new_tokens} new tokens. Quality: {metric} (0-100) of the {examples} eval",
+        "outputs (each stopping at its end token) against the references, mean with a bootstrap 95% CI; Δ: minus",
+        "PyTorch fp32's, paired per example, in points, bootstrap 95% CI; identical: the share of outputs equal to",
+        f"PyTorch fp32's. Speed: all models in one process, {rounds} rounds in a balanced order; per-call speed-up:",
+        "PyTorch fp32's p50 latency at batch size 1 divided by the model's, round by round, median [min, max];",
+        f"tokens/s: batches of {cfg.batch_size} (a model with streams runs that many batches at once); every timed",
+        f"call makes exactly {cfg.max_new_tokens} tokens, on {cfg.threads} threads unless its row says. PyTorch",
+        "generates with its key/value cache (transformers' default); the no-cache column divides",
+        "pytorch_fp32_no_cache's p50 instead (the prefix recomputed at each step). The ONNX Runtime and OpenVINO",
+        "models decode with their cache, in numpy (`quantpipe.seq2seq.lean`, neither torch nor transformers",
+        "imported). Memory: each model in its own fresh process: RSS after loading, the increment of the first call",
+        "and of a later one (memory_profiler-style), the peak.",
+        "",
+        (
+            f"| model | served by | {metric} [95% CI] | Δ points [95% CI] | identical | p50/p95/p99 ms | per-call speed-up"
+            " | vs no cache | tokens/s ratio | size MB (encoder / decoders; PyTorch: one file) | RSS after load MB"
+            " | first / later call +MB | peak RSS MB |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(rows.items(), key=lambda kv: -kv[1]["call_speedup_median"]):
+        files = sorted((k for k in r if k.startswith("size_mb_")), key=lambda k: "encoder" not in k)  # encoder first
+        parts = " / ".join(f"{r[k]:.1f}" for k in files)
+        lines.append(
+            f"| {name} | {r['serving']} | {r['quality']:.2f} [{r['quality_ci_low']:.2f}, {r['quality_ci_high']:.2f}] "
+            f"| {r['quality_delta']:+.2f} [{r['quality_delta_ci_low']:+.2f}, "
+            f"{r['quality_delta_ci_high']:+.2f}] | {r['identical_to_fp32']:.2f} | {r['p50_ms']:.0f}/{r['p95_ms']:.0f}/{r['p99_ms']:.0f} "
+            f"| {r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] "
+            f"| {r['call_speedup_no_cache_median']:.2f}x [{r['call_speedup_no_cache_min']:.2f}, "
+            f"{r['call_speedup_no_cache_max']:.2f}] | {r['tokens_per_second_ratio_median']:.2f}x | {r['size_mb']:.1f} ({parts or '-'}) "
+            f"| {r['rss_after_load_mb']:.0f} | {r['first_call_increment_mb']:.1f} / {r['one_call_increment_mb']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} |"
+        )
+    lines += ["", *generation_answer_lines(rows, best, cfg.budget, cfg.references, metric)]
+    base = rows.get(SEQ2SEQ_BASELINE)
+    if base:
+        lines += [
+            "",
+            (
+                f"Does the model read its input? PyTorch fp32's outputs score {metric} {base['quality']:.2f} against "
+                f"their own references and {base['quality_shuffled']:.2f} against those of other inputs (a seeded "
+                "shuffle)."
+            ),
+        ]
+    return "\n".join(lines) + "\n"

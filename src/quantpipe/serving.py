@@ -171,7 +171,9 @@ def _bytes_with_external_data(path: Path) -> int:
     return path.stat().st_size + (external.stat().st_size if external.is_file() else 0)
 
 
-def _in_child(task: str, kind: Kind, variant, model_dir: Path, arguments: dict) -> dict:
+def _in_child(
+    task: str, kind: Kind, variant: VariantParams | GenerateVariantParams, model_dir: Path, arguments: dict
+) -> dict:
     """Serve the model for `task` in a fresh Python process (`python -m quantpipe.serving`), so that it imports
     what serving this kind needs and nothing the parent stage imported. Request and response pass as JSON files
     (data only: nothing read back can run code); a failure in the child comes back as its one line."""

@@ -17,7 +17,7 @@ SEQ2SEQ_BASELINES = {
     "pytorch_fp32_no_cache": ("pytorch", {"use_cache": False}),
     "onnx_fp32": ("onnx", {}),
 }
-SEQ2SEQ_BASELINE, SEQ2SEQ_NO_CACHE, _ = SEQ2SEQ_BASELINES  # the ratios' denominators
+SEQ2SEQ_BASELINE, SEQ2SEQ_NO_CACHE = "pytorch_fp32", "pytorch_fp32_no_cache"  # the ratios' denominators
 PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")  # Optimum's `AutoQuantizationConfig` presets
 Preset = Literal[("auto", *PRESETS)]  # a variant's `preset` (ONNX Runtime int8 and seq2seq variants alike)
 PART = re.compile(r"embeddings|head|layer\.\d+")  # the parts of a network the sensitivity analysis names

@@ -1,6 +1,6 @@
 """The registry of variant kinds. A kind is one module exposing `KIND` (a `quantpipe.kinds.base.Kind`): the
 tasks it serves (classify: a batch in, logits out; generate: texts in, greedy token ids out) and, for each, its
-typed params, its build step (the quantize stages) and its runtime (evaluate, side_by_side, seq2seq_compare).
+typed params, its build step (the quantize stages) and its runtime (evaluate, side_by_side; seq2seq_evaluate, seq2seq_compare).
 The registry names the modules and imports one when its kind is first asked for, so that reading params.yaml
 imports no kind it does not name. Adding a kind is one module plus one line here; see docs/extending.md."""
 
@@ -48,8 +48,8 @@ def variant_params(name: str, raw: dict, task: str = CLASSIFY) -> Section:
     if not isinstance(raw, dict):
         raise NestedParamError(f"{name}: not a mapping")
     kind, names = raw.get("kind", DEFAULT_KIND.get(task)), list(KINDS)  # `in names`: `kind` may be any YAML value
-    serving = [k for k in names if task in get_kind(k).tasks and not get_kind(k).baseline]
-    if kind not in serving:
+    if kind not in names or task not in get_kind(kind).tasks or get_kind(kind).baseline:
+        serving = [k for k in names if task in get_kind(k).tasks and not get_kind(k).baseline]
         if kind is None:
             got = "missing"
         elif kind in names:

@@ -69,7 +69,7 @@ class GenerateVariantParams(Section):
     """One seq2seq variant (task `generate`): `kind` names a kind of the registry that serves generation
     (`quantpipe.config.registry`), whose params these are; every such kind takes how many threads serve it."""
 
-    kind: str = Field("dynamic", description="the kind (dynamic, the default; openvino; pytorch); its keys below")
+    kind: str = Field(description="a kind of the registry that serves generation (left out: dynamic); its keys below")
     threads: int | None = Field(
         None,
         gt=0,

@@ -78,13 +78,13 @@ class Kind:
         """The tasks the kind serves -> its params for each."""
         return {CLASSIFY: self.params} | ({GENERATE: self.generate_params} if self.generate_params else {})
 
-    def check_available(self, variant_name: str) -> None:
-        """One line naming the variant when an optional dependency of the kind is missing."""
+    def check_available(self, variant_name: str, section: str = "variants") -> None:
+        """One line naming the variant (`<section>.<name>`) when an optional dependency of the kind is missing."""
         missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
         if missing:
             how = f" (pip install 'quantpipe[{self.extra}]')" if self.extra else ""
             raise QuantpipeError(
-                f"variants.{variant_name}.kind: {self.name} needs {', '.join(missing)}, not installed{how}"
+                f"{section}.{variant_name}.kind: {self.name} needs {', '.join(missing)}, not installed{how}"
             )
 
     def skip_reason(self, variant: VariantParams, cpu: dict) -> str | None:
@@ -111,7 +111,7 @@ class Kind:
     ) -> Generator:
         """The seq2seq model of `model_dir`, served on the variant's threads (else `threads`), its sources
         truncated to `max_length` tokens."""
-        raise NotImplementedError
+        raise QuantpipeError(f"{model_dir}: kind {self.name} does not serve generation")
 
     def size_bytes(self, model_dir: Path) -> int:
         """Size on disk of the weights."""
