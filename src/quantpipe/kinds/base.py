@@ -135,8 +135,4 @@ def copy_files(source: Path, out_dir: Path, keep: Callable[[Path], bool]) -> Non
 
 def copy_tokenizer(source: Path, out_dir: Path, skip: tuple[str, ...] = ()) -> None:
     """Config and tokenizer files travel with every model directory."""
-    import shutil
-
-    for item in Path(source).iterdir():
-        if item.is_file() and item.suffix in (".json", ".txt") and item.name not in skip:
-            shutil.copy2(item, Path(out_dir) / item.name)
+    copy_files(source, out_dir, lambda item: item.suffix in (".json", ".txt") and item.name not in skip)
