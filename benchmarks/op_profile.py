@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=256)
     args = parser.parse_args()
     cfg = load_params().evaluate
-    tokenizer = Tokenizer("models/base")
+    tokenizer = Tokenizer("models/pytorch/base")
     texts = read_prepared("data/prepared", args.dataset, "eval")["text"].tolist()[: args.max_samples]
     features = tokenizer.encode(texts, cfg.max_length)
     batches = [
@@ -56,7 +56,11 @@ def main() -> None:
         for idx in length_sorted_batches([len(f["input_ids"]) for f in features], cfg.batch_size)
     ]
     for name in args.models:
-        path = Path("models/onnx/model.onnx") if name == "onnx_fp32" else Path("models/quantized") / name / "model.onnx"
+        path = (
+            Path("models/onnx/base/model.onnx")
+            if name == "onnx_fp32"
+            else Path("models/quantized") / name / "model.onnx"
+        )
         times = kernel_time_by_op(path, batches, cfg.threads)
         total = sum(times.values())
         shares = ", ".join(f"{op} {t / total:.0%}" for op, t in times.most_common(6))

@@ -2,7 +2,7 @@
 where the CPU has native bf16 (AVX512_BF16 or AMX-BF16), bf16 autocast with and without torch.compile.
 
 Every model is the `pytorch` kind's own `TorchClassifier` (what `autocast: bf16` and `compile: true` run) on the
-fine-tuned `models/base` (after `dvc repro`), timed in this one process, rounds alternating between the models
+fine-tuned `models/pytorch/base` (after `dvc repro`), timed in this one process, rounds alternating between the models
 (`time_side_by_side`, tokenization included, texts sorted by length and padded per batch). A compiled model is
 first run once over every text, untimed (compiling for the shapes it meets), and that time is printed. Not a
 test: it prints a table. Venv active:
@@ -47,7 +47,7 @@ def recipes(model_dir: Path, threads: int, cpu: dict) -> dict[str, TorchClassifi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("models/base"), help="the fine-tuned fp32 model")
+    parser.add_argument("--model", type=Path, default=Path("models/pytorch/base"), help="the fine-tuned fp32 model")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--max-samples", type=int, default=300)

@@ -63,10 +63,10 @@ def main() -> None:
     params = load_params()
     cfg = params.evaluate
     texts = read_prepared("data/prepared", args.dataset, "eval")["text"].tolist()[: args.max_samples]
-    tokenizer = Tokenizer("models/base")
+    tokenizer = Tokenizer("models/pytorch/base")
     summary_file = json.loads(Path("metrics/compare.json").read_text())[args.dataset]
     best = next(name for name, row in summary_file.items() if row["best_within_budget"])
-    models = pipeline_models(params, Path("models/base"), Path("models/onnx"), Path("models/quantized"))
+    models = pipeline_models(params, Path("models/pytorch/base"), Path("models/onnx/base"), Path("models/quantized"))
     int8, best_model, torch_model = (
         kind.load(path, variant, cfg)
         for kind, variant, path in (models[args.int8], models[best], models["pytorch_fp32"])

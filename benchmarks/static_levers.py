@@ -3,7 +3,7 @@
 Each row changes one thing of `variants.<--variant>` (or of its calibration) and is quantized with the
 pipeline's own code; every model is scored on each evaluation dataset and timed (model-only samples/s,
 repeats alternating between the models) in this one process, next to the fp32 ONNX model and the dynamic
-variants of params.yaml. Not a test: it prints a table. Run after `dvc repro` (it reads models/onnx and
+variants of params.yaml. Not a test: it prints a table. Run after `dvc repro` (it reads models/onnx/base and
 models/calibration), venv active:
 
     python benchmarks/static_levers.py --repeats 3
@@ -61,11 +61,11 @@ def build(params, variant_name: str, scratch: Path) -> dict[str, Path]:
             )
             cal_dir = scratch / "calibration"
             (cal_dir / f"c{i}").mkdir(parents=True)
-            calibrate(Path("models/onnx"), calibration_texts, cfg, cal_dir / f"c{i}")
+            calibrate(Path("models/onnx/base"), calibration_texts, cfg, cal_dir / f"c{i}")
             variant = variant.model_copy(update={"calibration": f"c{i}"})
         out = scratch / f"v{i}"
         out.mkdir()
-        models[label] = quantize_variant(label, variant, Path("models/onnx"), cal_dir, out)
+        models[label] = quantize_variant(label, variant, Path("models/onnx/base"), cal_dir, out)
         print(f"built: {label}", flush=True)
     return models
 
@@ -78,10 +78,10 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     cfg = params.evaluate
-    tokenizer = Tokenizer("models/base")
+    tokenizer = Tokenizer("models/pytorch/base")
     frames = {d: read_prepared("data/prepared", d, "eval").head(args.max_samples) for d in cfg.datasets}
     with tempfile.TemporaryDirectory(prefix="static-levers-") as scratch:
-        models = {"onnx_fp32": Path("models/onnx/model.onnx")}
+        models = {"onnx_fp32": Path("models/onnx/base/model.onnx")}
         models |= {
             name: Path("models/quantized") / name / "model.onnx"
             for name, v in params.variants.items()

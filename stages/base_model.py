@@ -1,4 +1,4 @@
-"""Stage base_model: the fp32 classifier (pretrained, or fine-tuned on the train split) in models/base."""
+"""Stage base_model: the fp32 classifier (pretrained, or fine-tuned on the train split) in models/pytorch/base."""
 
 from quantpipe.base_model import build_base_model
 from quantpipe.cli import run_stage, stage_args
@@ -8,7 +8,7 @@ from quantpipe.io import atomic_dir, write_json
 
 
 def main() -> None:
-    args = stage_args(__doc__, "prepared", out="models/base")
+    args = stage_args(__doc__, "prepared", out="models/pytorch/base")
     params = load_params(args.params)
     cfg = params.base_model
     train = read_prepared(args.prepared, params.data.train_dataset, "train") if cfg.source == "finetune" else None

@@ -1,4 +1,4 @@
-"""Stage calibrate: activation ranges of models/onnx (optionally optimized first) on a train sample
+"""Stage calibrate: activation ranges of models/onnx/base (optionally optimized first) on a train sample
 -> models/calibration/<name>/ranges.json (plus the optimized graph they belong to, if any)."""
 
 from quantpipe.calibration import calibrate

@@ -9,12 +9,15 @@ from quantpipe.analysis import (
     comparison_table,
     skipped_models,
     summary_metrics,
+    teachers_by_length,
     the_answer,
     with_agreement,
 )
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_params
 from quantpipe.config.constants import BASELINES
+from quantpipe.config.registry import get_kind
+from quantpipe.config.sections import LengthPolicy
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, atomic_file, read_json, write_json
 from quantpipe.rendering import (
@@ -49,7 +52,14 @@ def main() -> None:
         raise QuantpipeError(f"{args.side_by_side}: not found (run the side_by_side stage)")
     side_by_side = read_json(args.side_by_side, expect=dict)
     table = comparison_table(metrics, cfg.baseline, budget, side_by_side)
-    table = with_agreement(table, args.predictions, cfg.baseline, evaluate.bootstrap_resamples, evaluate.seed)
+    baseline_kind = get_kind(BASELINES[cfg.baseline])
+    teachers = teachers_by_length(
+        params.variants,
+        cfg.baseline,
+        baseline_kind.params(kind=baseline_kind.name),
+        LengthPolicy(evaluate.max_length),
+    )
+    table = with_agreement(table, args.predictions, cfg.baseline, evaluate.bootstrap_resamples, evaluate.seed, teachers)
     references = against_references(table, side_by_side, cfg.references)
     answer = the_answer(table, side_by_side, cfg.references)
     skipped = skipped_models(metrics)

@@ -23,6 +23,7 @@ def main() -> None:
     kind, variant, model_dir = models[args.name]
     kind.check_available(args.name)
     check_max_length(args.base, cfg.max_length, "evaluate.max_length")
+    check_max_length(model_dir, variant.length_policy(cfg).max_length, f"variants.{args.name}.max_length")
     frames = {name: read_prepared(args.prepared, name, "eval") for name in cfg.datasets}
     results = evaluate_model(args.name, kind, variant, model_dir, args.base, frames, cfg)
     # both directories are renamed into place only once both are complete

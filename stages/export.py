@@ -1,4 +1,4 @@
-"""Stage export: models/base -> models/onnx/model.onnx (Optimum export, optional ORTOptimizer level)."""
+"""Stage export: models/pytorch/base -> models/onnx/base/model.onnx (Optimum export, optional ORTOptimizer level)."""
 
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_params
@@ -7,7 +7,7 @@ from quantpipe.io import atomic_dir
 
 
 def main() -> None:
-    args = stage_args(__doc__, "base", out="models/onnx")
+    args = stage_args(__doc__, "base", out="models/onnx/base")
     cfg = load_params(args.params).export
     with atomic_dir(args.out) as tmp:
         path = export_onnx(args.base, tmp, cfg.optimization)

@@ -18,13 +18,16 @@ def main() -> None:
     models = pipeline_models(params, args.base, args.onnx, args.quantized)
     skipped = {name: reason for name, (_, _, path) in models.items() if (reason := skipped_reason(path))}
     models = {name: model for name, model in models.items() if name not in skipped}
-    for name, (kind, _, _) in models.items():
+    for name, (kind, variant, path) in models.items():
         kind.check_available(name)
+        check_max_length(path, variant.length_policy(cfg).max_length, f"variants.{name}.max_length")
+    lengths = {name: variant.length_policy(cfg) for name, (_, variant, _) in models.items()}
     classifiers = {name: kind.load(path, variant, cfg) for name, (kind, variant, path) in models.items()}
     tokenizer = Tokenizer(args.base)
     result = {
         "rounds": sbs.rounds,
         "max_samples": sbs.max_samples,
+        "slices": sbs.slices,
         "batch_size": cfg.batch_size,
         "threads": cfg.threads,
         "skipped": skipped,
@@ -32,12 +35,15 @@ def main() -> None:
     }
     for dataset in cfg.datasets:
         texts = read_prepared(args.prepared, dataset, "eval")["text"].tolist()[: cfg.max_samples][: sbs.max_samples]
-        timed = time_side_by_side(classifiers, tokenizer, texts, cfg, sbs.rounds, desc=f"{dataset} rounds")
+        timed = time_side_by_side(
+            classifiers, tokenizer, texts, cfg, sbs.rounds, desc=f"{dataset} rounds", lengths=lengths, slices=sbs.slices
+        )
         result["datasets"][dataset] = {
             "examples": len(texts),
             "models": {
                 name: {
                     "streams": models[name][1].streams,
+                    "length": list(lengths[name]),
                     **{key: t[key] for key in ("samples_per_second", "model_samples_per_second")},
                 }
                 for name, t in timed.items()

@@ -149,6 +149,13 @@ def tiny_params(model_dir: Path) -> dict:
     params["base_model"]["train"].update(max_samples=64, batch_size=16, learning_rate=1e-3, max_length=32)
     for cal in params["calibrations"].values():
         cal.update(num_samples=16, max_length=32)
+    # the tiny model has 2 layers and an FFN of 64: the shipped student keeps both with half the FFN, another
+    # student the first layer alone
+    params["distillation"].update(max_samples=48, max_length=32, batch_size=16)
+    for student in params["students"].values():
+        student.update(layers=[0, 1], ffn=32, batch_size=16)
+    params["students"]["other"] = {"layers": [0], "batch_size": 16}
+    params["variants"]["other_dynamic_int8"] = {"kind": "dynamic", "model": "other"}
     params["evaluate"].update(batch_size=16, max_length=64, latency_samples=4, bootstrap_resamples=50)
     params["sensitivity"].update(enabled=True, max_samples=16, repeats=1)
     params["side_by_side"].update(rounds=2, max_samples=None)

@@ -36,7 +36,7 @@ def accuracy(model_dir, frame: pd.DataFrame) -> float:
         Tokenizer(model_dir),
         frame["text"].tolist(),
         batch_size=4,
-        max_length=16,
+        length=16,
     )
     return float((run.labels == frame["label"].to_numpy()).mean())
 

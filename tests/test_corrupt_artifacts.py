@@ -38,8 +38,8 @@ def mini_project(tmp_path_factory, tiny_model, tiny_onnx, texts) -> Path:
     root.mkdir()
     shutil.copy2(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model), sort_keys=False))
-    shutil.copytree(tiny_model, root / "models/base")
-    shutil.copytree(tiny_onnx, root / "models/onnx")
+    shutil.copytree(tiny_model, root / "models/pytorch/base")
+    shutil.copytree(tiny_onnx, root / "models/onnx/base")
     for dataset in ("sst2", "amazon"):
         for role in ("train", "eval"):
             for folder, frame in (("prepared", texts), ("raw", texts.rename(columns={"text": "sentence"}))):
@@ -51,7 +51,7 @@ def mini_project(tmp_path_factory, tiny_model, tiny_onnx, texts) -> Path:
         shutil.copytree(tiny_onnx, root / "models/quantized" / name)
         (root / "models/quantized" / name / VARIANT_FILE).write_text(f'{{"kind": "{kind}", "resolved": {{}}}}')
     (root / "models/quantized/torch_dynamic_int8/model.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 200)
-    openvino = root / "models/quantized/openvino_fp32"
+    openvino = root / "models/quantized/openvino_default"
     shutil.copytree(tiny_onnx, openvino)
     import openvino as ov
 
@@ -99,7 +99,7 @@ def evaluate(project: Path, name: str) -> tuple[subprocess.CompletedProcess, Pat
         ),
         (
             "onnx_fp32",
-            "models/onnx/model.onnx",
+            "models/onnx/base/model.onnx",
             "truncate",
             "not a valid ONNX model (Protobuf parsing failed)",
             "export",
@@ -112,21 +112,27 @@ def evaluate(project: Path, name: str) -> tuple[subprocess.CompletedProcess, Pat
             "quantize@torch_dynamic_int8",
         ),
         (
-            "openvino_fp32",
-            "models/quantized/openvino_fp32/model.xml",
+            "openvino_default",
+            "models/quantized/openvino_default/model.xml",
             "truncate",
             "not a valid OpenVINO model (",
-            "quantize@openvino_fp32",
+            "quantize@openvino_default",
         ),
         (
             "pytorch_fp32",
-            "models/base/config.json",
+            "models/pytorch/base/config.json",
             "{garbage",
             "not valid JSON (Expecting property name",
             "base_model",
         ),
-        ("pytorch_fp32", "models/base/model.safetensors", "truncate", "not a valid safetensors file (", "base_model"),
-        ("onnx_fp32", "models/base/tokenizer.json", "truncate", "not a valid tokenizer (", "base_model"),
+        (
+            "pytorch_fp32",
+            "models/pytorch/base/model.safetensors",
+            "truncate",
+            "not a valid safetensors file (",
+            "base_model",
+        ),
+        ("onnx_fp32", "models/pytorch/base/tokenizer.json", "truncate", "not a valid tokenizer (", "base_model"),
         (
             "onnx_fp32",
             "data/prepared/sst2/eval.parquet",
@@ -189,12 +195,12 @@ def test_quantize_names_corrupt_calibration_ranges(project, content, cause):
 
 
 def test_quantize_and_calibrate_name_a_corrupt_fp32_export(project):
-    corrupt(project / "models/onnx/model.onnx")
+    corrupt(project / "models/onnx/base/model.onnx")
     proc = run_in(project, "quantize.py", "--name", "dynamic_int8", "--out", "models/quantized/dynamic_int8_new")
     assert_refused(
         proc,
         project / "models/quantized/dynamic_int8_new",
-        "error: models/onnx/model.onnx: not a valid ONNX model (",
+        "error: models/onnx/base/model.onnx: not a valid ONNX model (",
         rebuild("export"),
     )
     out = project / "models/calibration/minmax_320"
@@ -204,23 +210,29 @@ def test_quantize_and_calibrate_name_a_corrupt_fp32_export(project):
         "--name",
         "minmax_320",
         "--onnx",
-        "models/onnx",
+        "models/onnx/base",
         "--prepared",
         "data/prepared",
         "--out",
         str(out.relative_to(project)),
     )
     assert_refused(
-        proc, out, "error: models/onnx/model.onnx: not a valid ONNX model (Protobuf parsing failed)", rebuild("export")
+        proc,
+        out,
+        "error: models/onnx/base/model.onnx: not a valid ONNX model (Protobuf parsing failed)",
+        rebuild("export"),
     )
 
 
 def test_export_names_a_corrupt_base_model(project):
-    corrupt(project / "models/base/config.json", "[1, 2")
-    shutil.rmtree(project / "models/onnx")  # dvc repro removes a stage's outputs before running it
-    proc = run_in(project, "export.py", "--base", "models/base", "--out", "models/onnx")
+    corrupt(project / "models/pytorch/base/config.json", "[1, 2")
+    shutil.rmtree(project / "models/onnx/base")  # dvc repro removes a stage's outputs before running it
+    proc = run_in(project, "export.py", "--base", "models/pytorch/base", "--out", "models/onnx/base")
     assert_refused(
-        proc, project / "models/onnx", "error: models/base/config.json: not valid JSON (", rebuild("base_model")
+        proc,
+        project / "models/onnx/base",
+        "error: models/pytorch/base/config.json: not valid JSON (",
+        rebuild("base_model"),
     )
 
 

@@ -251,7 +251,7 @@ def test_a_registered_kind_is_validated_by_its_own_params(copy_kind, tmp_path):
         load_params(path)
     assert (
         str(info.value)
-        == f"{path}: variants.cp.calibration: unknown key (known: kind, streams, threads, graph_optimization)"
+        == f"{path}: variants.cp.calibration: unknown key (known: kind, model, max_length, truncation, streams, threads, graph_optimization)"
     )
     raw["variants"]["cp"] = {"kind": "copy_fp33"}
     path.write_text(yaml.safe_dump(raw))
@@ -395,7 +395,7 @@ def test_quantize_refuses_a_key_of_another_kind(project, tmp_path):
         proc,
         project,
         "td_calibrated",
-        f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, streams, threads, engine, api)",
+        f"{path}: variants.td_calibrated.calibration: unknown key (known: kind, model, max_length, truncation, streams, threads, engine, api)",
     )
 
 

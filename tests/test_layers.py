@@ -32,6 +32,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.config.sections",
         "quantpipe.config.search",
         "quantpipe.config.seq2seq",
+        "quantpipe.config.students",
         "quantpipe.config.registry",
     ),
     1: (  # tooling: files, the stage runner, the machine, statistics, data, and the engines' model building
@@ -48,6 +49,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.training",
         "quantpipe.model_loading",
         "quantpipe.base_model",
+        "quantpipe.distillation",
         "quantpipe.seq2seq",  # the generate task's tooling: data, fine-tuning, export with the cache, lean loop
         "quantpipe.seq2seq.data",
         "quantpipe.seq2seq.training",

@@ -38,6 +38,9 @@ def rows():
             "load_seconds": 1.5,
             "kind": variant.split("_")[0],
             "n": 100,
+            "model": "base",
+            "max_length": 128 if variant == "static_naive" else 256,
+            "truncation": "head_tail" if variant == "static_naive" else "head",
         }
 
     return pd.DataFrame(
@@ -91,8 +94,8 @@ def test_report_and_summary():
     )
     assert "**dynamic_int8**" in report and "+0.00 pt" in report and "2.50x [2.50, 2.50]" in report
     cells = report_row(report, "static_naive")  # the first table: sst2
-    # kind, size, peak RSS serving one text at a time / over the batched passes, load s
-    assert cells[-4:] == ["static", "22.5 (0.25x)", "120 / 200 (0.20x / 0.25x)", "1.50"]
+    # kind, model and tokens read, size, peak RSS serving one text at a time / over the batched passes, load s
+    assert cells[-5:] == ["static", "base, 128 head+tail", "22.5 (0.25x)", "120 / 200 (0.20x / 0.25x)", "1.50"]
     summary = summary_metrics(table)
     assert summary["sst2"]["static_naive"]["accuracy_delta"] == pytest.approx(-0.36)
     assert summary["sst2"]["static_naive"]["size_ratio"] == 0.25

@@ -310,7 +310,7 @@ def test_predict_restores_input_order(tiny_onnx):
 
     texts = ["good", "bad", "the film was very very boring", "it is not great , the plot was bad", "fun"]
     # length-sorted batches: [3, 2], [0, 1], [4]; in that order the labels would read 1, 0, 0, 1, 0
-    assert predict(says_bad, tok, texts, batch_size=2, max_length=32).labels.tolist() == [0, 1, 0, 1, 0]
+    assert predict(says_bad, tok, texts, batch_size=2, length=32).labels.tolist() == [0, 1, 0, 1, 0]
 
 
 @pytest.fixture(scope="module")

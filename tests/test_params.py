@@ -71,7 +71,7 @@ def test_variant_kind_must_be_a_buildable_one(tmp_path, change, got):
 def test_a_kind_takes_only_its_own_keys(tmp_path):
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(calibration="minmax_50"))
     assert msg.endswith(
-        "variants.torch_dynamic_int8.calibration: unknown key (known: kind, streams, threads, engine, api)"
+        "variants.torch_dynamic_int8.calibration: unknown key (known: kind, model, max_length, truncation, streams, threads, engine, api)"
     )
     msg = error_for(tmp_path, lambda d: d["variants"]["torch_dynamic_int8"].update(engine="arm"))
     assert "variants.torch_dynamic_int8.engine" in msg and "'arm'" in msg and "qnnpack" in msg
@@ -172,6 +172,9 @@ def test_symmetry_goes_through_the_typed_fields(tmp_path):
     assert "use symmetric_activations / symmetric_weights" in msg
 
 
+O2 = {"kind": "dynamic", "model": "base", "optimization": "O2"}  # an optimized dynamic variant
+
+
 def test_qdq_only_options_need_a_static_qdq_variant(tmp_path):
     def mutate(d):
         d["variants"]["static_int8"].update(format="QOperator")
@@ -179,22 +182,20 @@ def test_qdq_only_options_need_a_static_qdq_variant(tmp_path):
 
     msg = error_for(tmp_path, mutate)
     assert "variants.static_int8" in msg and "['AddQDQPairToWeight'] apply to static QDQ variants only" in msg
-    msg = error_for(
-        tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(extra_options={"DedicatedQDQPair": True})
-    )
-    assert "variants.dynamic_int8_o2" in msg and "static QDQ variants only" in msg
+    msg = error_for(tmp_path, lambda d: d["variants"].update(o2={**O2, "extra_options": {"DedicatedQDQPair": True}}))
+    assert "variants.o2" in msg and "static QDQ variants only" in msg
 
 
 def test_o4_is_refused_for_quantization(tmp_path):
     msg = error_for(tmp_path, lambda d: d["calibrations"]["minmax_320_o2"].update(optimization="O4"))
     assert "calibrations.minmax_320_o2.optimization" in msg and "O4" in msg
-    msg = error_for(tmp_path, lambda d: d["variants"]["dynamic_int8_o2"].update(optimization="O4"))
-    assert "variants.dynamic_int8_o2.optimization" in msg
+    msg = error_for(tmp_path, lambda d: d["variants"].update(o2={**O2, "optimization": "O4"}))
+    assert "variants.o2.optimization" in msg
 
 
 def test_sensitivity_needs_a_variant_whose_parts_can_be_named(tmp_path):
-    msg = error_for(tmp_path, lambda d: d["sensitivity"].update(variant="dynamic_int8_o2"))
-    assert "sensitivity.variant: 'dynamic_int8_o2' is an optimized dynamic variant" in msg
+    msg = error_for(tmp_path, lambda d: (d["variants"].update(o2=O2), d["sensitivity"].update(variant="o2")))
+    assert "sensitivity.variant: 'o2' is an optimized dynamic variant" in msg
     msg = error_for(tmp_path, lambda d: d.pop("sensitivity"))
     assert msg.endswith("sensitivity: Field required")
     msg = error_for(tmp_path, lambda d: d["sensitivity"].update(variant="torch_dynamic_int8"))

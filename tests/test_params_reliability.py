@@ -67,7 +67,7 @@ def test_seed_beyond_32_bits_is_refused(tmp_path):
         ("evaluate", "batch_size"),  # was read as 1
         ("base_model", "train", "learning_rate"),  # a float: was read as 1.0
         ("calibrations", "minmax_50", "num_samples"),
-        ("variants", "openvino_int8", "smooth_quant_alpha"),  # a kind's own params
+        ("variants", "openvino_int8_streams2", "smooth_quant_alpha"),  # a kind's own params
         ("search", "timing", "rounds"),
         ("seq2seq", "evaluate", "max_new_tokens"),
         ("data", "datasets", "sst2", "label_map"),  # a mapping of ints
@@ -136,7 +136,7 @@ def test_merge_keys_and_aliases_are_not_duplicates():
     from quantpipe.config import parse_params
 
     text = SHIPPED.replace(
-        "  search_winner:", "  naive_avx2:\n    <<: *reference_static\n    preset: avx2\n  search_winner:"
+        "  pytorch_fp32_ht128:", "  naive_avx2:\n    <<: *reference_static\n    preset: avx2\n  pytorch_fp32_ht128:"
     )
     assert "naive_avx2:" in text and "naive_avx2" not in SHIPPED
     assert parse_params(text).variants["naive_avx2"].preset == "avx2"

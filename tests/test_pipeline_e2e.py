@@ -102,14 +102,16 @@ def test_second_repro_runs_only_the_environment_check(project):
 
 
 def test_forced_reruns_reproduce_the_locked_outputs(project):
-    # fine-tune, calibration (plain and O2-fused graph) and quantization are deterministic: forcing them again
-    # changes no hash in dvc.lock, so nothing downstream re-runs
+    # fine-tune, the teacher's logits, distillation, calibration (plain and O2-fused graph) and quantization are
+    # deterministic: forcing them again changes no hash in dvc.lock, so nothing downstream re-runs
     stages = [
         "base_model",
         "calibrate@minmax_320_o2",
         "calibrate@minmax_50",
         "quantize@static_int8",
-        "quantize@dynamic_int8_o2",
+        "quantize@dynamic_int8",
+        "teacher_logits",
+        "student@minilm_ffn768",
     ]
     ran = ran_stages(run(project, "dvc", "repro", "-f", "-s", *stages).stdout)
     assert ran == set(stages)
@@ -159,6 +161,28 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     assert not any(path.startswith("metrics/eval/static_int8/") for path in diff)
 
 
+def test_one_student_change_reruns_only_its_dependants(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["students"]["other"]["epochs"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = json.loads(run(project, "dvc", "status", "--json").stdout)
+    # the student and, through its folder, its export and its variant; nothing of the base model's or the other
+    # student's (side_by_side and compare are downstream of every variant; the search reads every student)
+    assert set(status) == {"environment", "student@other", "search/dvc.yaml:search"}
+    ran = ran_stages(run(project, "dvc", "repro").stdout)
+    assert ran == {
+        "environment",
+        "student@other",
+        "student_export@other",
+        "quantize@other_dynamic_int8",
+        "evaluate@other_dynamic_int8",
+        "side_by_side",
+        "compare",
+    }
+    students = [name for name in params["students"] if name != "other"]
+    assert not any(stage.endswith(tuple(students)) for stage in ran)
+
+
 def test_failing_stage_leaves_no_output(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["variants"]["dynamic_int8"]["operators"] = ["Matmul"]
@@ -180,8 +204,8 @@ def test_failing_stage_leaves_no_output(project):
     [
         ("calibrate", ["--name", "minmax_320", "--out", "models/calibration/minmax_320"], "models/calibration"),
         ("download", ["--out", "data/raw"], "data"),
-        ("base_model", ["--out", "models/base"], "models"),
-        ("export", ["--out", "models/onnx"], "models"),
+        ("base_model", ["--out", "models/pytorch/base"], "models/pytorch"),
+        ("export", ["--out", "models/onnx/base"], "models/onnx"),
         ("quantize", ["--name", "static_int8", "--out", "models/quantized/static_int8"], "models/quantized"),
     ],
 )

@@ -28,7 +28,7 @@ def search_with(**changes) -> Params:
     return Params.model_validate(raw)
 
 
-def test_the_shipped_space_is_the_reference_sweep_plus_openvino():
+def test_the_shipped_space_is_the_reference_sweep_plus_openvino_plus_less_work():
     search = load_params(REPO / "params.yaml").search
     candidates = [candidate(search, point) for point in planned_points(search)]
     reference = [c for c in candidates if "kind" not in c.point]
@@ -39,10 +39,18 @@ def test_the_shipped_space_is_the_reference_sweep_plus_openvino():
     skipped = [c for c in candidates if c.variant is None]
     assert all(c.point["reduce_range"] and c.point["preset"] in ("arm64", "avx512_vnni") for c in skipped)
     assert all(c.reason.startswith("reduce_range: the ") for c in skipped)
-    openvino = [c for c in candidates if c.point.get("kind") == "openvino"]
+    openvino = [c for c in candidates if c.point.get("kind") == "openvino" and "model" not in c.point]
     assert len(openvino) == 16 and all(c.variant is not None and c.variant.kind == "openvino" for c in openvino)
     assert {c.variant.streams for c in openvino} == {1, 2}  # the concurrency axis
-    assert len({c.trial_id for c in candidates}) == 80
+    less_work = [c for c in candidates if "model" in c.point]  # the model and the tokens it reads as axes
+    assert len(less_work) == 8 and all(c.variant is not None for c in less_work)
+    assert {(c.variant.model, c.variant.max_length, c.variant.truncation) for c in less_work} == {
+        (model, length, truncation)
+        for model in ("base", "minilm_ffn768")
+        for length in (None, 128)
+        for truncation in ("head", "head_tail")
+    }
+    assert len({c.trial_id for c in candidates}) == 87  # base at 256 head is an OpenVINO grid trial: run once
 
 
 @pytest.mark.parametrize("flags,skipped", [("fpu avx2", True), ("fpu avx2 avx512_bf16", False)])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from quantpipe.analysis import against_references, comparison_table, summary_metrics
-from quantpipe.config.sections import EvaluateParams
+from quantpipe.config.sections import EvaluateParams, LengthPolicy
 from quantpipe.errors import QuantpipeError
 from quantpipe.rendering import markdown_report, references_markdown
 from quantpipe.side_by_side import round_order, round_orders, time_side_by_side
@@ -79,6 +79,32 @@ def test_each_round_times_every_model_once_in_its_round_order(n):
         assert all(s > 0 for s in result["samples_per_second"])
         # tokenization is timed apart, so the model-only rate is the higher one
         assert all(m >= s for m, s in zip(result["model_samples_per_second"], result["samples_per_second"]))
+
+
+def test_slices_alternate_the_models_slice_by_slice_within_a_round():
+    log: list[str] = []
+    models = {name: Recorder(name, log) for name in "ab"}
+    texts = ["xx", "xxxxx", "x", "xxxxxx", "xxxx", "x"]  # three slices of two texts: one batch each
+    out = time_side_by_side(models, FakeTokenizer(), texts, cfg(), rounds=2, slices=3)
+    timed = log[len(log) - 2 * 2 * 3 :]
+    # round 0: slice 0 in order ab, slice 1 in ba, slice 2 in ab; round 1 goes on with the design (ba, ab, ba)
+    assert timed == list("abbaabbaabba")
+    for result in out.values():
+        assert result["labels"].tolist() == [0, 1, 0, 1, 1, 0]  # the slices' labels, joined in the input order
+        assert len(result["samples_per_second"]) == 2
+
+
+def test_a_models_length_policy_reaches_its_tokenizer():
+    seen: dict[str, list] = {}
+
+    class Policies(FakeTokenizer):
+        def encode(self, texts, length):
+            seen.setdefault(length, []).extend(texts)
+            return super().encode(texts, length)
+
+    models = {name: Recorder(name, []) for name in "ab"}
+    time_side_by_side(models, Policies(), ["xx", "x"], cfg(), rounds=1, lengths={"b": LengthPolicy(8, "head_tail")})
+    assert set(seen) == {LengthPolicy(16), LengthPolicy(8, "head_tail")}  # a: evaluate.max_length, the head kept
 
 
 def test_no_texts_is_a_clear_error():

@@ -76,18 +76,50 @@ def comparison_table(metrics: pd.DataFrame, baseline: str, accuracy_budget: floa
 
 
 def with_agreement(
-    table: pd.DataFrame, predictions_dir: Path, baseline: str, n_resamples: int, seed: int
+    table: pd.DataFrame,
+    predictions_dir: Path,
+    baseline: str,
+    n_resamples: int,
+    seed: int,
+    teachers: dict[tuple[int, str], str] | None = None,
 ) -> pd.DataFrame:
     """Add `agreement`, the share of each model's predicted labels (`predictions_dir/<model>/<dataset>.json`,
     written by its evaluate stage) equal to the baseline's on the same texts, with its paired bootstrap 95% CI
-    (`agreement_ci_low`/`agreement_ci_high`; None with `n_resamples` 0)."""
+    (`agreement_ci_low`/`agreement_ci_high`; None with `n_resamples` 0). With `teachers` ((max_length, truncation)
+    -> the baseline or its copy at that length policy, `teachers_by_length`), `agreement_at_length` (and its CI):
+    the same against the baseline's model reading the texts as the row's model does, where one was measured."""
     rows = list(zip(table["dataset"], table["variant"], table["n"]))
     labels = {(d, v): _labels(predictions_dir, v, d, n) for d, v, n in rows}
     figures = [agreement(labels[d, baseline], labels[d, v], n_resamples, seed) for d, v, _ in rows]
     table = table.copy()
     for i, column in enumerate(("agreement", "agreement_ci_low", "agreement_ci_high")):
         table[column] = [f[i] for f in figures]
+    if teachers is not None and "max_length" in table:
+        policies = zip(table["max_length"], table["truncation"])
+        refs = [teachers.get((int(length), truncation)) for length, truncation in policies]
+        same = [
+            agreement(labels[d, ref], labels[d, v], n_resamples, seed) if ref else (None, None, None)
+            for (d, v, _), ref in zip(rows, refs)
+        ]
+        for i, column in enumerate(
+            ("agreement_at_length", "agreement_at_length_ci_low", "agreement_at_length_ci_high")
+        ):
+            table[column] = [f[i] for f in same]
     return table
+
+
+def teachers_by_length(variants: dict, baseline: str, baseline_params, default_length) -> dict[tuple[int, str], str]:
+    """(max_length, truncation) -> the model whose labels a model reading texts that way is compared with: the
+    baseline at its length (`default_length`, the evaluate section's), or a variant that is the baseline's own
+    params (`baseline_params`) but for its length policy, threads and streams (e.g. PyTorch fp32 of the base model
+    at 128 head+tail)."""
+    ignored = {"max_length", "truncation", "threads", "streams"}
+    out = {(default_length.max_length, default_length.truncation): baseline}
+    for name, variant in variants.items():
+        if variant.model_dump(exclude=ignored) == baseline_params.model_dump(exclude=ignored):
+            policy = (variant.max_length or default_length.max_length, variant.truncation)
+            out.setdefault(policy, name)
+    return out
 
 
 def _labels(predictions_dir: Path, model: str, dataset: str, n: int) -> list[int]:
@@ -122,6 +154,7 @@ SUMMARY_DIGITS = {
     "agreement": 6,
     "agreement_ci_low": 6,
     "agreement_ci_high": 6,
+    "agreement_at_length": 6,
     "model_size_mb": 3,
     "size_ratio": 4,
     "peak_rss_serving_mb": 1,
@@ -190,8 +223,10 @@ def the_answer(table: pd.DataFrame, side_by_side: dict, references: list[str]) -
         ship = within.iloc[0]
         to_baseline = {"median": ship["speed_ratio"], "min": ship["speed_ratio_low"], "max": ship["speed_ratio_high"]}
         answer = {"ship": ship["variant"], "streams": int(ship["streams"]), **_ratio_fields("speed_ratio", to_baseline)}
+        if pd.notna(ship.get("max_length")):  # what the model to ship is and reads (metrics of this version on)
+            answer |= {"model": ship["model"], "max_length": int(ship["max_length"]), "truncation": ship["truncation"]}
         answer["accuracy_delta"] = round(ship["accuracy_delta"], 6)
-        for column in ("agreement", "agreement_ci_low", "agreement_ci_high"):
+        for column in AGREEMENT_COLUMNS:
             if pd.notna(ship.get(column)):
                 answer[column] = round(ship[column], 6)
         if len(within) > 1:
@@ -218,6 +253,16 @@ def the_answer(table: pd.DataFrame, side_by_side: dict, references: list[str]) -
                 answer["ship_p50_ms"] = round(p50[ship["variant"]], 3)
         out[dataset] = answer
     return out
+
+
+AGREEMENT_COLUMNS = (
+    "agreement",
+    "agreement_ci_low",
+    "agreement_ci_high",
+    "agreement_at_length",
+    "agreement_at_length_ci_low",
+    "agreement_at_length_ci_high",
+)
 
 
 def _ratio_fields(name: str, ratio: dict[str, float]) -> dict[str, float]:

@@ -16,8 +16,9 @@ from quantpipe.errors import QuantpipeError
 PATHS = {
     "raw": ("data/raw", "downloaded splits"),
     "prepared": ("data/prepared", "combined texts and labels per dataset and split"),
-    "base": ("models/base", "the fp32 PyTorch model and its tokenizer"),
-    "onnx": ("models/onnx", "its fp32 ONNX export"),
+    "base": ("models/pytorch/base", "the fp32 PyTorch model and its tokenizer"),
+    "onnx": ("models/onnx/base", "its fp32 ONNX export"),
+    "teacher_logits": ("models/teacher_logits", "the base model's logits on the distillation texts"),
     "calibration": ("models/calibration", "the calibrate stages' outputs"),
     "quantized": ("models/quantized", "the quantize stages' outputs, one directory per variant"),
     "metrics": ("metrics/eval", "the evaluate stages' outputs"),

@@ -68,6 +68,9 @@ def evaluate_model(
             "resolved": resolved,
             "batch_size": cfg.batch_size,
             "threads": cfg.threads,
+            "model": variant.model,
+            "max_length": variant.length_policy(cfg).max_length,
+            "truncation": variant.length_policy(cfg).truncation,
             "labels": [int(label) for label in m["labels"]],
         }
     return results

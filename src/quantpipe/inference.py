@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from quantpipe.config.sections import LengthPolicy
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import loading, read_json
 
@@ -38,13 +39,16 @@ class Tokenizer:
         pad_id = self.fast.token_to_id(pad) if isinstance(pad, str) else None
         self.pad_values = {"input_ids": pad_id or 0, "attention_mask": 0, "token_type_ids": 0}
 
-    def encode(self, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
-        """Token ids, attention mask and token types per text, truncated to `max_length` (special tokens
-        included), unpadded."""
-        self.fast.enable_truncation(max_length)
+    def encode(self, texts: list[str], length: int | LengthPolicy) -> list[dict[str, list[int]]]:
+        """Token ids, attention mask and token types per text, unpadded, cut to the length policy (an int: that
+        many tokens, the head kept); special tokens included and always kept. The one place a policy is applied."""
+        policy = LengthPolicy(*length) if isinstance(length, tuple) else LengthPolicy(length)
+        if policy.truncation == "head":
+            self.fast.enable_truncation(policy.max_length)
+            return [_features(e, range(len(e.ids))) for e in self.fast.encode_batch(texts)]
+        self.fast.no_truncation()
         return [
-            {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
-            for e in self.fast.encode_batch(texts)
+            _features(e, head_tail(e.special_tokens_mask, policy.max_length)) for e in self.fast.encode_batch(texts)
         ]
 
     def pad(self, features: list[dict[str, list[int]]]) -> dict[str, np.ndarray]:
@@ -54,6 +58,28 @@ class Tokenizer:
             key: np.array([f[key] + [value] * (width - len(f[key])) for f in features], dtype=np.int64)
             for key, value in self.pad_values.items()
         }
+
+
+def _features(encoding, keep) -> dict[str, list[int]]:
+    return {
+        "input_ids": [encoding.ids[i] for i in keep],
+        "attention_mask": [encoding.attention_mask[i] for i in keep],
+        "token_type_ids": [encoding.type_ids[i] for i in keep],
+    }
+
+
+def head_tail(special_tokens_mask: list[int], max_length: int) -> range | list[int]:
+    """The positions a `head_tail` cut keeps of one encoded text (`special_tokens_mask`: 1 for a special token):
+    the leading and trailing special tokens, then of the text's tokens the first half of the budget left (the
+    larger half when it is odd) and the last half (Sun et al. 2019: head+tail reads long reviews best)."""
+    n = len(special_tokens_mask)
+    if n <= max_length:
+        return range(n)
+    lead = next((i for i, s in enumerate(special_tokens_mask) if not s), n)
+    trail = next((i for i, s in enumerate(reversed(special_tokens_mask)) if not s), 0)
+    budget = max(0, max_length - lead - trail)
+    head, tail = (budget + 1) // 2, budget // 2
+    return [*range(lead + head), *range(n - trail - tail, n)]
 
 
 class Concurrent:
@@ -122,23 +148,24 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[np.ndarra
 
 
 def single_example_latencies(
-    classifier, tokenizer: Tokenizer, texts: list[str], max_length: int, desc: str = ""
+    classifier, tokenizer: Tokenizer, texts: list[str], length: int | LengthPolicy, desc: str = ""
 ) -> list[float]:
     """Seconds per call at batch size 1, tokenization included: the way a service calls the model."""
     seconds = []
     for text in tqdm(texts, desc=desc, unit="text", leave=False, disable=not desc):
         start = time.perf_counter()
-        classifier(tokenizer.pad(tokenizer.encode([text], max_length)))
+        classifier(tokenizer.pad(tokenizer.encode([text], length)))
         seconds.append(time.perf_counter() - start)
     return seconds
 
 
 def predict(
-    classifier, tokenizer: Tokenizer, texts: list[str], batch_size: int, max_length: int, desc: str = ""
+    classifier, tokenizer: Tokenizer, texts: list[str], batch_size: int, length: int | LengthPolicy, desc: str = ""
 ) -> Prediction:
-    """Predicted class per text, in the input order; tokenization and model time measured apart."""
+    """Predicted class per text, in the input order, each text cut to `length` (a `LengthPolicy`, or a number of
+    tokens: the head kept); tokenization and model time measured apart."""
     start = time.perf_counter()
-    features = tokenizer.encode(texts, max_length)
+    features = tokenizer.encode(texts, length)
     tokenize_seconds = time.perf_counter() - start
     labels = np.empty(len(texts), dtype=np.int64)
     batches = length_sorted_batches([len(f["input_ids"]) for f in features], batch_size)

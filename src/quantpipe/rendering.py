@@ -11,6 +11,7 @@ import pandas as pd
 
 from quantpipe.analysis import pareto_front
 from quantpipe.config.constants import SEQ2SEQ_BASELINE
+from quantpipe.config.sections import LengthPolicy
 from quantpipe.environment import has_bf16
 from quantpipe.io import write_json
 
@@ -34,6 +35,7 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
                 "accuracy [95% CI]": _fmt_ci(r, "accuracy"),
                 "Δ acc": f"{r['accuracy_delta'] * 100:+.2f} pt",
                 "agree [95% CI]": _fmt_ci(r, "agreement"),
+                "agree, same length": _fmt_ci(r, "agreement_at_length"),
                 "F1 [95% CI]": _fmt_ci(r, "f1"),
                 "samples/s [IQR]": f"{t['median']:.1f} [{t['q1']:.1f}, {t['q3']:.1f}]",
                 "CV": f"{t.get('cv', 0.0) * 100:.1f}%",
@@ -43,6 +45,7 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
                 if latency
                 else "-",
                 "kind": r["kind"],
+                "model, length": _model_and_length(r),
                 "size MB (ratio)": f"{r['model_size_mb']:.1f} ({r['size_ratio']:.2f}x)",
                 "peak RSS MB serving / batched (ratios)": f"{r['peak_rss_serving_mb']:.0f} / {r['peak_rss_mb']:.0f} "
                 f"({r['peak_rss_serving_ratio']:.2f}x / {r['peak_rss_ratio']:.2f}x)",
@@ -50,6 +53,13 @@ def display_table(group: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _model_and_length(row) -> str:
+    """The model a row's variant is built from and the tokens it reads (`base, 256 head`), where recorded."""
+    if pd.isna(row.get("max_length")):
+        return "-"
+    return f"{row['model']}, {LengthPolicy(int(row['max_length']), row['truncation'])}"
 
 
 def cpu_line(cpu: dict) -> str:
@@ -149,6 +159,7 @@ def answer_markdown(answer: dict, baseline: str, accuracy_budget: float) -> str:
         "ship: most samples/s within budget": lambda a: (
             f"**{a['ship']}**" + (f" ({a['streams']} streams)" if a["streams"] > 1 else "")
         ),
+        "its model, tokens read": lambda a: _model_and_length(a),
         f"speed vs `{baseline}`": lambda a: _ratio(a, "speed_ratio"),
         "vs the runner-up within budget": lambda a: _against(a, "vs_runner_up", "runner_up", "ranked"),
         "vs the fastest engine default": lambda a: _against(
@@ -156,6 +167,7 @@ def answer_markdown(answer: dict, baseline: str, accuracy_budget: float) -> str:
         ),
         "Δ acc": lambda a: f"{a['accuracy_delta'] * 100:+.2f} pt",
         f"agreement with `{baseline}` [95% CI]": lambda a: _fmt_ci(a, "agreement"),
+        f"agreement with `{baseline}` reading as it does": lambda a: _fmt_ci(a, "agreement_at_length"),
         "lowest latency within budget (bs 1, p50)": lambda a: (
             f"`{a['latency_best']}` {a['latency_best_p50_ms']:.1f} ms" if "latency_best" in a else "-"
         ),

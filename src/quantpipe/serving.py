@@ -38,7 +38,7 @@ def serve(
     cfg: EvaluateParams,
 ) -> dict:
     """Load the model, answer one batch, time texts one at a time (batch-size-1 latencies), then pass over
-    each whole split in batches (the predictions). Returns them with the load time and the memory figures:
+    each whole split in batches (the predictions), every text cut by the variant's length policy. Returns them with the load time and the memory figures:
     resident after load and after one batch, the peak while serving one text at a time, and the peak of the
     whole process (the batched passes included)."""
     rss_start = rss_bytes()
@@ -47,19 +47,20 @@ def serve(
     runtime = kind.load(Path(model_dir), variant, cfg)
     load_seconds = time.perf_counter() - start
     rss_loaded = rss_bytes()
+    length = variant.length_policy(cfg)
     first = next(iter(texts.values()))[: cfg.batch_size]
-    predict(runtime, tokenizer, first, cfg.batch_size, cfg.max_length)
+    predict(runtime, tokenizer, first, cfg.batch_size, length)
     rss_one_batch = rss_bytes()
     latencies = {
         dataset: single_example_latencies(
-            runtime, tokenizer, items[: cfg.latency_samples], cfg.max_length, desc=f"{dataset} latency (batch size 1)"
+            runtime, tokenizer, items[: cfg.latency_samples], length, desc=f"{dataset} latency (batch size 1)"
         )
         for dataset, items in texts.items()
     }
     peak_serving = peak_rss_bytes()  # load, one batch, then one text at a time: a service's high-water mark
     out = {}
     for dataset, items in texts.items():
-        run = predict(runtime, tokenizer, items, cfg.batch_size, cfg.max_length, desc=f"{dataset} predictions")
+        run = predict(runtime, tokenizer, items, cfg.batch_size, length, desc=f"{dataset} predictions")
         out[dataset] = {"labels": run.labels.tolist(), "latencies": latencies[dataset]}
     return {
         "datasets": out,

@@ -10,13 +10,14 @@ the models' speeds round by round: a load change inside the run shifts every mod
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from quantpipe.config.sections import EvaluateParams
+from quantpipe.config.sections import EvaluateParams, LengthPolicy
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import predict
 from quantpipe.seq2seq.generation import call_latencies, generate_texts
@@ -48,33 +49,53 @@ def time_side_by_side(
     rounds: int,
     desc: str = "rounds",
     warmup_batches: int = 2,
+    lengths: dict[str, LengthPolicy] | None = None,
+    slices: int = 1,
 ) -> dict[str, dict]:
     """Per model: samples/s per round, with tokenization (`samples_per_second`) and without it
-    (`model_samples_per_second`), and its predictions. Each model is first warmed up on `warmup_batches`
-    batches (untimed); its first timed pass gives the predictions every later pass must repeat."""
+    (`model_samples_per_second`), and its predictions. Each model reads the texts cut by its length policy
+    (`lengths`; by default `cfg.max_length`, the head kept). Each model is first warmed up on `warmup_batches`
+    batches (untimed); its first timed round gives the predictions every later round must repeat.
+
+    With `slices` > 1 the texts are cut into that many consecutive slices and a round runs every model on the
+    first slice, then every model on the second, ... (each slice in the next order of the balanced design): a
+    model's round time is the sum over the slices, and two models' times are paired at the scale of one slice,
+    so a change in the machine's load within the round weighs on both alike."""
     names = list(classifiers)
     if not texts:
         raise QuantpipeError("side by side: no texts to time (empty split, or max_samples 0)")
+    length = {name: (lengths or {}).get(name, LengthPolicy(cfg.max_length)) for name in names}
     warmup = texts[: cfg.batch_size * warmup_batches]
     for name in names:
-        predict(classifiers[name], tokenizer, warmup, cfg.batch_size, cfg.max_length)
+        predict(classifiers[name], tokenizer, warmup, cfg.batch_size, length[name])
+    parts = [
+        texts[i : i + math.ceil(len(texts) / slices)] for i in range(0, len(texts), math.ceil(len(texts) / slices))
+    ]
     out = {name: {"labels": None, "samples_per_second": [], "model_samples_per_second": []} for name in names}
 
-    def one_pass(name: str) -> None:
-        run = predict(classifiers[name], tokenizer, texts, cfg.batch_size, cfg.max_length)
-        if out[name]["labels"] is None:
-            out[name]["labels"] = run.labels
-        elif not np.array_equal(run.labels, out[name]["labels"]):
-            raise RuntimeError(f"{name}: predictions differ between passes")
-        out[name]["samples_per_second"].append(len(texts) / run.total_seconds)
-        out[name]["model_samples_per_second"].append(len(texts) / run.model_seconds)
-
-    time_in_rounds(names, one_pass, rounds, desc)
+    for r in tqdm(range(rounds), desc=desc, unit="round"):
+        seconds = {name: [0.0, 0.0] for name in names}
+        labels: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        for k, part in enumerate(parts):
+            for name in round_order(names, r * len(parts) + k):
+                run = predict(classifiers[name], tokenizer, part, cfg.batch_size, length[name])
+                seconds[name][0] += run.total_seconds
+                seconds[name][1] += run.model_seconds
+                labels[name].append(run.labels)
+        for name in names:
+            predicted = np.concatenate(labels[name])
+            if out[name]["labels"] is None:
+                out[name]["labels"] = predicted
+            elif not np.array_equal(predicted, out[name]["labels"]):
+                raise RuntimeError(f"{name}: predictions differ between rounds")
+            out[name]["samples_per_second"].append(len(texts) / seconds[name][0])
+            out[name]["model_samples_per_second"].append(len(texts) / seconds[name][1])
     return out
 
 
 def time_in_rounds(names: list[str], one_pass: Callable[[str], None], rounds: int, desc: str) -> None:
-    """`one_pass` of every model, `rounds` times, each round in the order `round_order` gives it."""
+    """`one_pass` of every model, `rounds` times, each round in the order `round_order` gives it (the generation
+    models' timing)."""
     for r in tqdm(range(rounds), desc=desc, unit="round"):
         for name in round_order(names, r):
             one_pass(name)

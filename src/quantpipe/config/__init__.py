@@ -29,6 +29,7 @@ from quantpipe.config.sections import (
     VariantParams,
 )
 from quantpipe.config.seq2seq import Seq2seqParams, check_seq2seq
+from quantpipe.config.students import DistillationParams, StudentParams, check_students
 from quantpipe.errors import QuantpipeError
 
 
@@ -37,7 +38,15 @@ class Params(Section):
 
     data: DataParams = Field(description="datasets")
     base_model: BaseModelParams = Field(BaseModelParams(), description="the fp32 classifier")
-    export: ExportParams = Field(ExportParams(), description="ONNX export")
+    export: ExportParams = Field(ExportParams(), description="ONNX export (the base model's and the students')")
+    distillation: DistillationParams = Field(
+        DistillationParams(), description="the teacher's logits every student learns from (teacher_logits stage)"
+    )
+    students: dict[str, StudentParams] = Field(
+        default_factory=dict,
+        description="name -> a smaller model distilled from the base model (one student and one export stage each); "
+        "a variant builds from one with `model: <name>`",
+    )
     calibrations: dict[str, CalibrationParams] = Field(
         default_factory=dict, description="name -> calibration (one calibrate stage each)"
     )
@@ -65,6 +74,7 @@ class Params(Section):
         for section, names in (
             ("data.datasets", self.data.datasets),
             ("calibrations", self.calibrations),
+            ("students", self.students),
             ("variants", self.variants),
         ):
             for name in names:
@@ -95,6 +105,7 @@ class Params(Section):
                     f"variants.{name}: the name is reserved (a baseline, or a key of metrics/compare.json)"
                 )
             variant.check_references(name, self)
+        check_students(self)
         for name in self.compare.references:
             if name not in self.variants:
                 raise ValueError(f"compare.references: '{name}' is not one of variants {sorted(self.variants)}")

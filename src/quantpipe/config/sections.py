@@ -4,7 +4,7 @@ side_by_side and compare."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import Field, model_validator
 
@@ -178,10 +178,43 @@ class CalibrationParams(Section):
     )
 
 
+MIN_LENGTH = 8  # tokens: below this a text keeps little more than its special tokens
+Truncation = Literal["head", "head_tail"]
+
+
+class LengthPolicy(NamedTuple):
+    """How many tokens a model reads per text and which ones: `head` keeps the first, `head_tail` the first and
+    the last halves of the budget (special tokens kept). `quantpipe.inference.Tokenizer.encode` applies it."""
+
+    max_length: int
+    truncation: Truncation = "head"
+
+    def __str__(self) -> str:
+        return f"{self.max_length} {self.truncation.replace('_', '+')}"
+
+
 class VariantParams(Section):
-    """One variant: `kind` picks its typed params, its build step and its runtime (`quantpipe.kinds`)."""
+    """One variant: `model` names the model it is built from, `kind` picks its typed params, its build step and
+    its runtime (`quantpipe.kinds`), `max_length` and `truncation` the tokens it reads per text."""
 
     kind: str = Field(description="the variant kind; each kind documents its own keys below")
+    model: str = Field(
+        "base",
+        description="the model the variant is built from: `base` (the fine-tuned model, the teacher) or a name in "
+        "`students`; params.yaml states it for every variant (dvc.yaml's quantize stage depends on that model's "
+        "folders only)",
+    )
+    max_length: int | None = Field(
+        None,
+        ge=MIN_LENGTH,
+        description="tokens per text, special tokens included (longer texts are cut as `truncation` says); null: "
+        "`evaluate.max_length`. At most the model's position limit",
+    )
+    truncation: Truncation = Field(
+        "head",
+        description="which tokens of a longer text are kept: `head` the first ones; `head_tail` the first and the "
+        "last halves of the budget (a long review's opening and its conclusion)",
+    )
     streams: int = Field(
         1,
         gt=0,
@@ -196,6 +229,10 @@ class VariantParams(Section):
     def runtime_threads(self, cfg: EvaluateParams) -> int:
         """The threads this model runs with: its own `threads`, else the evaluate section's."""
         return self.threads or cfg.threads
+
+    def length_policy(self, cfg: EvaluateParams) -> LengthPolicy:
+        """The tokens this model reads per text: its own `max_length`, else the evaluate section's."""
+        return LengthPolicy(self.max_length or cfg.max_length, self.truncation)
 
     def check_references(self, name: str, params: Params) -> None:
         """Cross-checks against the rest of params.yaml (a calibration name, ...): raise ValueError."""
@@ -223,7 +260,9 @@ class EvaluateParams(Section):
         min_length=1, description="names in `data.datasets` evaluated (each needs an `eval_split`)"
     )
     batch_size: int = Field(32, gt=0, description="batch size of the scoring and timed passes")
-    max_length: int = Field(256, gt=0, description="tokens per text (longer ones are truncated)")
+    max_length: int = Field(
+        256, ge=MIN_LENGTH, description="tokens per text (longer ones keep their head), unless a variant sets its own"
+    )
     max_samples: int | None = Field(None, gt=0, description="cap per dataset (null: the whole split)")
     threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
@@ -267,6 +306,12 @@ class SideBySideParams(Section):
     )
     max_samples: int | None = Field(
         None, gt=0, description="texts timed per dataset: the first ones of the evaluated split; null: all of them"
+    )
+    slices: int = Field(
+        1,
+        gt=0,
+        description="consecutive slices of the timed texts; a round runs every model on one slice before the next, "
+        "so two models' times are paired slice by slice (1: each model times all the texts in one pass)",
     )
 
 

@@ -10,7 +10,8 @@ from quantpipe.config.constants import BASELINES, SEQ2SEQ_BASELINES
 from quantpipe.config.registry import get_kind
 from quantpipe.config.sections import VariantParams
 from quantpipe.config.seq2seq import GenerateVariantParams
-from quantpipe.kinds.base import Kind
+from quantpipe.config.students import BASE_MODEL
+from quantpipe.kinds.base import BuildInputs, Kind
 
 
 def pipeline_models(
@@ -42,3 +43,28 @@ def seq2seq_models(
     for name, variant in params.seq2seq.variants.items():
         models[name] = (get_kind(variant.kind), variant, Path(quantized) / name)
     return models
+
+
+def model_dirs(model: str, base: Path, onnx: Path) -> tuple[Path, Path]:
+    """The PyTorch and ONNX folders of the model a variant names: the base model's own, or a student's beside them
+    (models/pytorch/<student>, models/onnx/<student>)."""
+    if model == BASE_MODEL:
+        return Path(base), Path(onnx)
+    return Path(base).parent / model, Path(onnx).parent / model
+
+
+def build_inputs(params: Params, kind: Kind, variant: VariantParams, dirs: BuildInputs, scratch: Path) -> BuildInputs:
+    """What the variant's build reads: `dirs` (the base model's folders, the calibrate stages' outputs, the data)
+    with the folders of the model the variant names. The calibrate stages run on the base model's graph; a
+    calibrated kind's variant of a student gets its calibration computed here, on the student's graph, in
+    `scratch`."""
+    from quantpipe.calibration import calibrate
+
+    pytorch, onnx = model_dirs(variant.model, dirs.base, dirs.onnx)
+    calibration = dirs.calibration
+    if variant.model != BASE_MODEL and kind.calibrated:
+        calibration = Path(scratch)
+        name = variant.calibration
+        (calibration / name).mkdir(parents=True, exist_ok=True)
+        calibrate(onnx, dirs.train_texts(), params.calibrations[name], calibration / name)
+    return BuildInputs(params, pytorch, onnx, calibration, dirs.prepared)

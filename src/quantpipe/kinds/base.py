@@ -46,8 +46,8 @@ class BuildInputs:
     """What a build step may read: the pipeline's models and data, and the whole params file."""
 
     params: Params
-    base: Path  # the fp32 PyTorch model and tokenizer (models/base)
-    onnx: Path  # its fp32 ONNX export (models/onnx)
+    base: Path  # the fp32 PyTorch model and tokenizer (models/pytorch/base)
+    onnx: Path  # its fp32 ONNX export (models/onnx/base)
     calibration: Path  # the calibrate stages' outputs (models/calibration/<name>)
     prepared: Path  # data/prepared
 
@@ -71,6 +71,7 @@ class Kind:
     extra: ClassVar[str | None] = None  # the quantpipe extra that installs them
     baseline: ClassVar[bool] = False  # a baseline's kind: its model comes from another stage, not from params
     sensitivity: ClassVar[bool] = False  # its graphs can be quantized part by part (the sensitivity stage)
+    calibrated: ClassVar[bool] = False  # its build reads activation ranges (and their graph) of its `calibration`
     excludable_parts: ClassVar[bool] = False  # parts of the network can be left in fp32 (the search's exclude_parts)
 
     @property

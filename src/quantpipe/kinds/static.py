@@ -7,6 +7,7 @@ from quantpipe.kinds.ort_int8 import OrtInt8Kind
 
 class StaticKind(OrtInt8Kind):
     name = "static"
+    calibrated = True
 
 
 KIND = StaticKind()

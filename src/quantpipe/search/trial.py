@@ -22,11 +22,13 @@ import numpy as np
 
 from quantpipe.config import Params
 from quantpipe.config.registry import get_kind, variant_params
+from quantpipe.config.students import BASE_MODEL
 from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
 from quantpipe.io import write_json
+from quantpipe.kinds import build_inputs, model_dirs
 from quantpipe.kinds.base import BuildInputs
 from quantpipe.kinds.ort_int8 import graph_to_quantize
 from quantpipe.metrics import classification_metrics
@@ -50,10 +52,14 @@ class TrialContext:
     selection: dict[str, tuple[list[str], np.ndarray]]
 
     def fingerprint(self) -> str:
-        """What a trial's result depends on besides its variant: the fp32 model, the ranges, the selection data,
+        """What a trial's result depends on besides its variant: the fp32 models (the base model's and the
+        students' exports), the ranges, the selection data,
         the session and timing settings and the CPU. A cached result counts only while this is unchanged."""
         digest = hashlib.sha256()
-        for root in (self.onnx, self.calibration):
+        sources = [model_dirs(model, self.base, self.onnx)[1] for model in (BASE_MODEL, *self.params.students)]
+        for root in (*sources, self.calibration):
+            if not Path(root).is_dir():  # a student not distilled yet: no trial of it can have run
+                continue
             for path in sorted(p for p in Path(root).rglob("*") if p.is_file()):
                 digest.update(str(path.relative_to(root)).encode())
                 digest.update(hashlib.md5(path.read_bytes()).hexdigest().encode())
@@ -88,11 +94,22 @@ def _fp32(ctx: TrialContext) -> tuple:
     return _FP32[str(ctx.onnx)]
 
 
+def _graph(variant, ctx: TrialContext) -> Path:
+    """The graph the variant quantizes: its model's export, or the optimized graph stored with its calibration
+    (the calibrate stages store the base model's only)."""
+    if variant.model != BASE_MODEL and variant.optimization != "none":
+        raise QuantpipeError(
+            f"exclude_parts: the optimized graph of student '{variant.model}' is made inside its build; its nodes "
+            "cannot be named beforehand (exclude parts of an unoptimized variant)"
+        )
+    return graph_to_quantize(variant, model_dirs(variant.model, ctx.base, ctx.onnx)[1], ctx.calibration)
+
+
 def graph_parts(variant, ctx: TrialContext) -> list[str]:
     """The parts of the graph a variant quantizes: `embeddings`, `layer.<i>` in order, then `head`."""
     import onnx
 
-    nodes = onnx.load(str(graph_to_quantize(variant, ctx.onnx, ctx.calibration)), load_external_data=False).graph.node
+    nodes = onnx.load(str(_graph(variant, ctx)), load_external_data=False).graph.node
     parts = {node_part(n) for n in nodes}
     return sorted(parts, key=lambda p: (p != "embeddings", p == "head", int(p.split(".")[1]) if "." in p else 0))
 
@@ -105,7 +122,7 @@ def parts_to_nodes(variant, ctx: TrialContext, parts: tuple[str, ...]) -> list[s
         raise QuantpipeError(
             "exclude_parts: an optimized dynamic variant's fused graph is not stored, its nodes cannot be named"
         )
-    graph = graph_to_quantize(variant, ctx.onnx, ctx.calibration)
+    graph = _graph(variant, ctx)
     nodes = onnx.load(str(graph), load_external_data=False).graph.node
     found = [n.name for n in nodes if node_part(n) in parts]
     missing = sorted(set(parts) - {node_part(n) for n in nodes})
@@ -124,9 +141,11 @@ def built(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...]) -> Itera
     kind = get_kind(variant.kind)
     kind.check_available("trial")
     with tempfile.TemporaryDirectory(prefix="quantpipe-trial-") as scratch:
-        inputs = BuildInputs(ctx.params, ctx.base, ctx.onnx, ctx.calibration, ctx.prepared)
-        resolved = kind.build("trial", variant, inputs, Path(scratch))
-        yield variant, kind.load(Path(scratch), variant, ctx.params.evaluate), resolved, kind.size_bytes(Path(scratch))
+        out, calibration = Path(scratch) / "model", Path(scratch) / "calibration"
+        out.mkdir()
+        pipeline = BuildInputs(ctx.params, ctx.base, ctx.onnx, ctx.calibration, ctx.prepared)
+        resolved = kind.build("trial", variant, build_inputs(ctx.params, kind, variant, pipeline, calibration), out)
+        yield variant, kind.load(out, variant, ctx.params.evaluate), resolved, kind.size_bytes(out)
 
 
 def _run(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...], timed: bool) -> dict:
@@ -134,8 +153,9 @@ def _run(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...], timed: bo
     fp32, tokenizer, fp32_labels = _fp32(ctx)
     with built(ctx, raw, exclude_parts) as (variant, runtime, resolved, size):
         datasets = {}
+        length = variant.length_policy(cfg)
         for name, (texts, labels) in ctx.selection.items():
-            pred = predict(runtime, tokenizer, texts, cfg.batch_size, cfg.max_length).labels
+            pred = predict(runtime, tokenizer, texts, cfg.batch_size, length).labels
             accuracy, fp32_accuracy = float(np.mean(pred == labels)), float(np.mean(fp32_labels[name] == labels))
             row = {
                 "examples": len(texts),
@@ -148,7 +168,13 @@ def _run(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...], timed: bo
                 timing = params.search.timing
                 sample = texts[: timing.max_samples]
                 rounds = time_side_by_side(
-                    {"fp32": fp32, "trial": runtime}, tokenizer, sample, cfg, timing.rounds, desc=f"timing {name}"
+                    {"fp32": fp32, "trial": runtime},
+                    tokenizer,
+                    sample,
+                    cfg,
+                    timing.rounds,
+                    desc=f"timing {name}",
+                    lengths={"trial": length},
                 )
                 row["timed_examples"] = len(sample)
                 row["speed_ratio"] = paired_ratio(
@@ -174,13 +200,13 @@ def on_report_splits(ctx: TrialContext, raw: dict, exclude_parts: tuple[str, ...
     cfg = ctx.params.evaluate
     fp32, tokenizer, _ = _fp32(ctx)
     out = {}
-    with built(ctx, raw, exclude_parts) as (_, runtime, _, _):
+    with built(ctx, raw, exclude_parts) as (variant, runtime, _, _):
         for name in cfg.datasets:
             frame = read_prepared(ctx.prepared, name, "eval").head(cfg.max_samples or None)
             texts, labels = frame["text"].tolist(), frame["label"].to_numpy()
             scores = {}
-            for model, rt in (("trial", runtime), ("fp32", fp32)):
-                pred = predict(rt, tokenizer, texts, cfg.batch_size, cfg.max_length).labels
+            for model, rt, length in (("trial", runtime, variant.length_policy(cfg)), ("fp32", fp32, cfg.max_length)):
+                pred = predict(rt, tokenizer, texts, cfg.batch_size, length).labels
                 scores[model] = classification_metrics(labels, pred, cfg.bootstrap_resamples, cfg.seed)
             out[name] = {
                 "examples": len(texts),
