@@ -45,8 +45,9 @@ def reference_way(model_dir: Path, texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def ours(classifier, tokenizer, texts: list[str], cfg) -> float:
-    return len(texts) / predict(classifier, tokenizer, texts, cfg.batch_size, cfg.max_length).total_seconds
+def ours(classifier, tokenizer, texts: list[str], cfg, length) -> float:
+    """samples/s in our harness, each text cut by the model's length policy."""
+    return len(texts) / predict(classifier, tokenizer, texts, cfg.batch_size, length).total_seconds
 
 
 def summary(ratios: list[float]) -> str:
@@ -72,15 +73,18 @@ def main() -> None:
         for kind, variant, path in (models[args.int8], models[best], models["pytorch_fp32"])
     )
     int8_dir = models[args.int8][2]
-    for model in (int8, best_model, torch_model):
-        predict(model, tokenizer, texts[: cfg.batch_size * 2], cfg.batch_size, cfg.max_length)
+    int8_length, best_length, torch_length = (
+        models[name][1].length_policy(cfg) for name in (args.int8, best, "pytorch_fp32")
+    )
+    for model, length in ((int8, int8_length), (best_model, best_length), (torch_model, torch_length)):
+        predict(model, tokenizer, texts[: cfg.batch_size * 2], cfg.batch_size, length)
 
     ref_ratios, best_ratios, figures = [], [], {"reference": [], "ours_int8": [], "best": [], "pytorch": []}
     for _ in range(args.repeats):
         figures["reference"].append(reference_way(int8_dir, texts, cfg.threads))
-        figures["ours_int8"].append(ours(int8, tokenizer, texts, cfg))
-        figures["pytorch"].append(ours(torch_model, tokenizer, texts, cfg))
-        figures["best"].append(ours(best_model, tokenizer, texts, cfg))
+        figures["ours_int8"].append(ours(int8, tokenizer, texts, cfg, int8_length))
+        figures["pytorch"].append(ours(torch_model, tokenizer, texts, cfg, torch_length))
+        figures["best"].append(ours(best_model, tokenizer, texts, cfg, best_length))
         ref_ratios.append(figures["ours_int8"][-1] / figures["reference"][-1])
         best_ratios.append(figures["best"][-1] / figures["pytorch"][-1])
     env = environment()

@@ -5,6 +5,7 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_params
 from quantpipe.distillation import LOGITS_FILE, build_student
 from quantpipe.errors import QuantpipeError
+from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, write_json
 
 
@@ -14,6 +15,7 @@ def main() -> None:
     if args.name not in params.students:
         raise QuantpipeError(f"students.{args.name}: not in params (known: {sorted(params.students)})")
     cfg = params.students[args.name]
+    check_max_length(args.base, params.distillation.max_length, "distillation.max_length")
     with atomic_dir(args.out) as tmp:
         summary = build_student(
             args.name, args.base, args.teacher_logits / LOGITS_FILE, cfg, params.distillation.max_length, tmp

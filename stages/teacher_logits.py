@@ -5,6 +5,7 @@ from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_params
 from quantpipe.data import read_prepared
 from quantpipe.distillation import LOGITS_FILE, distillation_texts, teacher_logits
+from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir
 
 
@@ -12,6 +13,7 @@ def main() -> None:
     args = stage_args(__doc__, "base", "prepared", out="models/teacher_logits")
     params = load_params(args.params)
     cfg = params.distillation
+    check_max_length(args.base, cfg.max_length, "distillation.max_length")
     rows = distillation_texts(read_prepared(args.prepared, params.data.train_dataset, "train"), cfg)
     table = teacher_logits(args.base, rows, cfg)
     with atomic_dir(args.out) as tmp:

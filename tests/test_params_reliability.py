@@ -149,6 +149,8 @@ WINNER = {
         "variant": {"kind": "openvino", "calibration": "minmax_320", "inference_precision": "f32"},
     }
 }
+# as promoted: with the model it is built from (dvc.yaml's quantize stage depends on that model's folders)
+PROMOTED = {"kind": "openvino", "model": "base", "calibration": "minmax_320", "inference_precision": "f32"}
 # the promote command, its file writes stalled half-way once `ready` exists (a kill -9 lands in the write window)
 STALLED_PROMOTE = """
 import pathlib, sys, time
@@ -201,7 +203,7 @@ def test_promote_killed_in_its_write_leaves_params_whole(tmp_path):
     assert params.read_text() == SHIPPED  # the old text, whole (the new one went to a temporary sibling)
     done = run_promote(tmp_path, "--winner", str(winner_file(tmp_path)), "--name", "promoted")
     assert done.returncode == 0, done.stderr
-    assert yaml.safe_load(params.read_text())["variants"]["promoted"] == WINNER["winner"]["variant"]
+    assert yaml.safe_load(params.read_text())["variants"]["promoted"] == PROMOTED
     assert not list(tmp_path.glob(".params.yaml.tmp-*"))  # the next write removed the killed run's leftover
 
 
@@ -213,7 +215,7 @@ def test_promote_into_flow_style_variants(tmp_path):
     done = run_promote(tmp_path, "--winner", str(winner_file(tmp_path)), "--name", "promoted")
     assert done.returncode == 0, done.stderr
     after = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    assert after["variants"] == {**variants, "promoted": WINNER["winner"]["variant"]}
+    assert after["variants"] == {**variants, "promoted": PROMOTED}
     assert {k: v for k, v in after.items() if k != "variants"} == params
 
 

@@ -100,7 +100,7 @@ def test_exclude_parts_and_kind_axes():
         ({"accuracy_budget": 101}, "search.accuracy_budget: Input should be less than or equal to 100"),
         ({"accuracy_budget": -1}, "search.accuracy_budget: Input should be greater than or equal to 0"),
         ({"strategy": "gird"}, "search.strategy: Input should be 'grid', 'random' or 'tpe'"),
-        ({"max_trials": 81}, "search: max_trials: 81 asked, the space holds 80 combinations"),
+        ({"max_trials": 89}, "search: max_trials: 89 asked, the space holds 88 combinations"),
         ({"strategy": "tpe"}, "search: max_trials: the tpe strategy needs it"),
         ({"selection": {"datasets": ["imdb"]}}, "search.selection.datasets: 'imdb' is not one of data.datasets"),
         (

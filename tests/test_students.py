@@ -271,6 +271,15 @@ def shipped(**changes) -> str:
         ({"students__minilm_ffn768__layers": []}, "students.minilm_ffn768.layers: List should have at least 1 item"),
         ({"students__minilm_ffn768__ffn": 0}, "students.minilm_ffn768.ffn: Input should be greater than 0"),
         ({"students__base": {"layers": [0]}}, "students: 'base' is the fine-tuned model's name"),
+        ({"sensitivity__variant": "minilm_ffn768_openvino_int8"}, "sensitivity.variant: 'minilm_ffn768_openvino_int8'"),
+        (
+            {"variants__static_naive__max_length": 128},
+            "sensitivity.variant: 'static_naive' is built from 'base' reading 128 head",
+        ),
+        (
+            {"search__base": {"kind": "dynamic", "model": "nope"}},
+            "search.base.model: 'nope' is neither base nor a student",
+        ),
     ],
 )
 def test_bad_student_and_length_params_are_one_line(changes, message):
@@ -330,3 +339,23 @@ def test_agreement_at_length_is_against_the_baseline_reading_as_the_model_does(t
     assert out.loc["int8_128", "agreement"] == 0.5 and out.loc["int8_128", "agreement_at_length"] == 0.75
     assert out.loc["d", "agreement_at_length"] == out.loc["d", "agreement"] == 0.75
     assert out.loc["fp32_128", "agreement_at_length"] == 1.0
+
+
+def test_a_search_axis_naming_an_unknown_model_is_one_line():
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["search"]["space"][-1]["model"] = ["base", "minilm_l9"]
+    with pytest.raises(QuantpipeError) as err:
+        parse_params(yaml.safe_dump(raw))
+    assert "search.space.model: 'minilm_l9' is neither base nor a student ['minilm_ffn768']" in str(err.value)
+
+
+def test_a_promoted_winner_names_its_model():
+    from quantpipe.search.promote import declared_keys
+
+    assert declared_keys({"kind": "dynamic", "per_channel": True}) == {
+        "kind": "dynamic",
+        "model": "base",
+        "per_channel": True,
+    }
+    student = {"kind": "openvino", "model": "minilm_ffn768", "calibration": "minmax_320", "streams": 2}
+    assert declared_keys(student) == student

@@ -155,6 +155,8 @@ SUMMARY_DIGITS = {
     "agreement_ci_low": 6,
     "agreement_ci_high": 6,
     "agreement_at_length": 6,
+    "agreement_at_length_ci_low": 6,
+    "agreement_at_length_ci_high": 6,
     "model_size_mb": 3,
     "size_ratio": 4,
     "peak_rss_serving_mb": 1,
@@ -175,6 +177,8 @@ def summary_metrics(table: pd.DataFrame, references: dict | None = None) -> dict
             if column in row and pd.notna(row[column])
         }
         figures["best_within_budget"] = bool(row["best_within_budget"])
+        if pd.notna(row.get("max_length")):  # what the row's model is and reads
+            figures |= {"model": row["model"], "max_length": int(row["max_length"]), "truncation": row["truncation"]}
         out.setdefault(row["dataset"], {}).setdefault(row["variant"], {}).update(figures)
     for dataset, c in (references or {}).items():
         out.setdefault(dataset, {})["against_references"] = {

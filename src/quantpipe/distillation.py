@@ -8,7 +8,6 @@ teacher's logits at a temperature mixed with the labels' cross-entropy (Hinton e
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import numpy as np
@@ -180,14 +179,12 @@ def distil(student, tokenizer, frame: pd.DataFrame, logits: np.ndarray, cfg: Stu
         )
         return {**encoded, "teacher_logits": soft_targets[idx], "labels": labels[idx]}
 
-    start = time.perf_counter()
     losses = train_loop(objective, [p for p in student.parameters() if p.requires_grad], lengths, batch, cfg, "distil")
     return {
         "train_samples": len(texts),
         "steps": len(losses),
         "first_loss": losses[0],
         "final_loss": float(np.mean(losses[-50:])),
-        "seconds": round(time.perf_counter() - start, 1),
     }
 
 

@@ -45,11 +45,12 @@ class Tokenizer:
         policy = LengthPolicy(*length) if isinstance(length, tuple) else LengthPolicy(length)
         if policy.truncation == "head":
             self.fast.enable_truncation(policy.max_length)
-            return [_features(e, range(len(e.ids))) for e in self.fast.encode_batch(texts)]
+            return [
+                {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+                for e in self.fast.encode_batch(texts)
+            ]
         self.fast.no_truncation()
-        return [
-            _features(e, head_tail(e.special_tokens_mask, policy.max_length)) for e in self.fast.encode_batch(texts)
-        ]
+        return [_head_tail_features(e, policy.max_length) for e in self.fast.encode_batch(texts)]
 
     def pad(self, features: list[dict[str, list[int]]]) -> dict[str, np.ndarray]:
         """One int64 array per input, right-padded to the longest feature."""
@@ -60,12 +61,16 @@ class Tokenizer:
         }
 
 
-def _features(encoding, keep) -> dict[str, list[int]]:
-    return {
-        "input_ids": [encoding.ids[i] for i in keep],
-        "attention_mask": [encoding.attention_mask[i] for i in keep],
-        "token_type_ids": [encoding.type_ids[i] for i in keep],
+def _head_tail_features(encoding, max_length: int) -> dict[str, list[int]]:
+    """One encoding's features cut by `head_tail`; each of its lists is read once (`tokenizers` builds a new list
+    at every access)."""
+    keep = head_tail(encoding.special_tokens_mask, max_length)
+    features = {
+        "input_ids": encoding.ids,
+        "attention_mask": encoding.attention_mask,
+        "token_type_ids": encoding.type_ids,
     }
+    return {key: [values[i] for i in keep] for key, values in features.items()}
 
 
 def head_tail(special_tokens_mask: list[int], max_length: int) -> range | list[int]:

@@ -10,7 +10,6 @@ the models' speeds round by round: a load change inside the run shifts every mod
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 
@@ -68,9 +67,7 @@ def time_side_by_side(
     warmup = texts[: cfg.batch_size * warmup_batches]
     for name in names:
         predict(classifiers[name], tokenizer, warmup, cfg.batch_size, length[name])
-    parts = [
-        texts[i : i + math.ceil(len(texts) / slices)] for i in range(0, len(texts), math.ceil(len(texts) / slices))
-    ]
+    parts = [[texts[i] for i in part] for part in np.array_split(np.arange(len(texts)), min(slices, len(texts)))]
     out = {name: {"labels": None, "samples_per_second": [], "model_samples_per_second": []} for name in names}
 
     for r in tqdm(range(rounds), desc=desc, unit="round"):

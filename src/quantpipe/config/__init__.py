@@ -29,7 +29,7 @@ from quantpipe.config.sections import (
     VariantParams,
 )
 from quantpipe.config.seq2seq import Seq2seqParams, check_seq2seq
-from quantpipe.config.students import DistillationParams, StudentParams, check_students
+from quantpipe.config.students import BASE_MODEL, DistillationParams, StudentParams, check_students
 from quantpipe.errors import QuantpipeError
 
 
@@ -94,6 +94,12 @@ class Params(Section):
                 "quantizes ONNX Runtime graphs part by part (pick a static or dynamic variant)"
             )
         analysed.check_sensitivity(self.sensitivity.variant)
+        if analysed.model != BASE_MODEL or analysed.max_length or analysed.truncation != "head":
+            raise ValueError(
+                f"sensitivity.variant: '{self.sensitivity.variant}' is built from {analysed.model!r} reading "
+                f"{analysed.length_policy(self.evaluate)}; the analysis quantizes the base model's graph and reads "
+                "evaluate.max_length tokens (pick a variant of the base model without its own length)"
+            )
         if self.sensitivity.dataset not in self.evaluate.datasets:
             raise ValueError(
                 f"sensitivity.dataset: '{self.sensitivity.dataset}' is not one of evaluate.datasets "

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from quantpipe.config.base import AccuracyBudget, NestedParamError, Section, Seed
 from quantpipe.config.constants import PART
 from quantpipe.config.registry import KINDS, get_kind, variant_params
+from quantpipe.config.students import BASE_MODEL, check_model
 
 if TYPE_CHECKING:
     from quantpipe.config import Params
@@ -139,6 +140,9 @@ def check_search(params: Params) -> None:
                 raise ValueError(f"search.space: unknown axis '{axis}' ({hint})")
             for value in values:
                 _check_value(kinds, axis, value)
+                if axis == "model":
+                    check_model(f"search.space.{axis}", value, params)
+    check_model("search.base.model", search.base.get("model", BASE_MODEL), params)
     for name in search.selection.datasets:
         spec = params.data.datasets.get(name)
         if spec is None:

@@ -76,9 +76,11 @@ def check_students(params) -> None:
     """Student names and the models variants name (raise ValueError)."""
     if BASE_MODEL in params.students:
         raise ValueError(f"students: '{BASE_MODEL}' is the fine-tuned model's name; name the student otherwise")
-    known = [BASE_MODEL, *params.students]
     for name, variant in params.variants.items():
-        if variant.model not in known:
-            raise ValueError(
-                f"variants.{name}.model: '{variant.model}' is neither {BASE_MODEL} nor a student {known[1:]}"
-            )
+        check_model(f"variants.{name}.model", variant.model, params)
+
+
+def check_model(where: str, model, params) -> None:
+    """`model` (at the param `where`) names the base model or a student (raise ValueError)."""
+    if model != BASE_MODEL and model not in params.students:
+        raise ValueError(f"{where}: {model!r} is neither {BASE_MODEL} nor a student {sorted(params.students)}")

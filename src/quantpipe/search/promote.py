@@ -14,6 +14,7 @@ import yaml
 from quantpipe.cli import run_stage
 from quantpipe.config import parse_params, read_params_text
 from quantpipe.config.registry import KINDS, get_kind
+from quantpipe.config.students import BASE_MODEL
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_file, read_json
 
@@ -21,17 +22,16 @@ RERUN = "run the search: dvc repro search/dvc.yaml"
 
 
 def declared_keys(variant: dict) -> dict:
-    """The winner's keys that differ from its kind's defaults (what a person would write), `kind` first; keys its
-    kind does not know are kept, for the params check to name."""
+    """The winner's keys that differ from its kind's defaults (what a person would write), `kind` and `model` first
+    (dvc.yaml's quantize stage depends on the folders of the model a variant names); keys its kind does not know
+    are kept, for the params check to name."""
     fields = get_kind(variant["kind"]).params.model_fields
-    return {
+    declared = {
         key: value
         for key, value in variant.items()
-        if key == "kind"
-        or key not in fields
-        or fields[key].is_required()
-        or value != fields[key].get_default(call_default_factory=True)
+        if key not in fields or fields[key].is_required() or value != fields[key].get_default(call_default_factory=True)
     }
+    return {"kind": variant["kind"], "model": variant.get("model", BASE_MODEL), **declared}
 
 
 def read_winner(path: Path) -> dict:
