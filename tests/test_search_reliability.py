@@ -142,7 +142,7 @@ DRIVER = textwrap.dedent(
 
     drift, calls = float(sys.argv[1]), itertools.count()
 
-    def noisy_timing(classifiers, tokenizer, texts, cfg, rounds, desc="rounds"):
+    def noisy_timing(classifiers, tokenizer, texts, cfg, rounds, desc="rounds", **policies):
         m = 1.0 + drift * next(calls)
         ratios = [m - 0.1, m, m + 0.1]
         return {"fp32": {"samples_per_second": [100.0] * 3}, "trial": {"samples_per_second": [100 * r for r in ratios]}}
