@@ -54,6 +54,7 @@ MODEL_STAGES = {
     "stages/quantize.py": "item",
     "stages/evaluate.py": "item",
     "stages/side_by_side.py": "all",
+    "stages/ship.py": "all",  # the answer may be of any kind (its loading code and precision)
     "stages/search.py": "all",
     "stages/seq2seq_quantize.py": "all",  # a seq2seq variant may leave `kind` to its default
     "stages/seq2seq_evaluate.py": "all",

@@ -55,7 +55,7 @@ def mini_project(tmp_path_factory, tiny_model, tiny_onnx, texts) -> Path:
     shutil.copytree(tiny_onnx, openvino)
     import openvino as ov
 
-    ov.save_model(ov.convert_model(str(tiny_onnx / "model.onnx")), str(openvino / "model.xml"))
+    ov.save_model(ov.convert_model(str(tiny_onnx / "model.onnx")), str(openvino / "openvino_model.xml"))
     (openvino / VARIANT_FILE).write_text('{"kind": "openvino", "resolved": {}}')
     return root
 
@@ -113,7 +113,7 @@ def evaluate(project: Path, name: str) -> tuple[subprocess.CompletedProcess, Pat
         ),
         (
             "openvino_default",
-            "models/quantized/openvino_default/model.xml",
+            "models/quantized/openvino_default/openvino_model.xml",
             "truncate",
             "not a valid OpenVINO model (",
             "quantize@openvino_default",

@@ -72,6 +72,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.analysis",
         "quantpipe.rendering",
         "quantpipe.seq2seq.compare",
+        "quantpipe.shipping",
+        "quantpipe.predict",
     ),
     4: ("quantpipe.search.*",),  # the search, built on all of it
 }

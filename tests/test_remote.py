@@ -52,6 +52,16 @@ def test_default_local_remote_round_trip(project):
     assert "metrics/eval/dynamic_int8/sst2.json" in metrics
 
 
+def test_pulling_models_ship_gets_the_answer_alone(project):
+    run(project, "dvc", "push")
+    clone = fresh_clone(project, "server")
+    run(clone, "dvc", "pull", "models/ship")
+    assert {p.name for p in (clone / "models").iterdir()} == {"ship"}
+    for dataset in ("sst2", "amazon"):
+        assert filecmp.dircmp(project / "models/ship" / dataset, clone / "models/ship" / dataset).diff_files == []
+        assert (clone / "models/ship" / dataset / "serving.json").is_file()
+
+
 def test_remote_errors_are_clear_and_harmless(project, tmp_path):
     proc = run(project, "dvc", "push", "-r", "nosuch", check=False)
     assert proc.returncode != 0 and "nosuch" in proc.stderr

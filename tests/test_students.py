@@ -271,7 +271,10 @@ def shipped(**changes) -> str:
         ({"students__minilm_ffn768__layers": []}, "students.minilm_ffn768.layers: List should have at least 1 item"),
         ({"students__minilm_ffn768__ffn": 0}, "students.minilm_ffn768.ffn: Input should be greater than 0"),
         ({"students__base": {"layers": [0]}}, "students: 'base' is the fine-tuned model's name"),
-        ({"sensitivity__variant": "minilm_ffn768_openvino_int8"}, "sensitivity.variant: 'minilm_ffn768_openvino_int8'"),
+        (
+            {"sensitivity__variant": "minilm_ffn768_openvino_int8_ht128"},
+            "sensitivity.variant: 'minilm_ffn768_openvino_int8_ht128'",
+        ),
         (
             {"variants__static_naive__max_length": 128},
             "sensitivity.variant: 'static_naive' is built from 'base' reading 128 head",

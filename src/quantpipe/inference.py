@@ -138,6 +138,7 @@ def threads_per_stream(threads: int, streams: int) -> int:
 @dataclass
 class Prediction:
     labels: np.ndarray
+    scores: np.ndarray  # the softmax probability of each predicted label
     tokenize_seconds: float
     model_seconds: float
 
@@ -172,21 +173,29 @@ def predict(
     start = time.perf_counter()
     features = tokenizer.encode(texts, length)
     tokenize_seconds = time.perf_counter() - start
-    labels = np.empty(len(texts), dtype=np.int64)
+    labels, scores = np.empty(len(texts), dtype=np.int64), np.empty(len(texts), dtype=np.float32)
     batches = length_sorted_batches([len(f["input_ids"]) for f in features], batch_size)
     if isinstance(classifier, Concurrent):  # every batch handed over at once: `streams` of them in flight
         start = time.perf_counter()
         logits = classifier.map([tokenizer.pad([features[i] for i in idx]) for idx in batches])
         model_seconds = time.perf_counter() - start
         for idx, out in zip(batches, logits):
-            labels[idx] = out.argmax(axis=-1)
-        return Prediction(labels, tokenize_seconds, model_seconds)
+            labels[idx], scores[idx] = label_scores(out)
+        return Prediction(labels, scores, tokenize_seconds, model_seconds)
     model_seconds = 0.0
     for idx in tqdm(batches, desc=desc, unit="batch", leave=False, disable=not desc):
         start = time.perf_counter()
-        labels[idx] = classifier(tokenizer.pad([features[i] for i in idx])).argmax(axis=-1)
+        out = classifier(tokenizer.pad([features[i] for i in idx]))
         model_seconds += time.perf_counter() - start
-    return Prediction(labels, tokenize_seconds, model_seconds)
+        labels[idx], scores[idx] = label_scores(out)
+    return Prediction(labels, scores, tokenize_seconds, model_seconds)
+
+
+def label_scores(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `logits`: the predicted class and its softmax probability."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return logits.argmax(axis=-1), (shifted.max(axis=-1) / shifted.sum(axis=-1)).astype(np.float32)
 
 
 def check_max_length(model_dir: str | Path, max_length: int, param: str) -> None:

@@ -73,6 +73,8 @@ class Kind:
     sensitivity: ClassVar[bool] = False  # its graphs can be quantized part by part (the sensitivity stage)
     calibrated: ClassVar[bool] = False  # its build reads activation ranges (and their graph) of its `calibration`
     excludable_parts: ClassVar[bool] = False  # parts of the network can be left in fp32 (the search's exclude_parts)
+    engine: ClassVar[str] = "onnxruntime"  # the runtime that serves its models: onnxruntime | openvino | pytorch
+    hub_class: ClassVar[str | None] = None  # the Hugging Face class that loads its directory ("package.Class")
 
     @property
     def tasks(self) -> dict[str, type[Section]]:
@@ -113,6 +115,19 @@ class Kind:
         """The seq2seq model of `model_dir`, served on the variant's threads (else `threads`), its sources
         truncated to `max_length` tokens."""
         raise QuantpipeError(f"{model_dir}: kind {self.name} does not serve generation")
+
+    def precision(self, variant: VariantParams, resolved: dict) -> str:
+        """What the model computes in, as it was measured (`resolved`: what its build recorded)."""
+        return "fp32"
+
+    def hub_loading(self, variant: VariantParams, cfg: EvaluateParams) -> list[str]:
+        """Python lines that load a shipped directory (the variable `path`) into `model` with `hub_class`, set
+        as the measurement served it (threads, streams, precision); none when no Hugging Face class loads it."""
+        return []
+
+    def hub_call(self, variant: VariantParams) -> list[str]:
+        """Python lines that turn `inputs` (a tokenizer's tensors) into `logits` with the loaded `model`."""
+        return ["logits = model(**inputs).logits"]
 
     def size_bytes(self, model_dir: Path) -> int:
         """Size on disk of the weights."""

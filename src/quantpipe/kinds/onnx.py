@@ -64,6 +64,25 @@ def load_onnx(model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> O
     )
 
 
+def ort_hub_loading(variant: VariantParams, cfg: EvaluateParams) -> list[str]:
+    """Optimum's `ORTModelForSequenceClassification` on the session options the measurement used (one session:
+    with `streams` > 1, that many were measured, each on its share of the threads, called from its own thread)."""
+    lines = [
+        "import onnxruntime as ort",
+        "from optimum.onnxruntime import ORTModelForSequenceClassification",
+        "",
+        "options = ort.SessionOptions()",
+        f"options.intra_op_num_threads = {threads_per_stream(variant.runtime_threads(cfg), variant.streams)}",
+        "options.inter_op_num_threads = 1",
+        f"options.graph_optimization_level = ort.GraphOptimizationLevel.{GRAPH_LEVELS[cfg.graph_optimization]}",
+    ]
+    if cfg.execution_mode == "parallel":
+        lines.append("options.execution_mode = ort.ExecutionMode.ORT_PARALLEL")
+    if variant.streams > 1:
+        lines.append(f"# measured as {variant.streams} such sessions, each called from its own thread")
+    return [*lines, "model = ORTModelForSequenceClassification.from_pretrained(path, session_options=options)"]
+
+
 class OnnxParams(VariantParams):
     """The fp32 ONNX model as exported (the export stage builds it)."""
 
@@ -93,6 +112,7 @@ class OnnxGenerateParams(LeanGenerateParams):
 class OnnxKind(Kind):
     name = "onnx"
     baseline = True
+    hub_class = "optimum.onnxruntime.ORTModelForSequenceClassification"
     params = OnnxParams
     generate_params = OnnxGenerateParams
 
@@ -101,6 +121,9 @@ class OnnxKind(Kind):
 
     def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
         return load_onnx(model_dir, variant, cfg)
+
+    def hub_loading(self, variant: VariantParams, cfg: EvaluateParams) -> list[str]:
+        return ort_hub_loading(variant, cfg)
 
 
 KIND = OnnxKind()

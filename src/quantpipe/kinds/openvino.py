@@ -20,7 +20,7 @@ from quantpipe.inference import Concurrent
 from quantpipe.io import check_model_dir, loading
 from quantpipe.kinds.base import BuildInputs, Kind, copy_files, copy_tokenizer
 
-IR_FILE = "model.xml"  # its weights: model.bin beside it
+IR_FILE = "openvino_model.xml"  # its weights: openvino_model.bin beside it (optimum-intel's names)
 
 
 class OpenVinoParams(VariantParams):
@@ -107,7 +107,7 @@ class OpenVinoClassifier(Concurrent):
         path = Path(model_dir) / IR_FILE
         if not path.is_file():
             raise QuantpipeError(f"{path}: OpenVINO model not found (run the quantize stage)")
-        with loading(path, "OpenVINO model", (RuntimeError,)):  # the IR and its weights (model.bin)
+        with loading(path, "OpenVINO model", (RuntimeError,)):  # the IR and its weights (.bin)
             self.compiled = ov.Core().compile_model(str(path), "CPU", compile_config(variant, threads))
         self.request = self.compiled.create_infer_request()
         self.streams = variant.streams
@@ -167,6 +167,8 @@ class OpenVinoKind(Kind):
     weight_files = ("*.xml", "*.bin")
     requires = ("openvino", "nncf")
     extra = "openvino"
+    engine = "openvino"
+    hub_class = "optimum.intel.OVModelForSequenceClassification"
 
     def build(self, name: str, variant: OpenVinoParams, inputs: BuildInputs, out_dir: Path) -> dict:
         import openvino as ov
@@ -194,6 +196,19 @@ class OpenVinoKind(Kind):
 
     def load(self, model_dir: Path, variant: OpenVinoParams, cfg: EvaluateParams) -> OpenVinoClassifier:
         return OpenVinoClassifier(model_dir, variant, variant.runtime_threads(cfg))
+
+    def precision(self, variant: OpenVinoParams, resolved: dict) -> str:
+        arithmetic = resolved.get("inference_precision", "f32")
+        if variant.weights == "int8":
+            return f"int8 weights and activations (NNCF), {arithmetic} elsewhere"
+        return f"fp32 weights, {arithmetic} arithmetic"
+
+    def hub_loading(self, variant: OpenVinoParams, cfg: EvaluateParams) -> list[str]:
+        config = {key: str(value) for key, value in compile_config(variant, variant.runtime_threads(cfg)).items()}
+        lines = ["from optimum.intel import OVModelForSequenceClassification", ""]
+        if variant.streams > 1:
+            lines.append(f"# {variant.streams} streams pay off with {variant.streams} requests in flight, as measured")
+        return [*lines, f"model = OVModelForSequenceClassification.from_pretrained(path, ov_config={config!r})"]
 
     def build_generate(
         self, name: str, variant: OpenVinoGenerateParams, base_dir: Path, onnx_dir: Path, out_dir: Path

@@ -19,7 +19,7 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE, prepare_graph
 from quantpipe.io import check_model_dir, read_onnx
 from quantpipe.kinds.base import BuildInputs, Kind
-from quantpipe.kinds.onnx import load_onnx
+from quantpipe.kinds.onnx import load_onnx, ort_hub_loading
 from quantpipe.ort_quantize import (
     EXTRA_OPTIONS,
     FUSED_ATTENTION_LEVELS,
@@ -281,6 +281,7 @@ class OrtInt8Kind(Kind):
     params = OrtQuantParams
     sensitivity = True
     excludable_parts = True
+    hub_class = "optimum.onnxruntime.ORTModelForSequenceClassification"
 
     def build(self, name: str, variant: OrtQuantParams, inputs: BuildInputs, out_dir: Path) -> dict:
         resolved = with_resolved_preset(name, variant)
@@ -289,3 +290,9 @@ class OrtInt8Kind(Kind):
 
     def load(self, model_dir: Path, variant: OrtQuantParams, cfg: EvaluateParams):
         return load_onnx(model_dir, variant, cfg)
+
+    def precision(self, variant: OrtQuantParams, resolved: dict) -> str:
+        return f"int8 weights and activations ({variant.kind} quantization), fp32 elsewhere"
+
+    def hub_loading(self, variant: OrtQuantParams, cfg: EvaluateParams) -> list[str]:
+        return ort_hub_loading(variant, cfg)

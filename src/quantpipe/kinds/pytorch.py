@@ -100,6 +100,8 @@ class PytorchKind(Kind):
     params = PytorchParams
     generate_params = PytorchGenerateParams
     weight_files = WEIGHT_FILES
+    engine = "pytorch"
+    hub_class = "transformers.AutoModelForSequenceClassification"
 
     def skip_reason(self, variant: PytorchParams, cpu: dict) -> str | None:
         if variant.autocast == "bf16" and not has_bf16(cpu):
@@ -129,6 +131,31 @@ class PytorchKind(Kind):
             model_dir, variant.runtime_threads(cfg), autocast=variant.autocast, compile=variant.compile
         )
         return torch_runtime(classifier, variant.streams)
+
+    def precision(self, variant: PytorchParams, resolved: dict) -> str:
+        return "bf16 autocast (fp32 weights)" if variant.autocast == "bf16" else "fp32"
+
+    def hub_loading(self, variant: PytorchParams, cfg: EvaluateParams) -> list[str]:
+        lines = [
+            "import torch",
+            "from transformers import AutoModelForSequenceClassification",
+            "",
+            f"torch.set_num_threads({threads_per_stream(variant.runtime_threads(cfg), variant.streams)})",
+        ]
+        if variant.streams > 1:
+            lines.append(f"# measured as {variant.streams} callers at once, each on its share of the threads")
+        model = "AutoModelForSequenceClassification.from_pretrained(path).eval()"
+        if variant.compile:
+            model = f"torch.compile({model}, dynamic=True)"
+        return [*lines, f"model = {model}"]
+
+    def hub_call(self, variant: PytorchParams) -> list[str]:
+        if variant.autocast == "bf16":
+            return [
+                'with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):',
+                "    logits = model(**inputs).logits.float()",
+            ]
+        return ["with torch.inference_mode():", "    logits = model(**inputs).logits"]
 
     def build_generate(
         self, name: str, variant: PytorchGenerateParams, base_dir: Path, onnx_dir: Path, out_dir: Path

@@ -138,6 +138,7 @@ class TorchDynamicKind(Kind):
     name = "torch_dynamic"
     params = TorchDynamicParams
     weight_files = (WEIGHTS_FILE,)
+    engine = "pytorch"
 
     def build(self, name: str, variant: TorchDynamicParams, inputs: BuildInputs, out_dir: Path) -> dict:
         import torch
@@ -154,6 +155,9 @@ class TorchDynamicKind(Kind):
     def load(self, model_dir: Path, variant: TorchDynamicParams, cfg: EvaluateParams) -> TorchClassifier | Replicas:
         classifier = TorchClassifier(model_dir, variant.runtime_threads(cfg), model=load_quantized(model_dir, variant))
         return torch_runtime(classifier, variant.streams)
+
+    def precision(self, variant: TorchDynamicParams, resolved: dict) -> str:
+        return "int8 Linear weights, activations quantized per call (dynamic), fp32 elsewhere"
 
 
 def load_quantized(model_dir: Path, variant: TorchDynamicParams):
