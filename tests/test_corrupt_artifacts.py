@@ -261,6 +261,28 @@ def test_compare_names_a_corrupt_eval_json(project):
     )
 
 
+@pytest.mark.parametrize(
+    ("metrics", "cause"),
+    [
+        ('{"variant": "pytorch_fp32", "dataset": "sst2", "n": 40}', "no 'accuracy' (not an evaluate stage's metrics)"),
+        ('{"variant": "pytorch_fp32", "dataset": "sst2", "accuracy": NaN}', "accuracy: nan is not a number in [0, 1]"),
+    ],
+    ids=["without", "nan"],
+)
+def test_compare_refuses_metrics_without_an_accuracy(project, metrics, cause):
+    """Issue 36: a metrics file without its accuracy used to give a report with `+nan pt` and exit 0."""
+    (project / "metrics/eval/pytorch_fp32").mkdir(parents=True)
+    (project / "metrics/eval/pytorch_fp32/sst2.json").write_text(metrics)
+    args = ["--metrics", "metrics/eval", "--predictions", "predictions", "--report", "reports/compare.md"]
+    proc = run_in(project, "compare.py", *args)
+    assert_refused(
+        proc,
+        project / "reports/compare.md",
+        f"error: metrics/eval/pytorch_fp32/sst2.json: {cause}",
+        rebuild("evaluate_baseline@pytorch_fp32"),
+    )
+
+
 def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):
     from quantpipe.io import read_json
 
