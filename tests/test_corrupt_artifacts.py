@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, tiny_params
@@ -281,6 +282,57 @@ def test_compare_refuses_metrics_without_an_accuracy(project, metrics, cause):
         f"error: metrics/eval/pytorch_fp32/sst2.json: {cause}",
         rebuild("evaluate_baseline@pytorch_fp32"),
     )
+
+
+def with_selection_splits(project: Path) -> Path:
+    """The project with the prepared selection splits the search scores on (rows the tests' texts do not hold)."""
+    held_out = pd.read_csv(REPO / "data/offline/sst2/validation.tsv", sep="\t", quoting=3).iloc[100:140]
+    for dataset in ("sst2", "amazon"):
+        held_out.rename(columns={"sentence": "text"}).to_parquet(project / f"data/prepared/{dataset}/selection.parquet")
+    return project
+
+
+def test_a_search_that_measures_no_trial_stops_naming_the_cause(project):
+    """Issue 36: with a truncated fp32 export every trial failed and the stage ended green ("winner: none")."""
+    with_selection_splits(project)
+    corrupt(project / "models/onnx/base/model.onnx")
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        "error: search: none of the 8 trial(s) could be measured (6 failed, 2 for other causes): ",
+        "models/onnx/base/model.onnx: not a valid ONNX model",
+        logs_first=True,
+    )
+    assert not (project / "metrics/search.json").exists()
+
+
+def test_a_file_where_the_trial_cache_belongs_is_one_line(project):
+    """Issue 36: `FileExistsError` in a traceback."""
+    (with_selection_splits(project) / "metrics/search").mkdir(parents=True)
+    (project / "metrics/search/trials").write_text("")
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc, project / "reports/search", "error: metrics/search/trials: not a directory (the search's trial cache"
+    )
+    assert not (project / "metrics/search.json").exists()
+
+
+def test_a_directory_where_a_cached_trial_belongs_is_one_line_before_any_trial_runs(project):
+    """Issue 36: `IsADirectoryError` in a traceback, once the trial had run."""
+    from quantpipe.config import load_params
+    from quantpipe.search.space import candidate, planned_points
+
+    search = load_params(with_selection_splits(project) / "params.yaml").search
+    first = next(c for c in (candidate(search, point) for point in planned_points(search)) if c.variant).trial_id
+    (project / f"metrics/search/trials/{first}.json").mkdir(parents=True)
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        f"error: metrics/search/trials/{first}.json: not a file (the trial's cached result belongs there)",
+    )
+    assert "new trial(s) to run" not in proc.stdout
 
 
 def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):

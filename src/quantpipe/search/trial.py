@@ -269,12 +269,19 @@ class TrialCache:
 
     def __init__(self, root: Path, fingerprint: str):
         self.root, self.fingerprint = Path(root), fingerprint
+        if self.root.exists() and not self.root.is_dir():
+            raise QuantpipeError(f"{self.root}: not a directory (the search's trial cache belongs there); remove it")
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
+        """The cached result of trial `key`, or None; something other than a file at its path is an error before
+        the trial runs (its result could not be stored)."""
         path = self.path(key)
+        if path.exists() and not path.is_file():
+            raise QuantpipeError(f"{path}: not a file (the trial's cached result belongs there); remove it")
         if not path.is_file():
             return None
         stored, problem = read_entry(path)
