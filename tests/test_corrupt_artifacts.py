@@ -391,3 +391,42 @@ def test_a_corrupt_seq2seq_model_config_is_one_line(tmp_path):
     corrupt(model_dir / "config.json", "{ not json")
     with pytest.raises(QuantpipeError, match=r"config\.json: not valid JSON \(.*\); rebuild it"):
         TorchSeq2seq(model_dir, threads=1)
+
+
+def test_seq2seq_quantize_names_a_truncated_export(project, tiny_onnx):
+    """Issue 36: a truncated seq2seq ONNX file gave a `google.protobuf.message.DecodeError` traceback."""
+    onnx_dir = project / "models/seq2seq/onnx"
+    onnx_dir.mkdir(parents=True)
+    for name in ("encoder_model.onnx", "decoder_model.onnx"):
+        shutil.copy2(tiny_onnx / "model.onnx", onnx_dir / name)
+    corrupt(onnx_dir / "decoder_model.onnx")
+    out = project / "models/seq2seq/quantized/dynamic_int8"
+    proc = run_in(project, "seq2seq_quantize.py", "--name", "dynamic_int8", "--out", str(out))
+    assert_refused(proc, out, "error: models/seq2seq/onnx/decoder_model.onnx: not a valid ONNX model (")
+
+
+def test_seq2seq_export_refuses_a_base_without_its_tokenizer(project):
+    """Issue 36: it was exported into an ONNX directory without one, which the evaluate stage refused later."""
+    from conftest import build_tiny_t5
+
+    base = build_tiny_t5(project / "models/seq2seq/base")
+    (base / "tokenizer.json").unlink()
+    out = project / "models/seq2seq/onnx"
+    proc = run_in(project, "seq2seq_export.py", "--out", str(out))
+    assert_refused(proc, out, "error: models/seq2seq/base/tokenizer.json: tokenizer not found")
+
+
+def test_seq2seq_export_refuses_pickled_weights(project):
+    """Issue 36: a base whose weights are a `pytorch_model.bin` fell through to TensorFlow (`No module named
+    'tensorflow'`); weights are read from safetensors only."""
+    from conftest import build_tiny_t5
+    from transformers import T5ForConditionalGeneration
+
+    built = build_tiny_t5(project / "t5")
+    base = project / "models/seq2seq/base"
+    T5ForConditionalGeneration.from_pretrained(built).save_pretrained(base, safe_serialization=False)
+    out = project / "models/seq2seq/onnx"
+    proc = run_in(project, "seq2seq_export.py", "--out", str(out))
+    assert_refused(
+        proc, out, "error: models/seq2seq/base/pytorch_model.bin: weights are read from safetensors only (a .bin"
+    )
