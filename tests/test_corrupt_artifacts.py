@@ -335,6 +335,34 @@ def test_a_directory_where_a_cached_trial_belongs_is_one_line_before_any_trial_r
     assert "new trial(s) to run" not in proc.stdout
 
 
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stage_sweeps_what_a_killed_run_of_it_left(project):
+    """Issue 36: `kill -9` during a quantize stage left `models/quantized/.<variant>.tmp-<pid>` for good."""
+    litter = project / f"models/quantized/.static_int8.tmp-{dead_pid()}"
+    litter.mkdir(parents=True)
+    out = project / "models/quantized/static_int8"
+    proc = run_in(project, "quantize.py", "--name", "nope", "--out", str(out))
+    assert_refused(proc, out, "error: variants.nope: ", logs_first=True)  # and no temporary sibling is left
+    assert f"WARNING quantpipe.cli: {litter}: removed (a temporary output of a run that did not finish)" in proc.stderr
+
+
+def test_the_search_sweeps_a_trial_result_whose_write_did_not_finish(project):
+    """Issue 36: a failed trial-cache write left a hidden `.t<id>.json.tmp-<pid>`."""
+    litter = project / f"metrics/search/trials/.tabc.json.tmp-{dead_pid()}"
+    litter.parent.mkdir(parents=True)
+    litter.write_text('{"fingerprint": ')
+    corrupt(with_selection_splits(project) / "models/onnx/base/model.onnx")  # the stage stops after its start
+    proc = run_in(project, "search.py")
+    assert_refused(proc, project / "reports/search", "error: search: none of the", logs_first=True)
+    assert not litter.exists() and "removed (a trial result whose write did not finish)" in proc.stderr
+
+
 def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):
     from quantpipe.io import read_json
 

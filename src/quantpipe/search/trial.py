@@ -27,7 +27,7 @@ from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import write_json
+from quantpipe.io import sweep_temporaries, write_json
 from quantpipe.kinds import build_inputs, model_dirs
 from quantpipe.kinds.base import BuildInputs
 from quantpipe.kinds.ort_int8 import graph_to_quantize
@@ -272,6 +272,8 @@ class TrialCache:
         if self.root.exists() and not self.root.is_dir():
             raise QuantpipeError(f"{self.root}: not a directory (the search's trial cache belongs there); remove it")
         self.root.mkdir(parents=True, exist_ok=True)
+        for path in sweep_temporaries(self.root):
+            log.warning(f"{path}: removed (a trial result whose write did not finish)")
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
