@@ -415,3 +415,16 @@ def test_values_that_were_silently_accepted_are_refused(tmp_path, path, value, c
     refused_at_download(
         tmp_path, write_params(tmp_path, setter(path, value)), f"params.yaml: {'.'.join(path)}: ", cause
     )
+
+
+@pytest.mark.parametrize(
+    ("axis", "value", "cause"),
+    [
+        ("threads", 100000, "100000 threads on this machine's"),
+        ("per_channel", "yes", "true or false is expected, not a string"),
+    ],
+)
+def test_a_search_axis_value_no_trial_can_take_is_refused(tmp_path, axis, value, cause):
+    """Issue 36: such a value made a combination the search skipped, without a word before the trials."""
+    params = write_params(tmp_path, lambda params: params["search"]["space"][0].update({axis: [value]}))
+    refused_at_download(tmp_path, params, f"params.yaml: search.space.{axis}: ", cause)

@@ -205,9 +205,9 @@ def _check_value(kinds: set[str], axis: str, value: Any) -> None:
         try:
             params_model.model_validate({"kind": kind, axis: value})
         except ValidationError as exc:
-            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis and e["type"] != "value_error"]
+            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis]  # not a clash with another key
             if own:
-                problems.append(own[0]["msg"])
+                problems.append(own[0]["msg"].removeprefix("Value error, "))
                 continue
         return
     if problems:
