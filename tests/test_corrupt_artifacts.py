@@ -307,6 +307,21 @@ def test_a_search_that_measures_no_trial_stops_naming_the_cause(project):
     assert not (project / "metrics/search.json").exists()
 
 
+def test_a_search_excluding_a_part_the_graph_lacks_is_refused_before_the_first_trial(project):
+    """Issue 36: `exclude_parts: [[layer.99]]` failed every trial and the stage ended green."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["search"].update(space={"per_channel": [False, True], "exclude_parts": [["head"], ["layer.99"]]})
+    (with_selection_splits(project) / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        "error: search.space.exclude_parts: ['layer.99'] not in the graph the trial exclude_parts=[layer.99], "
+        "per_channel=false quantizes (its parts: embeddings, layer.0, layer.1, head)",
+    )
+    assert not (project / "metrics/search/trials").exists()
+
+
 def test_a_file_where_the_trial_cache_belongs_is_one_line(project):
     """Issue 36: `FileExistsError` in a traceback."""
     (with_selection_splits(project) / "metrics/search").mkdir(parents=True)

@@ -10,7 +10,7 @@ from statistics import geometric_mean
 from quantpipe.config.search import SearchParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.search.executors import run_trials
-from quantpipe.search.space import Candidate, candidate, make_candidate, planned_points
+from quantpipe.search.space import Candidate, candidate, grid_points, make_candidate, planned_points
 from quantpipe.search.trial import TrialCache, TrialContext, graph_parts, run_trial
 
 
@@ -42,6 +42,26 @@ def measure(ctx: TrialContext, cache: TrialCache, candidates: list[Candidate], t
     jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
     run_trials(run_trial, jobs, search, ctx.params.evaluate.threads, done)
     return rows
+
+
+def check_space_parts(ctx: TrialContext) -> None:
+    """Each `exclude_parts` value of the space names parts of the graph its trials quantize, checked before the
+    first trial (`layer.99` of a 2-layer model failed every trial it was in)."""
+    search = ctx.params.search
+    for point in grid_points(search):
+        cand = candidate(search, point)
+        if cand.variant is None or not cand.exclude_parts:
+            continue
+        try:
+            parts = graph_parts(cand.variant, ctx)
+        except QuantpipeError:  # a graph that cannot be read or named beforehand: its trials fail saying so
+            continue
+        missing = sorted(set(cand.exclude_parts) - set(parts))
+        if missing:
+            raise QuantpipeError(
+                f"search.space.exclude_parts: {missing} not in the graph the trial {cand.label} quantizes "
+                f"(its parts: {', '.join(parts)})"
+            )
 
 
 def check_some_trial_measured(rows: list[dict]) -> None:

@@ -27,7 +27,7 @@ from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import sweep_temporaries, write_json
+from quantpipe.io import read_onnx, sweep_temporaries, write_json
 from quantpipe.kinds import build_inputs, model_dirs
 from quantpipe.kinds.base import BuildInputs
 from quantpipe.kinds.ort_int8 import graph_to_quantize
@@ -107,9 +107,7 @@ def _graph(variant, ctx: TrialContext) -> Path:
 
 def graph_parts(variant, ctx: TrialContext) -> list[str]:
     """The parts of the graph a variant quantizes: `embeddings`, `layer.<i>` in order, then `head`."""
-    import onnx
-
-    nodes = onnx.load(str(_graph(variant, ctx)), load_external_data=False).graph.node
+    nodes = read_onnx(_graph(variant, ctx), load_external_data=False).graph.node
     parts = {node_part(n) for n in nodes}
     return sorted(parts, key=lambda p: (p != "embeddings", p == "head", int(p.split(".")[1]) if "." in p else 0))
 
