@@ -18,9 +18,11 @@ import typing
 from pathlib import Path
 
 import annotated_types as at
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
+from pydantic.fields import FieldInfo
 
 from quantpipe.config import Params
+from quantpipe.config.base import THREADS_PER_CPU, Threads
 from quantpipe.config.registry import CLASSIFY, GENERATE
 from quantpipe.config.sections import VariantParams
 from quantpipe.config.seq2seq import GenerateVariantParams
@@ -46,8 +48,19 @@ CONSTRAINTS = (
 )
 
 
+# a constraint of a type alias the schema names (`Threads`) -> how it is shown
+VALIDATORS = {
+    validator.func: text
+    for alias, text in ((Threads, f"<= {THREADS_PER_CPU} x the CPUs"),)
+    for validator in typing.get_args(alias)[1:]
+    if isinstance(validator, AfterValidator)
+}
+
+
 def type_name(tp) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        return type_name(args[0])
     if origin is typing.Literal:
         return " | ".join(json.dumps(a) for a in args)
     if origin in (typing.Union, types.UnionType):
@@ -75,10 +88,20 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def constraints(field) -> list:
+    """A field's constraints: its own, and those of an `Annotated` alias inside its union (`Threads | None`)."""
+    found = list(field.metadata)
+    for arg in typing.get_args(field.annotation):
+        if typing.get_origin(arg) is typing.Annotated:
+            for m in typing.get_args(arg)[1:]:
+                found += m.metadata if isinstance(m, FieldInfo) else [m]
+    return found
+
+
 def row(key: str, field, type_text: str | None = None) -> str:
-    limits = [
-        fmt.format(getattr(m, attr)) for m in field.metadata for cls, attr, fmt in CONSTRAINTS if isinstance(m, cls)
-    ]
+    found = constraints(field)
+    limits = [fmt.format(getattr(m, attr)) for m in found for cls, attr, fmt in CONSTRAINTS if isinstance(m, cls)]
+    limits += [VALIDATORS[m.func] for m in found if isinstance(m, AfterValidator) and m.func in VALIDATORS]
     kind = ", ".join([type_text or type_name(field.annotation), *limits])
     if field.is_required():
         default = "*required*"

@@ -10,7 +10,15 @@ from quantpipe.inference import check_max_length
 from quantpipe.io import atomic_dir, read_json, write_json, write_text
 from quantpipe.search.executors import check_ray_address
 from quantpipe.search.report import SearchResult, pareto_points, search_markdown, summary_metrics
-from quantpipe.search.runner import STRATEGIES, TIE_RULE, fallback, pareto, winner
+from quantpipe.search.runner import (
+    STRATEGIES,
+    TIE_RULE,
+    check_some_trial_measured,
+    check_space_parts,
+    fallback,
+    pareto,
+    winner,
+)
 from quantpipe.search.selection import selection_data
 from quantpipe.search.trial import TrialCache, TrialContext, on_report_splits
 
@@ -38,9 +46,10 @@ def main() -> None:
     ctx = TrialContext(
         params, args.base, args.onnx, args.calibration, args.prepared, selection_data(params, args.prepared)
     )
-    args.trials.mkdir(parents=True, exist_ok=True)
+    check_space_parts(ctx)
     cache = TrialCache(args.trials, ctx.fingerprint())
     rows = STRATEGIES[search.strategy](ctx, cache)
+    check_some_trial_measured(rows)
     steps = fallback(ctx, cache, rows)
     measured = rows + [s for s in (steps["steps"] if steps else []) if s["trial"] not in {r["trial"] for r in rows}]
     front = pareto(measured)

@@ -16,7 +16,7 @@ from test_stages_cli import DEFAULT, assert_one_line_error, run_stage
 from quantpipe.config.sections import DatasetParams
 from quantpipe.data import combine
 
-LOG_LINE = re.compile(r"(INFO|WARNING) [\w.]+: ")
+LOG_LINE = re.compile(r"(INFO|WARNING) [\w.]+: |[\w ]+: +\d+%\|")  # a log line, or a progress bar's
 
 
 def write_params(tmp_path: Path, change) -> str:
@@ -28,8 +28,8 @@ def write_params(tmp_path: Path, change) -> str:
 
 
 def assert_refused(proc: subprocess.CompletedProcess, out: Path, *fragments: str, logs_first: bool = False) -> None:
-    """One `error: ` line with every fragment (after the log lines of work done before the check, if
-    `logs_first`), no traceback, nothing at `out` and no temporary sibling."""
+    """One `error: ` line with every fragment (after the log lines and progress bars of work done before the
+    check, if `logs_first`), no traceback, nothing at `out` and no temporary sibling."""
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if not (logs_first and LOG_LINE.match(line))]
     assert_one_line_error(

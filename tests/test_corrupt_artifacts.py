@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, tiny_params
@@ -261,6 +262,122 @@ def test_compare_names_a_corrupt_eval_json(project):
     )
 
 
+@pytest.mark.parametrize(
+    ("metrics", "cause"),
+    [
+        ('{"variant": "pytorch_fp32", "dataset": "sst2", "n": 40}', "no 'accuracy' (not an evaluate stage's metrics)"),
+        ('{"variant": "pytorch_fp32", "dataset": "sst2", "accuracy": NaN}', "accuracy: nan is not a number in [0, 1]"),
+    ],
+    ids=["without", "nan"],
+)
+def test_compare_refuses_metrics_without_an_accuracy(project, metrics, cause):
+    """Issue 36: a metrics file without its accuracy used to give a report with `+nan pt` and exit 0."""
+    (project / "metrics/eval/pytorch_fp32").mkdir(parents=True)
+    (project / "metrics/eval/pytorch_fp32/sst2.json").write_text(metrics)
+    args = ["--metrics", "metrics/eval", "--predictions", "predictions", "--report", "reports/compare.md"]
+    proc = run_in(project, "compare.py", *args)
+    assert_refused(
+        proc,
+        project / "reports/compare.md",
+        f"error: metrics/eval/pytorch_fp32/sst2.json: {cause}",
+        rebuild("evaluate_baseline@pytorch_fp32"),
+    )
+
+
+def with_selection_splits(project: Path) -> Path:
+    """The project with the prepared selection splits the search scores on (rows the tests' texts do not hold)."""
+    held_out = pd.read_csv(REPO / "data/offline/sst2/validation.tsv", sep="\t", quoting=3).iloc[100:140]
+    for dataset in ("sst2", "amazon"):
+        held_out.rename(columns={"sentence": "text"}).to_parquet(project / f"data/prepared/{dataset}/selection.parquet")
+    return project
+
+
+def test_a_search_that_measures_no_trial_stops_naming_the_cause(project):
+    """Issue 36: with a truncated fp32 export every trial failed and the stage ended green ("winner: none")."""
+    with_selection_splits(project)
+    corrupt(project / "models/onnx/base/model.onnx")
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        "error: search: none of the 8 trial(s) could be measured (6 failed, 2 for other causes): ",
+        "models/onnx/base/model.onnx: not a valid ONNX model",
+        logs_first=True,
+    )
+    assert not (project / "metrics/search.json").exists()
+
+
+def test_a_search_excluding_a_part_the_graph_lacks_is_refused_before_the_first_trial(project):
+    """Issue 36: `exclude_parts: [[layer.99]]` failed every trial and the stage ended green."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["search"].update(space={"per_channel": [False, True], "exclude_parts": [["head"], ["layer.99"]]})
+    (with_selection_splits(project) / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        "error: search.space.exclude_parts: ['layer.99'] not in the graph the trial exclude_parts=[layer.99], "
+        "per_channel=false quantizes (its parts: embeddings, layer.0, layer.1, head)",
+    )
+    assert not (project / "metrics/search/trials").exists()
+
+
+def test_a_file_where_the_trial_cache_belongs_is_one_line(project):
+    """Issue 36: `FileExistsError` in a traceback."""
+    (with_selection_splits(project) / "metrics/search").mkdir(parents=True)
+    (project / "metrics/search/trials").write_text("")
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc, project / "reports/search", "error: metrics/search/trials: not a directory (the search's trial cache"
+    )
+    assert not (project / "metrics/search.json").exists()
+
+
+def test_a_directory_where_a_cached_trial_belongs_is_one_line_before_any_trial_runs(project):
+    """Issue 36: `IsADirectoryError` in a traceback, once the trial had run."""
+    from quantpipe.config import load_params
+    from quantpipe.search.space import candidate, planned_points
+
+    search = load_params(with_selection_splits(project) / "params.yaml").search
+    first = next(c for c in (candidate(search, point) for point in planned_points(search)) if c.variant).trial_id
+    (project / f"metrics/search/trials/{first}.json").mkdir(parents=True)
+    proc = run_in(project, "search.py")
+    assert_refused(
+        proc,
+        project / "reports/search",
+        f"error: metrics/search/trials/{first}.json: not a file (the trial's cached result belongs there)",
+    )
+    assert "new trial(s) to run" not in proc.stdout
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_stage_sweeps_what_a_killed_run_of_it_left(project):
+    """Issue 36: `kill -9` during a quantize stage left `models/quantized/.<variant>.tmp-<pid>` for good."""
+    litter = project / f"models/quantized/.static_int8.tmp-{dead_pid()}"
+    litter.mkdir(parents=True)
+    out = project / "models/quantized/static_int8"
+    proc = run_in(project, "quantize.py", "--name", "nope", "--out", str(out))
+    assert_refused(proc, out, "error: variants.nope: ", logs_first=True)  # and no temporary sibling is left
+    assert f"WARNING quantpipe.cli: {litter}: removed (a temporary output of a run that did not finish)" in proc.stderr
+
+
+def test_the_search_sweeps_a_trial_result_whose_write_did_not_finish(project):
+    """Issue 36: a failed trial-cache write left a hidden `.t<id>.json.tmp-<pid>`."""
+    litter = project / f"metrics/search/trials/.tabc.json.tmp-{dead_pid()}"
+    litter.parent.mkdir(parents=True)
+    litter.write_text('{"fingerprint": ')
+    corrupt(with_selection_splits(project) / "models/onnx/base/model.onnx")  # the stage stops after its start
+    proc = run_in(project, "search.py")
+    assert_refused(proc, project / "reports/search", "error: search: none of the", logs_first=True)
+    assert not litter.exists() and "removed (a trial result whose write did not finish)" in proc.stderr
+
+
 def test_a_file_no_stage_writes_says_rebuild_it(tmp_path, monkeypatch):
     from quantpipe.io import read_json
 
@@ -317,3 +434,42 @@ def test_a_corrupt_seq2seq_model_config_is_one_line(tmp_path):
     corrupt(model_dir / "config.json", "{ not json")
     with pytest.raises(QuantpipeError, match=r"config\.json: not valid JSON \(.*\); rebuild it"):
         TorchSeq2seq(model_dir, threads=1)
+
+
+def test_seq2seq_quantize_names_a_truncated_export(project, tiny_onnx):
+    """Issue 36: a truncated seq2seq ONNX file gave a `google.protobuf.message.DecodeError` traceback."""
+    onnx_dir = project / "models/seq2seq/onnx"
+    onnx_dir.mkdir(parents=True)
+    for name in ("encoder_model.onnx", "decoder_model.onnx"):
+        shutil.copy2(tiny_onnx / "model.onnx", onnx_dir / name)
+    corrupt(onnx_dir / "decoder_model.onnx")
+    out = project / "models/seq2seq/quantized/dynamic_int8"
+    proc = run_in(project, "seq2seq_quantize.py", "--name", "dynamic_int8", "--out", str(out))
+    assert_refused(proc, out, "error: models/seq2seq/onnx/decoder_model.onnx: not a valid ONNX model (")
+
+
+def test_seq2seq_export_refuses_a_base_without_its_tokenizer(project):
+    """Issue 36: it was exported into an ONNX directory without one, which the evaluate stage refused later."""
+    from conftest import build_tiny_t5
+
+    base = build_tiny_t5(project / "models/seq2seq/base")
+    (base / "tokenizer.json").unlink()
+    out = project / "models/seq2seq/onnx"
+    proc = run_in(project, "seq2seq_export.py", "--out", str(out))
+    assert_refused(proc, out, "error: models/seq2seq/base/tokenizer.json: tokenizer not found")
+
+
+def test_seq2seq_export_refuses_pickled_weights(project):
+    """Issue 36: a base whose weights are a `pytorch_model.bin` fell through to TensorFlow (`No module named
+    'tensorflow'`); weights are read from safetensors only."""
+    from conftest import build_tiny_t5
+    from transformers import T5ForConditionalGeneration
+
+    built = build_tiny_t5(project / "t5")
+    base = project / "models/seq2seq/base"
+    T5ForConditionalGeneration.from_pretrained(built).save_pretrained(base, safe_serialization=False)
+    out = project / "models/seq2seq/onnx"
+    proc = run_in(project, "seq2seq_export.py", "--out", str(out))
+    assert_refused(
+        proc, out, "error: models/seq2seq/base/pytorch_model.bin: weights are read from safetensors only (a .bin"
+    )

@@ -18,6 +18,8 @@ from conftest import REPO
 from test_bad_inputs import assert_refused, write_params
 from test_stages_cli import assert_one_line_error, run_stage
 
+from quantpipe.config.base import THREADS_PER_CPU
+
 SHIPPED = (REPO / "params.yaml").read_text()
 SEEDS = [
     ("calibrations", "minmax_320", "seed"),
@@ -292,3 +294,137 @@ def test_a_second_dvc_repro_leaves_environment_json_untouched(tmp_path):
     time.sleep(0.05)
     subprocess.run([*dvc, "repro", "-q"], cwd=tmp_path, check=True)
     assert identity(out) == first
+
+
+# --- issue 36: serving settings within the machine, values read as written, references given once
+MAX_THREADS = THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ("evaluate", "threads"),
+        ("variants", "dynamic_int8", "threads"),
+        ("base_model", "train", "threads"),
+        ("seq2seq", "evaluate", "threads"),
+        ("seq2seq", "variants", "dynamic_int8_streams2", "threads"),
+    ],
+    ids=".".join,
+)
+def test_threads_beyond_the_machine_are_refused(tmp_path, path):
+    """100000 threads ran the machine out of memory; the bound is a few threads per CPU."""
+    params = write_params(tmp_path, setter(path, MAX_THREADS + 1))
+    refused_at_download(
+        tmp_path, params, f"params.yaml: {'.'.join(path)}: {MAX_THREADS + 1} threads on this machine's", "at most"
+    )
+
+
+def test_threads_up_to_the_bound_are_accepted():
+    from quantpipe.config import parse_params
+
+    params = yaml.safe_load(SHIPPED)
+    params["evaluate"]["threads"] = MAX_THREADS
+    assert parse_params(yaml.safe_dump(params)).evaluate.threads == MAX_THREADS
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "threads"),
+    [
+        (setter(("variants", "dynamic_int8", "streams"), 100000), "variants.dynamic_int8", "2 thread(s)"),
+        (setter(("variants", "openvino_int8_streams2", "streams"), 4), "variants.openvino_int8_streams2", "2"),
+        (
+            setter(("seq2seq", "variants", "dynamic_int8_streams2", "streams"), 4),
+            "seq2seq.variants.dynamic_int8_streams2",
+            "2",
+        ),
+        (lambda params: params["search"]["space"][1].update(streams=[1, 3]), "search.space", "2 thread(s)"),
+    ],
+    ids=["classification", "openvino", "seq2seq", "search-axis"],
+)
+def test_more_streams_than_threads_are_refused_alike(tmp_path, change, where, threads):
+    """One rule for classification, generation and the search's space: each stream needs a thread of its own."""
+    refused_at_download(
+        tmp_path,
+        write_params(tmp_path, change),
+        f"params.yaml: {where}.streams: ",
+        f"on {threads}",
+        "each stream needs",
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "cause"),
+    [
+        (("compare", "accuracy_budget"), "1.0", "a number is expected, not a string (got '1.0'"),
+        (("variants", "pytorch_bf16", "compile"), "yes", "true or false is expected, not a string (got 'yes'"),
+        (("evaluate", "max_samples"), "10", "a number is expected, not a string"),
+        (("seq2seq", "with_past"), "no", "true or false is expected, not a string"),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else None,
+)
+def test_a_string_for_a_number_or_a_boolean_is_refused(tmp_path, path, value, cause):
+    refused_at_download(
+        tmp_path, write_params(tmp_path, setter(path, value)), f"params.yaml: {'.'.join(path)}: ", cause
+    )
+
+
+@pytest.mark.parametrize("path", [("compare", "references"), ("seq2seq", "evaluate", "references")], ids=".".join)
+def test_a_reference_given_twice_is_refused(tmp_path, path):
+    section = yaml.safe_load(SHIPPED)
+    for part in path:
+        section = section[part]
+    name = section[0]
+    params = write_params(tmp_path, setter(path, [*section, name]))
+    refused_at_download(tmp_path, params, f"params.yaml: {'.'.join(path)}: {name} given more than once")
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda params: params["search"]["space"][1].update(calibration=["nope"]), "search.space.calibration"),
+        (lambda params: params["search"]["base"].update(kind="static", calibration="nope"), "search.base.calibration"),
+    ],
+    ids=["space", "base"],
+)
+def test_a_search_naming_an_unknown_calibration_is_refused(tmp_path, change, where):
+    """Issue 36: each trial failed with `KeyError: 'nope'` and the search ended green."""
+    refused_at_download(
+        tmp_path, write_params(tmp_path, change), f"params.yaml: {where}: 'nope' is not one of calibrations ["
+    )
+
+
+@pytest.mark.parametrize("address", ["nohostport", "localhost:abc", "ray://:10001", "localhost:70000"])
+def test_a_malformed_ray_address_is_refused(tmp_path, address):
+    """Issue 36: `ray.init` raised `ValueError: Invalid address format` in a traceback."""
+    params = write_params(tmp_path, setter(("search", "ray_address"), address))
+    refused_at_download(
+        tmp_path, params, f"params.yaml: search.ray_address: {address!r} is not a Ray address (auto, host:port"
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "cause"),
+    [
+        (("data", "datasets", "sst2", "load_kwargs"), {"trust_remote_code": True}, "trust_remote_code: refused"),
+        (("seq2seq", "data", "max_words"), 1, "greater than or equal to 4 (got 1)"),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else None,
+)
+def test_values_that_were_silently_accepted_are_refused(tmp_path, path, value, cause):
+    """Issue 36: a dataset script allowed to run code; 16 one-word training pairs, then a model trained on them."""
+    refused_at_download(
+        tmp_path, write_params(tmp_path, setter(path, value)), f"params.yaml: {'.'.join(path)}: ", cause
+    )
+
+
+@pytest.mark.parametrize(
+    ("axis", "value", "cause"),
+    [
+        ("threads", 100000, "100000 threads on this machine's"),
+        ("per_channel", "yes", "true or false is expected, not a string"),
+    ],
+)
+def test_a_search_axis_value_no_trial_can_take_is_refused(tmp_path, axis, value, cause):
+    """Issue 36: such a value made a combination the search skipped, without a word before the trials."""
+    params = write_params(tmp_path, lambda params: params["search"]["space"][0].update({axis: [value]}))
+    refused_at_download(tmp_path, params, f"params.yaml: search.space.{axis}: ", cause)

@@ -22,8 +22,22 @@ def collect_metrics(eval_dir: Path, names: list[str], datasets: list[str]) -> pd
             path = Path(eval_dir) / name / f"{dataset}.json"
             if not path.is_file():
                 raise QuantpipeError(f"{path}: metrics not found (run the evaluate stage for '{name}')")
-            rows.append(read_json(path, expect=dict))
+            row = read_json(path, expect=dict)
+            if not row.get("skipped"):
+                check_scored(path, row)
+            rows.append(row)
     return pd.DataFrame(rows)
+
+
+def check_scored(path: Path, row: dict) -> None:
+    """A scored model's metrics name their model and dataset and hold its accuracy, a number in [0, 1] (raise the
+    one-line `artifact_error` naming the file)."""
+    missing = [key for key in ("variant", "dataset", "accuracy") if key not in row]
+    if missing:
+        raise artifact_error(path, f"no {', '.join(map(repr, missing))} (not an evaluate stage's metrics)")
+    accuracy = row["accuracy"]
+    if isinstance(accuracy, bool) or not isinstance(accuracy, int | float) or not 0 <= accuracy <= 1:
+        raise artifact_error(path, f"accuracy: {accuracy!r} is not a number in [0, 1]")
 
 
 def skipped_models(metrics: pd.DataFrame) -> dict[str, str]:

@@ -4,6 +4,7 @@ and running `main` so that user errors become one line and a non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
@@ -11,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import sweep_temporaries
+
+log = logging.getLogger(__name__)
 
 # every path a stage reads or writes: option -> (default, what it is); dvc.yaml passes the defaults
 PATHS = {
@@ -46,7 +50,8 @@ def stage_args(
     description: str, *paths: str, name: str | None = None, out: str | bool | None = None, params: bool = True
 ) -> argparse.Namespace:
     """Parse a stage's command line: `--params`, the `paths` it uses (defaults from PATHS), `--name` (with
-    its help, if given) and `--out` (required if `out` is None, its default if a path, absent if False)."""
+    its help, if given) and `--out` (required if `out` is None, its default if a path, absent if False); the
+    temporaries of `--out` that a killed run left are removed, each with a one-line warning."""
     parser = argparse.ArgumentParser(description=description)
     if params:
         parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="the params file")
@@ -57,7 +62,11 @@ def stage_args(
         parser.add_argument(f"--{path.replace('_', '-')}", type=Path, default=Path(default), help=what)
     if out is not False:
         parser.add_argument("--out", type=Path, required=out is None, default=out, help="where the stage writes")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if out is not False:
+        for path in sweep_temporaries(args.out.parent, glob.escape(args.out.name)):
+            log.warning(f"{path}: removed (a temporary output of a run that did not finish)")
+    return args
 
 
 def run_stage(main: Callable[[], None]) -> None:

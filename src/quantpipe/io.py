@@ -3,7 +3,8 @@
 Atomic outputs: write into a temporary sibling, rename into place only when complete. An interrupted or
 failing stage leaves nothing at the output path that a later run could take as done. Temporary siblings are
 named `.<name>.tmp-<pid>`: `.gitignore` and `.dvcignore` hide that pattern (a stage killed with SIGKILL leaves
-one that neither git nor DVC's hashes see), and the next write of the same output removes the leftovers.
+one that neither git nor DVC's hashes see), and the next write of the same output removes the leftovers; a stage
+also removes those of its `--out` whose process is gone when it starts (`sweep_temporaries`).
 
 Checked reads: a file that cannot be read (truncated, not the format, missing a part) is one `QuantpipeError`
 line naming the file, what is wrong with it, and the stage of `dvc.yaml` that writes it with the command that
@@ -35,6 +36,28 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_temporaries(directory: str | Path, name: str = "*") -> list[Path]:
+    """Remove the temporary siblings `.<name>.tmp-<pid>` in `directory` whose process is gone (a run killed
+    with SIGKILL, or a write that failed half-way); returns what was removed."""
+    swept = []
+    for path in sorted(Path(directory).glob(f".{name}.tmp-*")):
+        pid = path.name.rpartition(".tmp-")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            _remove(path)
+            swept.append(path)
+    return swept
 
 
 def temporary_sibling(target: Path) -> Path:
@@ -214,10 +237,18 @@ def read_parquet(path: str | Path, columns: tuple[str, ...] = ()):
 
 def check_model_dir(model_dir: str | Path) -> None:
     """A Hugging Face model directory that `from_pretrained` can read: config.json and the tokenizer's JSON files
-    are JSON objects, every safetensors file's header is whole and matches the file's size."""
+    are JSON objects, every safetensors file's header is whole and matches the file's size, and its weights are in
+    safetensors: `pytorch_model*.bin` alone is refused (a pickle, which can run code, and a loader that does not
+    find the weights it expects may try another framework's)."""
     from safetensors import SafetensorError, safe_open
 
     model_dir = Path(model_dir)
+    pickled = sorted(model_dir.glob("pytorch_model*.bin"))
+    if pickled and not any(model_dir.glob("*.safetensors")):
+        raise QuantpipeError(
+            f"{pickled[0]}: weights are read from safetensors only (a .bin is a pickle); convert them with "
+            "`model.save_pretrained(dir, safe_serialization=True)`"
+        )
     for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
         if (model_dir / name).is_file():
             read_json(model_dir / name, expect=dict)

@@ -13,7 +13,15 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from quantpipe.config.base import NAME, DuplicateKeyError, Section, UniqueKeyLoader, one_line
+from quantpipe.config.base import (
+    NAME,
+    DuplicateKeyError,
+    Section,
+    UniqueKeyLoader,
+    check_streams,
+    check_unique,
+    one_line,
+)
 from quantpipe.config.constants import BASELINES
 from quantpipe.config.registry import get_kind, variant_params
 from quantpipe.config.search import SearchParams, check_search
@@ -111,7 +119,11 @@ class Params(Section):
                     f"variants.{name}: the name is reserved (a baseline, or a key of metrics/compare.json)"
                 )
             variant.check_references(name, self)
+            check_streams(
+                f"variants.{name}", variant.streams, variant.runtime_threads(self.evaluate), "evaluate.threads"
+            )
         check_students(self)
+        check_unique("compare.references", self.compare.references)
         for name in self.compare.references:
             if name not in self.variants:
                 raise ValueError(f"compare.references: '{name}' is not one of variants {sorted(self.variants)}")

@@ -1,9 +1,11 @@
-"""What every params section shares: the section model (unknown keys refused, no boolean for a number), seeds
-and accuracy budgets, names, one-line validation errors and the YAML loader that refuses duplicate keys."""
+"""What every params section shares: the section model (unknown keys refused, no boolean for a number, no string
+for a number or a boolean), seeds, accuracy budgets and threads, the rule of streams, names, one-line validation
+errors and the YAML loader that refuses duplicate keys."""
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -13,28 +15,38 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # dataset, calibration and variant names: paths and dvc.yaml args
 FRACTION_BELOW = 0.05  # an accuracy budget under this many points is a fraction written in the wrong unit
+# threads per CPU a params file may ask for: a few per core can hide a stall (a machine shared with other jobs),
+# more only wait for each other, and 100000 ONNX Runtime threads ran the machine out of memory (issue 36)
+THREADS_PER_CPU = 4
 
 
 def _admitted(annotation: Any) -> set:
-    """The types a field's annotation admits, unions flattened."""
+    """The types a field's annotation admits, unions flattened and constraints (`Annotated`) dropped."""
     if get_origin(annotation) in (Union, UnionType):
         return set().union(*(_admitted(arg) for arg in get_args(annotation)))
+    if get_origin(annotation) is Annotated:
+        return _admitted(get_args(annotation)[0])
     return {annotation}
 
 
-def _bool_for_a_number(annotation: Any, value: Any) -> bool:
-    """Whether `value` holds a YAML `true`/`false` where `annotation` wants an int or float (pydantic would read
-    it as 1 or 0), at the top or as a value of a mapping or list."""
+def _misread(annotation: Any, value: Any) -> str | None:
+    """What pydantic would misread in `value` where `annotation` wants it, at the top or as a value of a mapping
+    or list: a YAML `true`/`false` for an int or float (read as 1 or 0), or a string for a number or a boolean
+    (`'1.0'` read as 1.0, `'yes'` as True); None if nothing."""
     admitted = _admitted(annotation)
-    if isinstance(value, bool):
-        return bool(admitted & {int, float}) and not admitted & {bool, Any}
+    if isinstance(value, bool) and admitted & {int, float} and not admitted & {bool, Any}:
+        return f"a number is expected, not a boolean (got {value!r})"
+    scalars = admitted - {type(None)}
+    if isinstance(value, str) and scalars and scalars <= {int, float, bool}:
+        wanted = "true or false" if scalars == {bool} else "a number"
+        return f"{wanted} is expected, not a string (got {value!r}; write it without quotes)"
     for tp in admitted:
         origin, args = get_origin(tp), get_args(tp)
         if origin is dict and isinstance(value, dict) and len(args) == 2:
-            return any(_bool_for_a_number(args[1], v) for v in value.values())
+            return next(filter(None, (_misread(args[1], v) for v in value.values())), None)
         if origin is list and isinstance(value, list) and args:
-            return any(_bool_for_a_number(args[0], v) for v in value)
-    return False
+            return next(filter(None, (_misread(args[0], v) for v in value)), None)
+    return None
 
 
 def _in_points(budget: float) -> float:
@@ -45,9 +57,38 @@ def _in_points(budget: float) -> float:
     return budget
 
 
+def _within_the_machine(threads: int) -> int:
+    cpus = os.cpu_count() or 1
+    if threads > THREADS_PER_CPU * cpus:
+        raise ValueError(
+            f"{threads} threads on this machine's {cpus} CPU(s): at most {THREADS_PER_CPU * cpus} "
+            f"({THREADS_PER_CPU} per CPU; more only wait for each other, and enough of them exhaust the memory)"
+        )
+    return threads
+
+
+def check_streams(where: str, streams: int, threads: int, fallback: str) -> None:
+    """The one rule of streams, for classification and generation alike: each stream needs a thread of its own
+    (`threads` resolved: the variant's, else the section named by `fallback`); raise ValueError naming `where`."""
+    if streams > threads:
+        raise ValueError(
+            f"{where}.streams: {streams} streams on {threads} thread(s) (its threads, else {fallback}): each stream "
+            "needs a thread of its own"
+        )
+
+
+def check_unique(where: str, names: list[str]) -> None:
+    """A list of names gives each once (raise ValueError naming `where` and the repeated ones)."""
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{where}: {', '.join(repeated)} given more than once")
+
+
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's and torch's seeds are unsigned 32-bit
 # an accuracy loss allowed, in accuracy points as the reports print them (0 < x < 0.05: a fraction, refused)
 AccuracyBudget = Annotated[float, Field(ge=0, le=100), AfterValidator(_in_points)]
+# intra-op threads: at least 1, at most THREADS_PER_CPU per CPU of the machine reading params.yaml
+Threads = Annotated[int, Field(gt=0), AfterValidator(_within_the_machine)]
 
 
 class Section(BaseModel):
@@ -55,9 +96,10 @@ class Section(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        if _bool_for_a_number(cls.model_fields[info.field_name].annotation, value):
-            raise ValueError(f"a number is expected, not a boolean (got {value!r})")
+    def _read_as_written(cls, value: Any, info: ValidationInfo) -> Any:
+        problem = _misread(cls.model_fields[info.field_name].annotation, value)
+        if problem:
+            raise ValueError(problem)
         return value
 
 

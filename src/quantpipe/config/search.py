@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from quantpipe.config.base import AccuracyBudget, NestedParamError, Section, Seed
+from quantpipe.config.base import AccuracyBudget, NestedParamError, Section, Seed, check_streams
 from quantpipe.config.constants import PART
 from quantpipe.config.registry import KINDS, get_kind, variant_params
+from quantpipe.config.sections import check_calibration
 from quantpipe.config.students import BASE_MODEL, check_model
 
 if TYPE_CHECKING:
@@ -95,6 +96,16 @@ class SearchParams(Section):
         """The space as a list of grids (one grid, or the union a list declares)."""
         return self.space if isinstance(self.space, list) else [self.space]
 
+    @field_validator("ray_address")
+    @classmethod
+    def _a_ray_address(cls, address: str | None) -> str | None:
+        if address is None or address == "auto":
+            return address
+        host, _, port = address.removeprefix("ray://").rpartition(":")
+        if not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 2**16:
+            raise ValueError(f"{address!r} is not a Ray address (auto, host:port or ray://host:port)")
+        return address
+
     @field_validator("space")
     @classmethod
     def _axes_have_values(cls, space):
@@ -142,7 +153,14 @@ def check_search(params: Params) -> None:
                 _check_value(kinds, axis, value)
                 if axis == "model":
                     check_model(f"search.space.{axis}", value, params)
+                if axis == "calibration":
+                    check_calibration(f"search.space.{axis}", value, params)
+        # a stream value that no threads value of its grid can serve
+        threads = max(t or params.evaluate.threads for t in grid.get("threads", [search.base.get("threads")]))
+        for streams in grid.get("streams", []):
+            check_streams("search.space", streams, threads, "evaluate.threads")
     check_model("search.base.model", search.base.get("model", BASE_MODEL), params)
+    check_calibration("search.base.calibration", search.base.get("calibration"), params)
     for name in search.selection.datasets:
         spec = params.data.datasets.get(name)
         if spec is None:
@@ -187,9 +205,9 @@ def _check_value(kinds: set[str], axis: str, value: Any) -> None:
         try:
             params_model.model_validate({"kind": kind, axis: value})
         except ValidationError as exc:
-            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis and e["type"] != "value_error"]
+            own = [e for e in exc.errors() if e["loc"] and e["loc"][0] == axis]  # not a clash with another key
             if own:
-                problems.append(own[0]["msg"])
+                problems.append(own[0]["msg"].removeprefix("Value error, "))
                 continue
         return
     if problems:

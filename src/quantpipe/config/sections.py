@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from quantpipe.config.base import AccuracyBudget, Section, Seed
+from quantpipe.config.base import AccuracyBudget, Section, Seed, Threads
 from quantpipe.config.constants import BASELINES, CPU_OPT_LEVELS, OPT_LEVELS
 
 if TYPE_CHECKING:
@@ -32,8 +32,20 @@ class DatasetParams(Section):
     )
     load_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="more `load_dataset` keyword arguments (e.g. the csv builder's `delimiter`, `quoting`)",
+        description="more `load_dataset` keyword arguments (e.g. the csv builder's `delimiter`, `quoting`; not "
+        "`trust_remote_code`: no loading script is run)",
     )
+
+    @field_validator("load_kwargs")
+    @classmethod
+    def _no_remote_code(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if "trust_remote_code" in kwargs:
+            raise ValueError(
+                "trust_remote_code: refused; the pipeline runs no dataset's loading script (it could run any code): "
+                "use a packaged builder (csv, json, parquet) over data_files"
+            )
+        return kwargs
+
     train_split: str | None = Field(
         None,
         description="split that fine-tunes and calibrates (slicing allowed: "
@@ -120,7 +132,7 @@ class TrainParams(Section):
         description="seed of the classifier head's initialisation, the sample and the batch "
         "order: the same seed gives the same model",
     )
-    threads: int = Field(2, gt=0, description="torch threads while training")
+    threads: Threads = Field(2, description="torch threads while training")
     freeze_embeddings: bool = Field(
         True, description="word embeddings stay fixed: fewer gradients, faster steps on CPU"
     )
@@ -220,10 +232,11 @@ class VariantParams(Section):
         gt=0,
         description="concurrent inferences of the batched passes (OpenVINO: THROUGHPUT hint with this many "
         "streams, fed by an async queue; ONNX Runtime: this many sessions; PyTorch: this many threads calling the "
-        "model), the threads split between them; latency is still timed with one caller",
+        "model), the threads split between them (at most one stream per thread); latency is still timed with one "
+        "caller",
     )
-    threads: int | None = Field(
-        None, gt=0, description="intra-op threads of this model, all streams together; null: `evaluate.threads`"
+    threads: Threads | None = Field(
+        None, description="intra-op threads of this model, all streams together; null: `evaluate.threads`"
     )
 
     def runtime_threads(self, cfg: EvaluateParams) -> int:
@@ -242,12 +255,10 @@ class VariantParams(Section):
         ValueError."""
 
 
-def check_calibration(name: str, calibration: str | None, params: Params) -> None:
-    """`variants.<name>.calibration`, when set, names one of `calibrations` (raise ValueError)."""
+def check_calibration(where: str, calibration: str | None, params: Params) -> None:
+    """`calibration` (at the param `where`), when set, names one of `calibrations` (raise ValueError)."""
     if calibration and calibration not in params.calibrations:
-        raise ValueError(
-            f"variants.{name}.calibration: '{calibration}' is not one of calibrations {sorted(params.calibrations)}"
-        )
+        raise ValueError(f"{where}: {calibration!r} is not one of calibrations {sorted(params.calibrations)}")
 
 
 class EvaluateParams(Section):
@@ -264,7 +275,7 @@ class EvaluateParams(Section):
         256, ge=MIN_LENGTH, description="tokens per text (longer ones keep their head), unless a variant sets its own"
     )
     max_samples: int | None = Field(None, gt=0, description="cap per dataset (null: the whole split)")
-    threads: int = Field(2, gt=0, description="intra-op threads (ONNX Runtime and torch)")
+    threads: Threads = Field(2, description="intra-op threads (ONNX Runtime and torch)")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field(
         "all", description="ONNX Runtime session graph optimization level"
     )

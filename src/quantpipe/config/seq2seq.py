@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
-from quantpipe.config.base import NAME, AccuracyBudget, Section, Seed
+from quantpipe.config.base import NAME, AccuracyBudget, Section, Seed, Threads, check_streams, check_unique
 from quantpipe.config.constants import CPU_OPT_LEVELS, SEQ2SEQ_BASELINES
 from quantpipe.config.registry import GENERATE, variant_params
 
@@ -32,7 +32,7 @@ class Seq2seqTrainParams(Section):
         16, gt=0, description="label tokens per target, its end token included (longer targets are truncated)"
     )
     seed: Seed = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
-    threads: int = Field(2, gt=0, description="torch threads while training")
+    threads: Threads = Field(2, description="torch threads while training")
 
 
 class Seq2seqModelParams(Section):
@@ -58,7 +58,12 @@ class Seq2seqDataParams(Section):
     eval_split: str = Field("validation", description="split the report scores (never trained on)")
     source_field: str = Field(description="column of the input text")
     target_field: str | None = Field(None, description="column of the reference output (pairs: fields)")
-    max_words: int = Field(24, gt=0, description="words per text (pairs: punctuation)")
+    max_words: int = Field(
+        24,
+        ge=4,
+        description="words per text (pairs: punctuation); at least 4: a clause needs a few words before its comma, and"
+        " shorter texts leave a word's own marks to restore and little else",
+    )
     eval_samples: int | None = Field(
         400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
     )
@@ -70,9 +75,8 @@ class GenerateVariantParams(Section):
     (`quantpipe.config.registry`), whose params these are; every such kind takes how many threads serve it."""
 
     kind: str = Field(description="a kind of the registry that serves generation (left out: dynamic); its keys below")
-    threads: int | None = Field(
+    threads: Threads | None = Field(
         None,
-        gt=0,
         description="intra-op threads serving it (null: seq2seq.evaluate.threads); 1 spares the thread pool's"
         " hand-off at every operator, which for a small decoder's one-token steps can cost more than the second core"
         " gains (docs/seq2seq.md)",
@@ -105,9 +109,8 @@ class Seq2seqEvaluateParams(Section):
     latency_samples: int = Field(30, gt=0, description="texts generated one at a time per timed round (p50/p95/p99)")
     batch_size: int = Field(8, gt=0, description="batch size of the throughput passes")
     rounds: int = Field(3, gt=0, description="side-by-side rounds, each timing every model once")
-    threads: int = Field(
+    threads: Threads = Field(
         2,
-        gt=0,
         description="intra-op threads (ONNX Runtime, OpenVINO and torch) of every model whose variant sets none",
     )
     metric: Literal["chrf", "rouge_l"] = Field(
@@ -160,6 +163,7 @@ def check_seq2seq(params: Params) -> None:
     name = seq2seq.data.dataset
     if name not in params.data.datasets:
         raise ValueError(f"seq2seq.data.dataset: '{name}' is not one of data.datasets {sorted(params.data.datasets)}")
+    check_unique("seq2seq.evaluate.references", seq2seq.evaluate.references)
     unknown = [name for name in seq2seq.evaluate.references if name not in seq2seq.variants]
     if unknown:
         raise ValueError(
@@ -171,11 +175,9 @@ def check_seq2seq(params: Params) -> None:
         if not NAME.fullmatch(variant) or variant in SEQ2SEQ_BASELINES:
             raise ValueError(f"seq2seq.variants: '{variant}' is not a valid variant name (or is a baseline's)")
         served = spec.served_by(seq2seq.evaluate.threads)
-        if served.get("streams", 1) > served["threads"]:
-            raise ValueError(
-                f"seq2seq.variants.{variant}.streams: {served['streams']} streams on {served['threads']} thread(s)"
-                " (its threads, else seq2seq.evaluate.threads): each stream needs a thread of its own"
-            )
+        check_streams(
+            f"seq2seq.variants.{variant}", served.get("streams", 1), served["threads"], "seq2seq.evaluate.threads"
+        )
     if seq2seq.optimization != "none" and seq2seq.model.source == "finetune":
         raise ValueError(
             f"seq2seq.optimization: {seq2seq.optimization} cannot apply to the model fine-tuned here (an"

@@ -7,7 +7,7 @@ import itertools
 
 from pydantic import Field, field_validator
 
-from quantpipe.config.base import Section, Seed
+from quantpipe.config.base import Section, Seed, Threads
 
 BASE_MODEL = "base"  # a variant's `model` naming the fine-tuned model itself
 
@@ -21,7 +21,7 @@ class DistillationParams(Section):
     max_length: int = Field(64, ge=8, description="tokens per training text, for the teacher and the students alike")
     batch_size: int = Field(128, gt=0, description="batch size of the teacher's pass")
     seed: Seed = Field(42, description="seed of the sample")
-    threads: int = Field(2, gt=0, description="torch threads of the teacher's pass")
+    threads: Threads = Field(2, description="torch threads of the teacher's pass")
 
 
 class StudentParams(Section):
@@ -60,7 +60,7 @@ class StudentParams(Section):
     )
     freeze_embeddings: bool = Field(True, description="word embeddings stay the teacher's: faster CPU steps")
     seed: Seed = Field(42, description="seed of the batch order: the same seed gives the same student")
-    threads: int = Field(2, gt=0, description="torch threads while training")
+    threads: Threads = Field(2, description="torch threads while training")
 
     @field_validator("layers")
     @classmethod

@@ -59,7 +59,7 @@ class OpenVinoParams(VariantParams):
         return self
 
     def check_references(self, name: str, params) -> None:
-        check_calibration(name, self.calibration, params)
+        check_calibration(f"variants.{name}.calibration", self.calibration, params)
 
 
 def nncf_quantize(name: str, model, texts: list[str], tokenizer, max_length: int, variant: OpenVinoParams):

@@ -133,7 +133,7 @@ class OrtQuantParams(VariantParams):
         return self
 
     def check_references(self, name: str, params) -> None:
-        check_calibration(name, self.calibration, params)
+        check_calibration(f"variants.{name}.calibration", self.calibration, params)
         if not self.calibration:
             return
         level = params.calibrations[self.calibration].optimization

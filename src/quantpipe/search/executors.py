@@ -67,10 +67,11 @@ def run_ray(
 
 def check_ray_address(address: str, where: str, timeout: float = 5.0) -> None:
     """Raise one line, within `timeout` seconds, when nothing accepts a TCP connection at a `host:port` (or
-    `ray://host:port`) Ray address: `ray.init` would retry for many minutes. `auto` is left to `ray.init`."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
+    `ray://host:port`) Ray address (the params schema checked its form): `ray.init` would retry for many minutes.
+    `auto` is left to `ray.init`."""
+    if address == "auto":
         return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:

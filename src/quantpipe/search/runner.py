@@ -3,12 +3,14 @@ trial goes through `measure`: skipped when invalid, read from the cache when kno
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from statistics import geometric_mean
 
 from quantpipe.config.search import SearchParams
+from quantpipe.errors import QuantpipeError
 from quantpipe.search.executors import run_trials
-from quantpipe.search.space import Candidate, candidate, make_candidate, planned_points
+from quantpipe.search.space import Candidate, candidate, grid_points, make_candidate, planned_points
 from quantpipe.search.trial import TrialCache, TrialContext, graph_parts, run_trial
 
 
@@ -40,6 +42,38 @@ def measure(ctx: TrialContext, cache: TrialCache, candidates: list[Candidate], t
     jobs = [(ctx, cand.raw, cand.exclude_parts, timed) for cand, _, _ in todo]
     run_trials(run_trial, jobs, search, ctx.params.evaluate.threads, done)
     return rows
+
+
+def check_space_parts(ctx: TrialContext) -> None:
+    """Each `exclude_parts` value of the space names parts of the graph its trials quantize, checked before the
+    first trial (`layer.99` of a 2-layer model failed every trial it was in)."""
+    search = ctx.params.search
+    for point in grid_points(search):
+        cand = candidate(search, point)
+        if cand.variant is None or not cand.exclude_parts:
+            continue
+        try:
+            parts = graph_parts(cand.variant, ctx)
+        except QuantpipeError:  # a graph that cannot be read or named beforehand: its trials fail saying so
+            continue
+        missing = sorted(set(cand.exclude_parts) - set(parts))
+        if missing:
+            raise QuantpipeError(
+                f"search.space.exclude_parts: {missing} not in the graph the trial {cand.label} quantizes "
+                f"(its parts: {', '.join(parts)})"
+            )
+
+
+def check_some_trial_measured(rows: list[dict]) -> None:
+    """A search none of whose trials could be measured (a broken export, a value no trial can use) stops with one
+    line naming the most frequent cause, instead of ending green with no winner."""
+    if any(row["status"] == "ok" for row in rows):
+        return
+    (status, cause), count = Counter((row["status"], row["reason"]) for row in rows).most_common(1)[0]
+    others = f", {len(rows) - count} for other causes" if count < len(rows) else ""
+    raise QuantpipeError(
+        f"search: none of the {len(rows)} trial(s) could be measured ({count} {status}{others}): {cause}"
+    )
 
 
 def within_budget(row: dict, search: SearchParams) -> bool:

@@ -27,7 +27,7 @@ from quantpipe.data import read_prepared
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Tokenizer, predict
-from quantpipe.io import write_json
+from quantpipe.io import read_onnx, sweep_temporaries, write_json
 from quantpipe.kinds import build_inputs, model_dirs
 from quantpipe.kinds.base import BuildInputs
 from quantpipe.kinds.ort_int8 import graph_to_quantize
@@ -107,9 +107,7 @@ def _graph(variant, ctx: TrialContext) -> Path:
 
 def graph_parts(variant, ctx: TrialContext) -> list[str]:
     """The parts of the graph a variant quantizes: `embeddings`, `layer.<i>` in order, then `head`."""
-    import onnx
-
-    nodes = onnx.load(str(_graph(variant, ctx)), load_external_data=False).graph.node
+    nodes = read_onnx(_graph(variant, ctx), load_external_data=False).graph.node
     parts = {node_part(n) for n in nodes}
     return sorted(parts, key=lambda p: (p != "embeddings", p == "head", int(p.split(".")[1]) if "." in p else 0))
 
@@ -269,12 +267,21 @@ class TrialCache:
 
     def __init__(self, root: Path, fingerprint: str):
         self.root, self.fingerprint = Path(root), fingerprint
+        if self.root.exists() and not self.root.is_dir():
+            raise QuantpipeError(f"{self.root}: not a directory (the search's trial cache belongs there); remove it")
+        self.root.mkdir(parents=True, exist_ok=True)
+        for path in sweep_temporaries(self.root):
+            log.warning(f"{path}: removed (a trial result whose write did not finish)")
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
+        """The cached result of trial `key`, or None; something other than a file at its path is an error before
+        the trial runs (its result could not be stored)."""
         path = self.path(key)
+        if path.exists() and not path.is_file():
+            raise QuantpipeError(f"{path}: not a file (the trial's cached result belongs there); remove it")
         if not path.is_file():
             return None
         stored, problem = read_entry(path)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import check_model_dir
 
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"  # no cache: the whole prefix recomputed at each step (with cache: first step)
@@ -78,6 +79,10 @@ def export_seq2seq(model_dir: str | Path, out_dir: Path, with_past: bool, optimi
     `with_past`, decoder_with_past_model.onnx, with config, generation config and tokenizer. `optimization` (O1-O3,
     or none): ONNX Runtime's graph optimizations applied by the exporter, as `optimum-cli export onnx --optimize`
     does. Returns `out_dir`."""
+    if Path(model_dir).is_dir():  # else a Hub id
+        check_model_dir(model_dir)
+        if not (Path(model_dir) / "tokenizer.json").is_file():  # every stage serving the export reads it there
+            raise QuantpipeError(f"{Path(model_dir) / 'tokenizer.json'}: tokenizer not found (the export carries it)")
     config = seq2seq_config(model_dir)
     check_optimization(config, optimization)
     if with_past and not decoder_has_past(config):

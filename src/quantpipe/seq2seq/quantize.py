@@ -13,6 +13,7 @@ from pathlib import Path
 
 from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
+from quantpipe.io import read_onnx
 from quantpipe.ort_quantize import quantize_embeddings, quantize_fused_dynamic, resolve_preset
 from quantpipe.seq2seq.export import is_optimized, part_files
 from quantpipe.seq2seq.graph import QUANTIZED_OPS, graphs, node_names, op_counts
@@ -42,6 +43,8 @@ def quantize_seq2seq(
     missing = [f for part in files.values() for f in part if not (onnx_dir / f).is_file()]
     if missing:
         raise QuantpipeError(f"{onnx_dir}: {', '.join(missing)} not found (export the seq2seq model first)")
+    for file in (file for part in files.values() for file in part):
+        read_onnx(onnx_dir / file, load_external_data=False)
     preset = resolve_preset(name, preset, cpu_info())
     if not parts or set(parts) - set(PARTS):
         raise QuantpipeError(f"{name}.parts: {list(parts)}: give one or both of {list(PARTS)}")
