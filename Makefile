@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	@echo 'quantpipe: with the shipped params.yaml, make run from a fresh clone took about 30 minutes on a 2-core'
+	@echo 'quantpipe: with the shipped params.yaml, make run from a fresh clone took about 31 minutes on a 2-core'
 	@echo '  AVX-512 VNNI/BF16 EPYC (install included), longer on slower CPUs; a progress bar with its ETA follows each long stage'
 	dvc repro
 

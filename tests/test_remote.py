@@ -57,9 +57,10 @@ def test_pulling_models_ship_gets_the_answer_alone(project):
     clone = fresh_clone(project, "server")
     run(clone, "dvc", "pull", "models/ship")
     assert {p.name for p in (clone / "models").iterdir()} == {"ship"}
-    for dataset in ("sst2", "amazon"):
-        assert filecmp.dircmp(project / "models/ship" / dataset, clone / "models/ship" / dataset).diff_files == []
-        assert (clone / "models/ship" / dataset / "serving.json").is_file()
+    files = sorted(p.relative_to(project).as_posix() for p in (project / "models/ship").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(clone).as_posix() for p in (clone / "models/ship").rglob("*") if p.is_file())
+    assert {"models/ship/sst2/serving.json", "models/ship/amazon/README.md"} <= set(files)
+    assert all(filecmp.cmp(project / name, clone / name, shallow=False) for name in files)
 
 
 def test_remote_errors_are_clear_and_harmless(project, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -17,17 +18,30 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.inference import head_tail
 from quantpipe.io import read_json, write_json, write_text
 from quantpipe.kinds.base import Kind
+from quantpipe.rendering import cpu_line
 
 SERVING_FILE = "serving.json"
 CARD_FILE = "README.md"
 EXAMPLES = ["a gripping, funny and moving film", "two hours I will never get back"]
 
 
+# the top-level settings of serving.json that predict serves with (they override the same keys of `params`/`evaluate`)
+SERVED_VARIANT_KEYS = ("threads", "streams", "max_length", "truncation")
+
+
 def serving_settings(
-    name: str, dataset: str, kind: Kind, variant: VariantParams, cfg: EvaluateParams, resolved: dict, labels: list
+    name: str,
+    dataset: str,
+    kind: Kind,
+    variant: VariantParams,
+    cfg: EvaluateParams,
+    resolved: dict,
+    labels: list,
+    text_fields: list[str],
 ) -> dict:
-    """What `serving.json` holds: the settings the model was measured with (and that `quantpipe.predict` serves it
-    with), then its variant's params and the evaluate section they were read from."""
+    """What `serving.json` holds: the settings the model was measured with, which `quantpipe.predict` serves it
+    with (`threads`, `streams`, `batch_size`, `max_length`, `truncation`: edit these to serve it otherwise), what
+    it computes in, then the variant's params and the evaluate section they were read from."""
     policy = variant.length_policy(cfg)
     return {
         "variant": name,
@@ -36,11 +50,13 @@ def serving_settings(
         "engine": kind.engine,
         "hub_class": kind.hub_class,
         "labels": list(labels),
+        "text_fields": list(text_fields),
         "threads": variant.runtime_threads(cfg),
         "streams": variant.streams,
         "batch_size": cfg.batch_size,
         "max_length": policy.max_length,
         "truncation": policy.truncation,
+        "hint": resolved.get("performance_hint"),
         "precision": kind.precision(variant, resolved),
         "resolved": resolved,
         "params": variant.model_dump(mode="json"),
@@ -48,9 +64,22 @@ def serving_settings(
     }
 
 
-def read_serving(model_dir: str | Path) -> tuple[Kind, VariantParams, EvaluateParams, list[str]]:
-    """The kind, variant params, evaluate settings and labels of a shipped directory's `serving.json`; a directory
-    that is not a shipped model, or a file quantpipe did not write, is one line."""
+@dataclass(frozen=True)
+class Served:
+    """A shipped directory as `serving.json` describes it: the variant's name, kind and params and the evaluate
+    settings it is served with, its label names and the fields of a JSON record its text is joined from."""
+
+    name: str
+    kind: Kind
+    variant: VariantParams
+    cfg: EvaluateParams
+    labels: list[str]
+    text_fields: list[str]
+
+
+def read_serving(model_dir: str | Path) -> Served:
+    """A shipped directory's `serving.json`; a directory that is not a shipped model, or a file the ship stage did
+    not write, is one line."""
     model_dir = Path(model_dir)
     path = model_dir / SERVING_FILE
     if not model_dir.is_dir():
@@ -59,22 +88,26 @@ def read_serving(model_dir: str | Path) -> tuple[Kind, VariantParams, EvaluatePa
         raise QuantpipeError(f"{model_dir}: not a shipped model (no {SERVING_FILE}; the ship stage writes models/ship)")
     settings = read_json(path, expect=dict)
     try:
-        raw = settings["params"]
+        raw, evaluate = settings["params"], settings["evaluate"]
         if not isinstance(raw, dict) or raw.get("kind") not in KINDS:
             raise QuantpipeError(f"{path}: params.kind: not one of {sorted(KINDS)}")
+        if not isinstance(evaluate, dict):
+            raise QuantpipeError(f"{path}: evaluate: not a mapping")
         kind = get_kind(raw["kind"])
-        variant = kind.params.model_validate(raw)
-        cfg = EvaluateParams.model_validate(settings["evaluate"])
-        labels = settings["labels"]
+        served = {key: settings[key] for key in SERVED_VARIANT_KEYS}
+        variant = kind.params.model_validate(raw | served)
+        cfg = EvaluateParams.model_validate(evaluate | {"batch_size": settings["batch_size"]})
+        labels, fields = settings["labels"], settings["text_fields"]
     except KeyError as exc:
         raise QuantpipeError(f"{path}: no {exc.args[0]!r} (not a serving file the ship stage wrote)") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise QuantpipeError(f"{path}: {where}: {error['msg']}") from None
-    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise QuantpipeError(f"{path}: labels: not a list of label names")
-    return kind, variant, cfg, labels
+    for key, value in (("labels", labels), ("text_fields", fields)):
+        if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+            raise QuantpipeError(f"{path}: {key}: not a list of names")
+    return Served(str(settings.get("variant", model_dir.name)), kind, variant, cfg, labels, fields)
 
 
 def _encode_lines(max_length: int, truncation: str) -> list[str]:
@@ -99,8 +132,8 @@ def hub_snippet(kind: Kind, variant: VariantParams, cfg: EvaluateParams, path: s
     loading = kind.hub_loading(variant, cfg)
     if not loading:
         return None
-    split = loading.index("")
-    imports, body = loading[:split], loading[split + 1 :]
+    split = loading.index("") if "" in loading else 0  # the kind's imports, a blank line, then its loading lines
+    imports, body = loading[:split], loading[split + 1 if split else 0 :]
     policy = variant.length_policy(cfg)
     classify = [*_encode_lines(policy.max_length, policy.truncation), *kind.hub_call(variant)]
     return "\n".join(
@@ -160,7 +193,14 @@ def figures(answer: dict, metrics: dict, majority: float, baseline: str) -> list
 
 
 def model_card(
-    settings: dict, answer: dict, metrics: dict, majority: float, baseline: str, cpu_line: str, snippet: str | None
+    settings: dict,
+    answer: dict,
+    metrics: dict,
+    majority: float,
+    baseline: str,
+    environment: dict,
+    split: str,
+    snippet: str | None,
 ) -> str:
     """The shipped directory's README.md: YAML metadata (library, tags, model-index with the metrics), then what it
     is, its figures beside doing nothing, how it is served, how to load it and how to reproduce the figures."""
@@ -180,7 +220,7 @@ def model_card(
                 "results": [
                     {
                         "task": {"type": "text-classification", "name": "Text Classification"},
-                        "dataset": {"name": dataset, "type": dataset, "split": "evaluation"},
+                        "dataset": {"name": dataset, "type": dataset, "split": split},
                         "metrics": [
                             {"type": "accuracy", "name": "accuracy", "value": round(metrics["accuracy"], 4)},
                             {"type": "f1", "name": "f1", "value": round(metrics["f1"], 4)},
@@ -208,9 +248,11 @@ def model_card(
         ),
         "",
         (
-            f"Measured on this {cpu_line} The answer differs from CPU to CPU (docs/cpus.md): re-run the pipeline on "
-            "yours before trusting the speeds."
+            f"Measured on this {cpu_line(environment['cpu'])} The answer differs from CPU to CPU (docs/cpus.md): "
+            "re-run the pipeline on yours before trusting the speeds."
         ),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in environment.get("versions", {}).items() if v) + ".",
         "",
         "| figure | value |",
         "|:--|:--|",
