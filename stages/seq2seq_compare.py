@@ -9,7 +9,15 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
 from quantpipe.kinds import seq2seq_models
 from quantpipe.rendering import generation_markdown
-from quantpipe.seq2seq.compare import answer, quality_by_model, ratios_to_baseline, summary
+from quantpipe.seq2seq.compare import (
+    COPY,
+    answer,
+    copy_baseline,
+    quality_by_model,
+    ratios_to_baseline,
+    summary,
+    task_scores,
+)
 from quantpipe.side_by_side import time_generate_side_by_side
 
 
@@ -38,9 +46,13 @@ def main() -> None:
         outputs[name] = read_json(folder / "outputs.json", expect=dict).get("outputs")
         if not isinstance(outputs[name], list):
             raise artifact_error(folder / "outputs.json", "no list of outputs under `outputs`")
-    quality = quality_by_model(
-        pairs["target"].tolist(), outputs, BASELINE, cfg.metric, cfg.bootstrap_resamples, cfg.seed
-    )
+    references = pairs["target"].tolist()
+    quality = quality_by_model(references, outputs, BASELINE, cfg.metric, cfg.bootstrap_resamples, cfg.seed)
+    task, copy = None, None
+    if params.seq2seq.data.pairs == "punctuation":  # source and target share their words: copying is a baseline
+        sources = pairs["source"].tolist()
+        task = task_scores(outputs, references, sources)
+        copy = copy_baseline(sources, references, cfg.metric, cfg.bootstrap_resamples, cfg.seed)
     max_length = params.seq2seq.model.train.max_source_length
     for name, (kind, _, _) in models.items():
         kind.check_available(name, "seq2seq.variants")
@@ -52,13 +64,12 @@ def main() -> None:
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds)
     by_reference = {ref: ratios_to_baseline(timings, ref) for ref in cfg.references}
     rows = summary(
-        evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE), by_reference
+        evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE), by_reference, task
     )
     environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
-    write_text(
-        args.s2s_report, generation_markdown(rows, answer(rows, cfg.budget), timings, environment, cfg, len(pairs))
-    )
-    write_json(args.out, rows)
+    report = generation_markdown(rows, answer(rows, cfg.budget), timings, environment, cfg, len(pairs), copy)
+    write_text(args.s2s_report, report)
+    write_json(args.out, rows | ({COPY: copy} if copy else {}))
     for name, row in rows.items():
         print(f"{name}: {cfg.metric} {row['quality']:.2f}, per-call speed-up {row['call_speedup_median']:.2f}x")
 

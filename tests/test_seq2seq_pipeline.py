@@ -57,6 +57,9 @@ def s2s_project(tmp_path_factory) -> Path:
 
 def test_every_model_is_measured_and_reported(s2s_project):
     rows = json.loads((s2s_project / "metrics/seq2seq.json").read_text())
+    copy = rows.pop("copy_source")  # doing nothing (`pairs: punctuation`): the sources copied, scored alike
+    assert copy["words_kept"] == 1.0 and copy["punctuation_f1"] == 0.0 and 0 <= copy["quality"] <= 100
+    assert all(0 <= row["punctuation_f1"] <= 1 and 0 <= row["words_kept"] <= 1 for row in rows.values())
     assert set(rows) == {
         "pytorch_fp32",
         "pytorch_fp32_no_cache",
@@ -86,6 +89,7 @@ def test_every_model_is_measured_and_reported(s2s_project):
         and "chrF" in report
         and "**Answer: " in report
         and "a seeded shuffle" in report
+        and "Doing nothing (each source copied as its output)" in report
         and report.startswith("# quantpipe seq2seq")
     )
     resolved = json.loads((s2s_project / "models/seq2seq/quantized/dynamic_int8/quantpipe_variant.json").read_text())

@@ -418,6 +418,7 @@ def references_markdown(references: dict, rounds: int) -> str:
 
 # the generate task (seq2seq): reports/seq2seq.md
 METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100"}
+COPY_ROW = "(the source copied)"
 
 
 def generation_answer_lines(
@@ -446,11 +447,46 @@ def generation_answer_lines(
     return [line + f", one call +{r['one_call_increment_mb']:.1f} MB."]
 
 
+def copy_lines(rows: dict[str, dict], copy: dict, metric: str) -> list[str]:
+    """Doing nothing beside PyTorch fp32: the sources copied as outputs, scored by the metric and the task's scores,
+    and whether the fp32 model beats it."""
+    lines = [
+        (
+            f"Doing nothing (each source copied as its output): {metric} {copy['quality']:.2f} "
+            f"[{copy['quality_ci_low']:.2f}, {copy['quality_ci_high']:.2f}], punctuation F1 "
+            f"{copy['punctuation_f1']:.3f}, words kept {copy['words_kept']:.1%}."
+        )
+    ]
+    base = rows.get(SEQ2SEQ_BASELINE)
+    if base:
+        lines[0] += (
+            f" PyTorch fp32: {metric} {base['quality']:.2f}, punctuation F1 {base['punctuation_f1']:.3f} (precision "
+            f"{base['punctuation_precision']:.3f}, recall {base['punctuation_recall']:.3f}), words kept "
+            f"{base['words_kept']:.1%}."
+        )
+        if base["quality"] <= copy["quality"]:
+            lines += [
+                "",
+                (
+                    f"**PyTorch fp32 does not beat copying its input on {metric}**: its quality figures say little "
+                    "about what a variant costs a user until the model does the task better than copying."
+                ),
+            ]
+    return lines
+
+
 def generation_markdown(
-    rows: dict[str, dict], best: str | None, timings: dict[str, dict], environment: dict | None, cfg, examples: int
+    rows: dict[str, dict],
+    best: str | None,
+    timings: dict[str, dict],
+    environment: dict | None,
+    cfg,
+    examples: int,
+    copy: dict | None = None,
 ) -> str:
     """The seq2seq report (task generate): the CPU, how it was measured, one row per model of
-    `quantpipe.seq2seq.compare.summary`, the answer `best`, the shuffled-reference control."""
+    `quantpipe.seq2seq.compare.summary`, the answer `best`, doing nothing (`copy`, the sources copied, where
+    source and target share their words) and the shuffled-reference control."""
     lines = ["# quantpipe seq2seq comparison", ""]
     if environment:
         lines += [cpu_line(environment["cpu"]), ""]
@@ -490,7 +526,16 @@ def generation_markdown(
             f"| {r['rss_after_load_mb']:.0f} | {r['first_call_increment_mb']:.1f} / {r['one_call_increment_mb']:.1f} "
             f"| {r['peak_rss_mb']:.0f} |"
         )
+    if copy:
+        lines += ["", "| model | punctuation precision | recall | F1 | words kept |", "|---|---|---|---|---|"]
+        for name, r in [*sorted(rows.items(), key=lambda kv: -kv[1]["punctuation_f1"]), (COPY_ROW, copy)]:
+            lines.append(
+                f"| {name} | {r['punctuation_precision']:.3f} | {r['punctuation_recall']:.3f} "
+                f"| {r['punctuation_f1']:.3f} | {r['words_kept']:.1%} |"
+            )
     lines += ["", *generation_answer_lines(rows, best, cfg.budget, cfg.references, metric)]
+    if copy:
+        lines += ["", *copy_lines(rows, copy, metric)]
     base = rows.get(SEQ2SEQ_BASELINE)
     if base:
         lines += [

@@ -8,7 +8,7 @@ from __future__ import annotations
 from quantpipe.config.constants import SEQ2SEQ_BASELINE as BASELINE
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import threads_per_stream
-from quantpipe.seq2seq.quality import generation_quality
+from quantpipe.seq2seq.quality import generation_quality, punctuation_scores
 from quantpipe.statistics import latency_percentiles, paired_ratio
 
 
@@ -43,21 +43,53 @@ def quality_by_model(
     }
 
 
+COPY = "copy_source"  # doing nothing: the source itself as the output
+
+
+def task_fields(scores: dict) -> dict:
+    """`punctuation_scores` as the rows of metrics/seq2seq.json hold them (rounded)."""
+    return {
+        "punctuation_precision": round(scores["precision"], 4),
+        "punctuation_recall": round(scores["recall"], 4),
+        "punctuation_f1": round(scores["f1"], 4),
+        "words_kept": round(scores["words_kept"], 4),
+    }
+
+
+def task_scores(outputs: dict[str, list[str]], references: list[str], sources: list[str]) -> dict[str, dict]:
+    """Per model, punctuation restoration's own scores (`punctuation_scores`), as row fields."""
+    return {name: task_fields(punctuation_scores(texts, references, sources)) for name, texts in outputs.items()}
+
+
+def copy_baseline(sources: list[str], references: list[str], metric: str, n_resamples: int, seed: int) -> dict:
+    """The row of doing nothing: each source copied as its output, scored like a model's outputs (`metric` with
+    its bootstrap 95% CI) and by the task's scores."""
+    quality = generation_quality(sources, references, metric, n_resamples, seed)
+    return {
+        "quality": round(quality["score"], 2),
+        "quality_ci_low": round(quality["score_ci"][0], 2),
+        "quality_ci_high": round(quality["score_ci"][1], 2),
+        **task_fields(punctuation_scores(sources, references, sources)),
+    }
+
+
 def summary(
     evals: dict[str, dict],
     quality: dict[str, dict],
     ratios: dict[str, dict],
     ratios_no_cache: dict[str, dict],
     by_reference: dict[str, dict[str, dict]],
+    task: dict[str, dict] | None = None,
 ) -> dict[str, dict]:
     """Per model, the figures `dvc metrics` compares (rounded); speed ratios against PyTorch with its key/value
     cache (`ratios`), without it (`ratios_no_cache`) and against each reference variant (`by_reference`:
-    reference -> ratios), and its RSS after load over PyTorch fp32's."""
+    reference -> ratios), its RSS after load over PyTorch fp32's, and the task's own scores (`task_scores`)."""
     out = {}
     for name, ev in evals.items():
         mem, q, r = ev["memory"], quality[name], ratios[name]
         no_cache = ratios_no_cache[name]["call_p50_speedup"]
         out[name] = {
+            **(task or {}).get(name, {}),
             "quality": round(q["score"], 2),
             "quality_ci_low": round(q["score_ci"][0], 2),
             "quality_ci_high": round(q["score_ci"][1], 2),

@@ -1,9 +1,12 @@
 """Generation quality on a 0-100 scale, example by example: sentence chrF (`sacrebleu`: character 6-grams and word
 2-grams, whitespace ignored, beta 2) or ROUGE-L F1 x 100 (`rouge-score`: lower-cased, ASCII letters and digits
 only, no stemming); its mean with a bootstrap 95% CI, and against a reference model (the fp32 model): the fraction
-of outputs identical to its outputs and the score difference, paired example by example, with its CI."""
+of outputs identical to its outputs and the score difference, paired example by example, with its CI. For
+punctuation restoration, the task's own scores: the marks at their word positions and the words kept."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -81,6 +84,47 @@ def generation_quality(
         out["delta"] = float(deltas.mean())
         out["delta_ci"] = list(mean_ci(deltas, n_resamples, seed))
     return out
+
+
+WORD = re.compile(r"[\w']+")
+TOKEN = re.compile(r"[\w']+|[^\w\s']+")  # a word (as punctuation restoration's sources keep them) or a mark
+
+
+def marked_words(text: str) -> tuple[list[str], list[str]]:
+    """The words of `text`, lower-cased (runs of word characters and apostrophes, as the sources of `pairs:
+    punctuation` keep them), and the punctuation right after each (`""` for none; marks before the first word are
+    dropped)."""
+    words: list[str] = []
+    marks: list[str] = []
+    for token in TOKEN.findall(text.lower()):
+        if WORD.fullmatch(token):
+            words.append(token)
+            marks.append("")
+        elif words:
+            marks[-1] += token
+    return words, marks
+
+
+def punctuation_scores(outputs: list[str], references: list[str], sources: list[str]) -> dict:
+    """Punctuation restoration's standard scores over all outputs: precision, recall and F1 of the marks at their
+    word positions (a mark counts when the reference has the same mark after the same word; an output whose words
+    differ from the reference's gets none right), and `words_kept`: the share of outputs whose words are the
+    source's (a damaged or changed word shows here)."""
+    _same_length(outputs, references, "references")
+    _same_length(outputs, sources, "sources")
+    hits = predicted = expected = kept = 0
+    for output, reference, source in zip(outputs, references, sources):
+        words, marks = marked_words(output)
+        reference_words, reference_marks = marked_words(reference)
+        kept += words == marked_words(source)[0]
+        if words == reference_words:
+            hits += sum(mark == wanted != "" for mark, wanted in zip(marks, reference_marks))
+        predicted += sum(mark != "" for mark in marks)
+        expected += sum(mark != "" for mark in reference_marks)
+    precision = hits / predicted if predicted else 0.0
+    recall = hits / expected if expected else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "words_kept": kept / len(outputs)}
 
 
 def _same_length(predictions: list[str], other: list[str], what: str) -> None:
