@@ -143,15 +143,23 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     params["variants"]["dynamic_int8"]["per_channel"] = True
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
-    # side_by_side (it times every model together) and compare read the variant names, so they list
+    # side_by_side (it times every model together), compare and ship read the variant names, so they list
     # `variants` too; nothing upstream or in other variants changes (environment: always checked)
-    assert set(status) == {"environment", "quantize@dynamic_int8", "side_by_side", "compare", "search/dvc.yaml:search"}
+    assert set(status) == {
+        "environment",
+        "quantize@dynamic_int8",
+        "side_by_side",
+        "compare",
+        "ship",
+        "search/dvc.yaml:search",
+    }
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
         "environment",
         "quantize@dynamic_int8",
         "evaluate@dynamic_int8",
         "side_by_side",
         "compare",
+        "ship",
     }
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "per-channel dynamic int8")
@@ -167,7 +175,7 @@ def test_one_student_change_reruns_only_its_dependants(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
     # the student and, through its folder, its export and its variant; nothing of the base model's or the other
-    # student's (side_by_side and compare are downstream of every variant; the search reads every student)
+    # student's (side_by_side, compare and ship are downstream of every variant; the search reads every student)
     assert set(status) == {"environment", "student@other", "search/dvc.yaml:search"}
     ran = ran_stages(run(project, "dvc", "repro").stdout)
     assert ran == {
@@ -178,6 +186,7 @@ def test_one_student_change_reruns_only_its_dependants(project):
         "evaluate@other_dynamic_int8",
         "side_by_side",
         "compare",
+        "ship",
     }
     students = [name for name in params["students"] if name != "other"]
     assert not any(stage.endswith(tuple(students)) for stage in ran)
