@@ -4,10 +4,12 @@
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
 from quantpipe.config.constants import SEQ2SEQ_BASELINE as BASELINE
+from quantpipe.config.constants import SEQ2SEQ_FP32
 from quantpipe.config.constants import SEQ2SEQ_NO_CACHE as NO_CACHE
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import artifact_error, read_json, read_parquet, write_json, write_text
 from quantpipe.kinds import seq2seq_models
+from quantpipe.kinds.base import skipped_reason
 from quantpipe.rendering import generation_markdown
 from quantpipe.seq2seq.compare import (
     COPY,
@@ -36,6 +38,8 @@ def main() -> None:
     params = load_seq2seq_params(args.params)
     cfg = params.seq2seq.evaluate
     models = seq2seq_models(params, args.s2s_base, args.s2s_onnx, args.s2s_quantized)
+    skipped = {name: reason for name, (_, _, path) in models.items() if (reason := skipped_reason(path))}
+    models = {name: model for name, model in models.items() if name not in skipped}
     pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source", "target"))
     evals, outputs = {}, {}
     for name in models:
@@ -57,17 +61,21 @@ def main() -> None:
     for name, (kind, _, _) in models.items():
         kind.check_available(name, "seq2seq.variants")
     loaded = {
-        name: kind.load_generate(path, variant, cfg.threads, max_length)
+        name: kind.load_generate(path, variant, cfg.threads, max_length, cfg.keep_source_words)
         for name, (kind, variant, path) in models.items()
     }
     texts = pairs["source"].tolist()[: cfg.latency_samples]
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds)
-    by_reference = {ref: ratios_to_baseline(timings, ref) for ref in cfg.references}
+    # the other PyTorch fp32 (one thread) and the engines' defaults that ran here
+    references = [*SEQ2SEQ_FP32[1:], *(ref for ref in cfg.references if ref not in skipped)]
+    by_reference = {ref: ratios_to_baseline(timings, ref) for ref in references}
     rows = summary(
         evals, quality, ratios_to_baseline(timings, BASELINE), ratios_to_baseline(timings, NO_CACHE), by_reference, task
     )
     environment = read_json(args.environment, expect=dict) if args.environment.is_file() else None
-    report = generation_markdown(rows, answer(rows, cfg.budget), timings, environment, cfg, len(pairs), copy)
+    report = generation_markdown(
+        rows, answer(rows, cfg.budget), timings, environment, cfg, len(pairs), references, skipped, copy
+    )
     write_text(args.s2s_report, report)
     write_json(args.out, rows | ({COPY: copy} if copy else {}))
     for name, row in rows.items():

@@ -6,6 +6,7 @@ from quantpipe.config import load_seq2seq_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import atomic_dir, read_parquet, write_json
 from quantpipe.kinds import seq2seq_models
+from quantpipe.kinds.base import skipped_reason
 from quantpipe.serving import serve_generate_in_child
 from quantpipe.statistics import latency_percentiles
 
@@ -18,6 +19,12 @@ def main() -> None:
         raise QuantpipeError(f"seq2seq: no model '{args.name}' (known: {sorted(models)})")
     pairs = read_parquet(args.s2s_data / "eval.parquet", columns=("source",))
     kind, variant, path = models[args.name]
+    reason = skipped_reason(path)
+    if reason:  # the quantize stage skipped it on this CPU: its metrics say why, compare leaves it out
+        with atomic_dir(args.out) as tmp:
+            write_json(tmp / "metrics.json", {"model": args.name, "skipped": reason})
+        print(f"{args.name}: skipped on this CPU: {reason}")
+        return
     kind.check_available(args.name, "seq2seq.variants")
     max_length = params.seq2seq.model.train.max_source_length
     served = serve_generate_in_child(kind, variant, path, pairs["source"].tolist(), params.seq2seq.evaluate, max_length)

@@ -3,6 +3,7 @@
 from quantpipe.cli import run_stage, stage_args
 from quantpipe.config import load_seq2seq_params
 from quantpipe.config.registry import get_kind
+from quantpipe.environment import cpu_info
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import VARIANT_FILE, atomic_dir, write_json
 
@@ -16,6 +17,12 @@ def main() -> None:
     variant = variants[args.name]
     kind = get_kind(variant.kind)
     kind.check_available(args.name, "seq2seq.variants")
+    reason = kind.skip_reason(variant, cpu_info())
+    if reason:
+        with atomic_dir(args.out) as tmp:
+            write_json(tmp / VARIANT_FILE, {"params": variant.model_dump(), "skipped": reason})
+        print(f"{args.name}: skipped on this CPU: {reason}")
+        return
     with atomic_dir(args.out) as tmp:
         built = kind.build_generate(args.name, variant, args.s2s_base, args.s2s_onnx, tmp)
         record = {"params": variant.model_dump(), **built}

@@ -237,8 +237,8 @@ def test_seq2seq_variants_are_validated_by_their_kind(tmp_path):
     )
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["pytorch_bf16"].update(preset="auto"))
     assert msg.endswith("seq2seq.variants.pytorch_bf16.preset: unknown key (known: kind, threads, autocast, use_cache)")
-    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["openvino_f32"].update(precision="fp16"))
-    assert "seq2seq.variants.openvino_f32.precision:" in msg and "'fp16'" in msg
+    msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["openvino_default"].update(precision="fp16"))
+    assert "seq2seq.variants.openvino_default.precision:" in msg and "'fp16'" in msg
     msg = error_for(tmp_path, lambda d: d["seq2seq"]["variants"]["dynamic_int8_one_thread"].update(streams=2))
     assert msg.endswith(
         "seq2seq.variants.dynamic_int8_one_thread.streams: 2 streams on 1 thread(s) (its threads, else"
@@ -246,13 +246,49 @@ def test_seq2seq_variants_are_validated_by_their_kind(tmp_path):
     )
 
 
+def as_fields(section: dict) -> None:
+    section["data"].update(pairs="fields", target_field="title")
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (lambda s: s["evaluate"].update(max_new_tokens=0), "seq2seq.evaluate.max_new_tokens: Input should be greater"),
-        (lambda s: s["data"].update(pairs="fields"), "seq2seq.data.target_field: required with pairs: fields"),
-        (lambda s: s["evaluate"].update(metric="bleu"), "seq2seq.evaluate.metric: Input should be 'chrf' or"),
+        (
+            lambda s: (s["data"].update(pairs="fields"), s["evaluate"].update(keep_source_words=False, metric="chrf")),
+            "seq2seq.model.train.loss: source_words trains for decoding that keeps the source's words; set",
+        ),
+        (
+            lambda s: (as_fields(s), s["evaluate"].update(metric="chrf")),
+            (
+                "seq2seq.evaluate.keep_source_words: only punctuation restoration's outputs keep their source's words;"
+                " pairs is fields"
+            ),
+        ),
+        (
+            lambda s: (
+                as_fields(s),
+                s["evaluate"].update(keep_source_words=False),
+                s["model"]["train"].update(loss="full"),
+            ),
+            "seq2seq.evaluate.metric: punctuation_f1 scores restored punctuation; pairs is fields",
+        ),
+        (
+            lambda s: (
+                as_fields(s),
+                s["data"].pop("target_field", None),
+                s["evaluate"].update(keep_source_words=False, metric="chrf"),
+                s["model"]["train"].update(loss="full"),
+            ),
+            "seq2seq.data.target_field: required with pairs: fields",
+        ),
+        (
+            lambda s: s["evaluate"].update(metric="bleu"),
+            "seq2seq.evaluate.metric: Input should be 'chrf', 'rouge_l' or 'punctuation_f1'",
+        ),
     ],
 )
 def test_seq2seq_mistakes_are_one_line(tmp_path, change, expected):
+    """Each cross-check of the seq2seq section, one line naming its key: the task's metric and the decoding that
+    keeps the source's words belong to punctuation restoration."""
     assert expected in error_for(tmp_path, lambda d: change(d["seq2seq"]))

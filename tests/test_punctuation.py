@@ -8,8 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from quantpipe.rendering import generation_markdown
-from quantpipe.seq2seq.compare import copy_baseline, task_scores
-from quantpipe.seq2seq.quality import marked_words, punctuation_scores
+from quantpipe.seq2seq.compare import answer, copy_baseline, task_scores
+from quantpipe.seq2seq.quality import generation_quality, marked_words, punctuation_scores
 
 REFERENCE = "well, i liked it. the end was sad?"
 SOURCE = "well i liked it the end was sad"
@@ -84,7 +84,30 @@ def test_the_copy_row_is_in_the_report_and_says_when_the_model_does_not_beat_it(
     }
     cfg = SimpleNamespace(metric="chrf", max_new_tokens=4, batch_size=2, threads=2, budget=1.0, references=[])
     timings = {"pytorch_fp32": {"examples_per_second": [1.0]}}
-    report = generation_markdown({"pytorch_fp32": row}, None, timings, None, cfg, 4, copy)
+    report = generation_markdown(
+        {"pytorch_fp32": row}, None, timings, None, cfg, 4, [], {"pytorch_bf16": "no bf16"}, copy
+    )
+    assert "Skipped on this CPU: `pytorch_bf16` (no bf16)." in report
     assert f"Doing nothing (each source copied as its output): chrF {copy['quality']:.2f}" in report
-    assert "| (the source copied) | 0.000 | 0.000 | 0.000 | 100.0% |" in report
+    assert f"| (the source copied) | 0.000 | 0.000 | 0.000 | 100.0% | {copy['chrf']:.2f} |" in report
     assert "**PyTorch fp32 does not beat copying its input on chrF**" in report
+
+
+def test_the_budget_applies_to_the_task_metric_f1_over_all_marks_with_a_paired_ci():
+    references = [REFERENCE] * 10
+    exact, missing_comma = [REFERENCE] * 10, ["well i liked it. the end was sad?"] * 10
+    fp32 = generation_quality(exact, references, "punctuation_f1", 200, 0)
+    assert fp32["score"] == 100.0 and fp32["score_ci"] == [100.0, 100.0] and fp32["score_shuffled"] == 100.0
+    worse = generation_quality(missing_comma, references, "punctuation_f1", 200, 0, reference_outputs=exact)
+    assert worse["score"] == pytest.approx(100 * 0.8)  # P 1, R 2/3: F1 0.8, the same in every resample
+    assert worse["delta"] == pytest.approx(-20.0) and worse["delta_ci"] == pytest.approx([-20.0, -20.0])
+    half = exact[:5] + missing_comma[:5]  # F1 over the marks of all outputs, not a mean of per-output F1s
+    mixed = generation_quality(half, references, "punctuation_f1", 200, 0, reference_outputs=exact)
+    assert mixed["score"] == pytest.approx(100 * 2 * 25 / (25 + 30))
+    assert mixed["delta_ci"][0] < mixed["delta"] < mixed["delta_ci"][1] <= 0
+    rows = {
+        "pytorch_fp32": {"quality_delta": 0.0, "call_speedup_median": 1.0},
+        "fast": {"quality_delta": worse["delta"], "call_speedup_median": 5.0},
+        "close": {"quality_delta": -0.5, "call_speedup_median": 3.0},
+    }
+    assert answer(rows, budget=1.0) == "close" and answer(rows, budget=25.0) == "fast"

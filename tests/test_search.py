@@ -4,6 +4,7 @@ real stage (tiny project) with DVC, a process pool and Ray."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import ran_stages, run
 from quantpipe.config import Params, load_params
 from quantpipe.errors import QuantpipeError
 from quantpipe.search import runner
-from quantpipe.search.space import candidate, planned_points
+from quantpipe.search.space import candidate, grid_points, planned_points
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,17 @@ def test_the_shipped_space_is_the_reference_sweep_plus_openvino_plus_less_work()
         for truncation in ("head", "head_tail")
     }
     assert len({c.trial_id for c in candidates}) == 87  # base at 256 head is an OpenVINO grid trial: run once
+
+
+def test_a_grid_crossing_streams_with_threads_skips_the_combinations_with_more_streams_than_threads():
+    search = search_with(
+        base={"kind": "openvino", "calibration": "minmax_320"}, space=[{"streams": [1, 2], "threads": [1, 2]}]
+    ).search
+    candidates = {
+        (c.point["streams"], c.point["threads"]): c for c in map(partial(candidate, search), grid_points(search))
+    }
+    assert {point for point, c in candidates.items() if c.variant is not None} == {(1, 1), (1, 2), (2, 2)}
+    assert candidates[2, 1].reason.startswith("streams: 2 streams on 1 thread(s)")
 
 
 @pytest.mark.parametrize("flags,skipped", [("fpu avx2", True), ("fpu avx2 avx512_bf16", False)])

@@ -374,3 +374,25 @@ def test_streams_generate_concurrently_what_one_stream_generates(variant, t5_dir
     one = load(variant.model_copy(update={"streams": 1}), tmp_path, threads=2)
     assert one.streams == 1
     assert generate_texts(one, SEQ2SEQ_TEXTS * 2, 6, batch_size=1) == together
+
+
+@pytest.mark.parametrize("fixed_length", [False, True])
+def test_keeping_the_source_words_every_engine_decodes_the_same_tokens_and_keeps_every_word(
+    bert2bert_dir, bert2bert_onnx, fixed_length
+):
+    """Each step restricted to the source's next token, a mark or (the source used up) the end token: the random
+    model's outputs are the sources' words with marks between them, token for token the same in the lean loop and
+    in transformers' generate."""
+    from quantpipe.seq2seq.quality import marked_words
+
+    torch_model = TorchSeq2seq(bert2bert_dir, threads=1, keep_source_words=True)
+    onnx_model = LeanSeq2seq(bert2bert_onnx, ort_sessions(bert2bert_onnx, threads=1), keep_source_words=True)
+    expected_texts, expected = torch_model.generate(SEQ2SEQ_TEXTS, 48, fixed_length)
+    texts, sequences = onnx_model.generate(SEQ2SEQ_TEXTS, 48, fixed_length)
+    np.testing.assert_array_equal(sequences, expected)
+    assert texts == expected_texts
+    free_texts, _ = TorchSeq2seq(bert2bert_dir, threads=1).generate(SEQ2SEQ_TEXTS, 48, fixed_length)
+    assert not any(marked_words(out)[0] == marked_words(src)[0] for out, src in zip(free_texts, SEQ2SEQ_TEXTS))
+    for output, source in zip(texts, SEQ2SEQ_TEXTS):
+        assert marked_words(output)[0] == marked_words(source)[0], output
+    assert any(output != source for output, source in zip(texts, SEQ2SEQ_TEXTS))  # marks were placed

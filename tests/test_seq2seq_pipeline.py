@@ -1,5 +1,6 @@
 """The seq2seq pipeline (seq2seq/dvc.yaml) on a tiny random T5 and a few Amazon reviews, in a temporary git + DVC
-copy of the repository: every output, a no-op second repro, one variant flag re-runs only that variant."""
+copy of the repository, on a CPU faked without bf16 (QUANTPIPE_CPUINFO): every output, the bf16 variant skipped
+with its reason, a no-op second repro, one variant flag re-runs only that variant."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, build_tiny_t5, ran_stages, run
+from conftest import ENV, REPO, build_tiny_t5, ran_stages
+from conftest import run as run_anywhere
 
 pytestmark = pytest.mark.e2e
+CPUINFO = "model name\t: Fake CPU\nflags\t\t: fpu sse sse2 avx2 avx512f avx512_vnni\n"  # VNNI, no bf16
+
+
+def run(cwd: Path, *cmd: str, check: bool = True) -> object:
+    """A command of the project on the fake CPU (written beside the project: its copies in tmp_path find it too)."""
+    cpuinfo = cwd.parent / "cpuinfo"
+    if not cpuinfo.is_file():
+        cpuinfo.write_text(CPUINFO)
+    return run_anywhere(cwd, *cmd, check=check, env={**ENV, "QUANTPIPE_CPUINFO": str(cpuinfo)})
 
 
 def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
@@ -67,8 +78,8 @@ def test_every_model_is_measured_and_reported(s2s_project):
         "dynamic_int8",
         "int8_encoder",
         "openvino_int8",
-        "pytorch_bf16",
-    }
+        "pytorch_fp32_one_thread",
+    }  # pytorch_bf16 skipped: this CPU has no bf16
     assert rows["pytorch_fp32_no_cache"]["identical_to_fp32"] == 1.0  # the cache changes speed, not outputs
     assert rows["pytorch_fp32_no_cache"]["call_speedup_no_cache_median"] == 1.0
     assert rows["onnx_fp32"]["identical_to_fp32"] == 1.0  # fp32 ONNX generates what PyTorch does
@@ -81,7 +92,7 @@ def test_every_model_is_measured_and_reported(s2s_project):
     assert served["onnx_fp32"] == ("onnx, 2 threads", False)  # the lean loop: no torch
     assert served["dynamic_int8"] == ("dynamic, 2 threads", False)
     assert served["openvino_int8"] == ("openvino, 2 streams x 1 thread", False)
-    assert served["pytorch_bf16"] == ("pytorch, 2 threads", True)
+    assert served["pytorch_fp32_one_thread"] == ("pytorch, 1 thread", True)
     assert rows["openvino_int8"]["size_mb"] < 0.5 * rows["onnx_fp32"]["size_mb"]  # int8 weights
     report = (s2s_project / "reports/seq2seq.md").read_text()
     assert (
@@ -90,8 +101,13 @@ def test_every_model_is_measured_and_reported(s2s_project):
         and "**Answer: " in report
         and "a seeded shuffle" in report
         and "Doing nothing (each source copied as its output)" in report
+        and "Skipped on this CPU: `pytorch_bf16` (bf16 autocast: this CPU has neither" in report
+        and "pytorch_fp32_one_thread" in report.split("**Answer: ")[1].splitlines()[0]
+        and "pytorch_bf16" not in report.split("**Answer: ")[1].splitlines()[0]
         and report.startswith("# quantpipe seq2seq")
     )
+    skipped = json.loads((s2s_project / "metrics/seq2seq/eval/pytorch_bf16/metrics.json").read_text())
+    assert skipped["skipped"].startswith("bf16 autocast") and "latency" not in skipped
     resolved = json.loads((s2s_project / "models/seq2seq/quantized/dynamic_int8/quantpipe_variant.json").read_text())
     assert resolved["resolved"]["quantized_ops"]["encoder_model.onnx"] > 0
 

@@ -197,3 +197,24 @@ def test_punctuation_pairs_strip_what_the_target_keeps():
         assert len(target.split()) <= 16 and target == target.lower()
         assert source.replace(" ", "") == "".join(c for c in target if c.isalnum() or c == "'").replace(" ", "")
     assert (pairs["source"] != pairs["target"]).mean() > 0.5  # most first words hold punctuation to restore
+
+
+def test_train_words_all_makes_a_pair_of_every_window_and_a_column_without_punctuation_is_refused(tmp_path):
+    from quantpipe.seq2seq.data import text_pairs, word_windows
+
+    assert word_windows("a b c d e", 2) == ["a b", "c d", "e"]
+    params = load_seq2seq_params(REPO / "params.yaml")
+    windows = text_pairs(params, "train")  # train_words: all
+    first = params.seq2seq.data.model_copy(update={"train_words": "first"})
+    firsts = text_pairs(
+        params.model_copy(update={"seq2seq": params.seq2seq.model_copy(update={"data": first})}), "train"
+    )
+    assert len(firsts) == 5100 and len(windows) > 5 * len(firsts)
+    assert set(firsts["target"]) <= set(windows["target"])  # each review's first window is its first words
+    rows = pd.DataFrame({"content": ["no marks here at all", "nor here"], "title": ["a", "b"], "label": [0, 1]})
+    rows.to_json(tmp_path / "plain.jsonl", orient="records", lines=True)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"]["datasets"]["amazon"]["data_files"] = {"train": str(tmp_path / "plain.jsonl")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(QuantpipeError, match=r"^seq2seq.data.source_field: 'content' of amazon \('train'\) has no pu"):
+        text_pairs(load_seq2seq_params(tmp_path / "params.yaml"), "train")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from quantpipe.analysis import pareto_front
-from quantpipe.config.constants import SEQ2SEQ_BASELINE
+from quantpipe.config.constants import SEQ2SEQ_BASELINE, SEQ2SEQ_FP32
 from quantpipe.config.sections import LengthPolicy
 from quantpipe.environment import has_bf16
 from quantpipe.io import write_json
@@ -97,12 +97,7 @@ def markdown_report(
     if answer:
         lines += [answer_markdown(answer, baseline, accuracy_budget)]
     if skipped:
-        lines += [
-            "Skipped on this CPU: "
-            + "; ".join(f"`{name}` ({reason})" for name, reason in sorted(skipped.items()))
-            + ".",
-            "",
-        ]
+        lines += [skipped_line(skipped), ""]
     lines += [
         "## How it was measured",
         "",
@@ -416,8 +411,13 @@ def references_markdown(references: dict, rounds: int) -> str:
     return "\n".join([*lines, ""])
 
 
+def skipped_line(skipped: dict[str, str]) -> str:
+    """The models skipped on this CPU (name -> reason), in one line (either task's report)."""
+    return "Skipped on this CPU: " + "; ".join(f"`{name}` ({reason})" for name, reason in sorted(skipped.items())) + "."
+
+
 # the generate task (seq2seq): reports/seq2seq.md
-METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100"}
+METRIC_NAMES = {"chrf": "chrF", "rouge_l": "ROUGE-L F1 x 100", "punctuation_f1": "punctuation F1 x 100"}
 COPY_ROW = "(the source copied)"
 
 
@@ -425,22 +425,29 @@ def generation_answer_lines(
     rows: dict[str, dict], best: str | None, budget: float, references: list[str], metric: str
 ) -> list[str]:
     """The report's answer (`best`, `quantpipe.seq2seq.compare.answer`): the fastest model within budget, by how
-    much it beats PyTorch fp32 and each reference, its batched throughput and its memory."""
+    much it beats PyTorch fp32 and each of `references` that it has ratios to (PyTorch fp32 on one thread, the
+    engines' defaults that ran), the faster PyTorch fp32 named, its batched throughput and its memory."""
     if best is None:
         return [f"No model is within {budget:g} {metric} point(s) of PyTorch fp32."]
     r = rows[best]
+
+    def ratio(key: str) -> str:
+        return f"{r[f'{key}_median']:.2f}x [{r[f'{key}_min']:.2f}, {r[f'{key}_max']:.2f}]"
+
     line = (
         f"**Answer: {best}** ({r['serving']}), the fastest per call within {budget:g} {metric} point(s) of PyTorch fp32 "
         f"(Δ {r['quality_delta']:+.2f} [{r['quality_delta_ci_low']:+.2f}, {r['quality_delta_ci_high']:+.2f}]): "
-        f"{r['call_speedup_median']:.2f}x [{r['call_speedup_min']:.2f}, {r['call_speedup_max']:.2f}] PyTorch fp32 per "
-        "call"
+        f"{ratio('call_speedup')} PyTorch fp32 per call"
     )
+    fp32 = {SEQ2SEQ_BASELINE: r["call_speedup_median"]}
     for ref in references:
         if f"call_speedup_vs_{ref}_median" in r and ref != best:
-            line += (
-                f", {r[f'call_speedup_vs_{ref}_median']:.2f}x [{r[f'call_speedup_vs_{ref}_min']:.2f}, "
-                f"{r[f'call_speedup_vs_{ref}_max']:.2f}] {ref}"
-            )
+            line += f", {ratio(f'call_speedup_vs_{ref}')} {ref}"
+            if ref in SEQ2SEQ_FP32:
+                fp32[ref] = r[f"call_speedup_vs_{ref}_median"]
+    if len(fp32) > 1:
+        faster = min(fp32, key=fp32.get)
+        line += f" ({faster} is the faster PyTorch fp32 here: {fp32[faster]:.2f}x it)"
     line += f"; batched tokens/s {r['tokens_per_second_ratio_median']:.2f}x PyTorch fp32's"
     if "rss_after_load_ratio" in r:
         line += f"; RSS after load {r['rss_after_load_mb']:.0f} MB, {r['rss_after_load_ratio']:.2f}x PyTorch fp32's"
@@ -448,27 +455,28 @@ def generation_answer_lines(
 
 
 def copy_lines(rows: dict[str, dict], copy: dict, metric: str) -> list[str]:
-    """Doing nothing beside PyTorch fp32: the sources copied as outputs, scored by the metric and the task's scores,
-    and whether the fp32 model beats it."""
+    """Doing nothing beside PyTorch fp32: the sources copied as outputs, scored by the metric, chrF and the task's
+    scores, and each score on which the fp32 model does not beat it."""
     lines = [
         (
             f"Doing nothing (each source copied as its output): {metric} {copy['quality']:.2f} "
-            f"[{copy['quality_ci_low']:.2f}, {copy['quality_ci_high']:.2f}], punctuation F1 "
+            f"[{copy['quality_ci_low']:.2f}, {copy['quality_ci_high']:.2f}], chrF {copy['chrf']:.2f}, punctuation F1 "
             f"{copy['punctuation_f1']:.3f}, words kept {copy['words_kept']:.1%}."
         )
     ]
     base = rows.get(SEQ2SEQ_BASELINE)
     if base:
         lines[0] += (
-            f" PyTorch fp32: {metric} {base['quality']:.2f}, punctuation F1 {base['punctuation_f1']:.3f} (precision "
-            f"{base['punctuation_precision']:.3f}, recall {base['punctuation_recall']:.3f}), words kept "
-            f"{base['words_kept']:.1%}."
+            f" PyTorch fp32: {metric} {base['quality']:.2f}, chrF {base['chrf']:.2f}, punctuation F1 "
+            f"{base['punctuation_f1']:.3f} (precision {base['punctuation_precision']:.3f}, recall "
+            f"{base['punctuation_recall']:.3f}), words kept {base['words_kept']:.1%}."
         )
-        if base["quality"] <= copy["quality"]:
+        beaten = {"chrF": (base["chrf"], copy["chrf"]), metric: (base["quality"], copy["quality"])}
+        for name in [name for name, (model, nothing) in beaten.items() if model <= nothing]:
             lines += [
                 "",
                 (
-                    f"**PyTorch fp32 does not beat copying its input on {metric}**: its quality figures say little "
+                    f"**PyTorch fp32 does not beat copying its input on {name}**: its quality figures say little "
                     "about what a variant costs a user until the model does the task better than copying."
                 ),
             ]
@@ -482,11 +490,14 @@ def generation_markdown(
     environment: dict | None,
     cfg,
     examples: int,
+    references: list[str],
+    skipped: dict[str, str],
     copy: dict | None = None,
 ) -> str:
     """The seq2seq report (task generate): the CPU, how it was measured, one row per model of
-    `quantpipe.seq2seq.compare.summary`, the answer `best`, doing nothing (`copy`, the sources copied, where
-    source and target share their words) and the shuffled-reference control."""
+    `quantpipe.seq2seq.compare.summary`, the models skipped on this CPU with their reason, the answer `best` against
+    PyTorch fp32 and the `references` that ran, doing nothing (`copy`, the sources copied, where source and target
+    share their words) and the shuffled-reference control."""
     lines = ["# quantpipe seq2seq comparison", ""]
     if environment:
         lines += [cpu_line(environment["cpu"]), ""]
@@ -527,13 +538,19 @@ def generation_markdown(
             f"| {r['peak_rss_mb']:.0f} |"
         )
     if copy:
-        lines += ["", "| model | punctuation precision | recall | F1 | words kept |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| model | punctuation precision | recall | F1 | words kept | chrF |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, r in [*sorted(rows.items(), key=lambda kv: -kv[1]["punctuation_f1"]), (COPY_ROW, copy)]:
             lines.append(
                 f"| {name} | {r['punctuation_precision']:.3f} | {r['punctuation_recall']:.3f} "
-                f"| {r['punctuation_f1']:.3f} | {r['words_kept']:.1%} |"
+                f"| {r['punctuation_f1']:.3f} | {r['words_kept']:.1%} | {r['chrf']:.2f} |"
             )
-    lines += ["", *generation_answer_lines(rows, best, cfg.budget, cfg.references, metric)]
+    if skipped:
+        lines += ["", skipped_line(skipped)]
+    lines += ["", *generation_answer_lines(rows, best, cfg.budget, references, metric)]
     if copy:
         lines += ["", *copy_lines(rows, copy, metric)]
     base = rows.get(SEQ2SEQ_BASELINE)

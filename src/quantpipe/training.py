@@ -34,12 +34,13 @@ def training_sample(train: pd.DataFrame, cfg: TrainParams) -> pd.DataFrame:
     return train
 
 
-def train_loop(model, parameters, lengths: np.ndarray, make_batch, cfg, desc: str) -> list[float]:
+def train_loop(model, parameters, lengths: np.ndarray, make_batch, cfg, desc: str, loss=None) -> list[float]:
     """Train `model` on the CPU: AdamW over `parameters` (tensors, or parameter groups with their own `lr`), linear
     warm-up then decay (`cfg.warmup_ratio`), gradients clipped to norm 1, `cfg.epochs` passes over batches of
     similar length (`lengths`: one per example; `make_batch(indices)`: the model's keyword inputs, labels
     included), a progress bar named `desc`. `cfg` carries learning_rate, weight_decay, warmup_ratio, batch_size,
-    epochs and seed (the batch order). Returns each step's loss; leaves the model in eval mode."""
+    epochs and seed (the batch order); `loss(model, batch)`: the loss of a batch (default: the model's own).
+    Returns each step's loss; leaves the model in eval mode."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -55,13 +56,13 @@ def train_loop(model, parameters, lengths: np.ndarray, make_batch, cfg, desc: st
             for idx in length_grouped_batches(lengths, cfg.batch_size, rng):
                 if len(losses) >= total_steps:
                     break
-                loss = model(**make_batch(idx)).loss
-                loss.backward()
+                value = loss(model, make_batch(idx)) if loss else model(**make_batch(idx)).loss
+                value.backward()
                 torch.nn.utils.clip_grad_norm_(clipped, 1.0)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                losses.append(loss.item())
+                losses.append(value.item())
                 bar.update()
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
     model.eval()

@@ -15,9 +15,11 @@ BASELINES = {"pytorch_fp32": "pytorch", "onnx_fp32": "onnx"}  # name -> kind; th
 SEQ2SEQ_BASELINES = {
     "pytorch_fp32": ("pytorch", {}),
     "pytorch_fp32_no_cache": ("pytorch", {"use_cache": False}),
+    "pytorch_fp32_one_thread": ("pytorch", {"threads": 1}),  # a PyTorch user tries one thread too
     "onnx_fp32": ("onnx", {}),
 }
 SEQ2SEQ_BASELINE, SEQ2SEQ_NO_CACHE = "pytorch_fp32", "pytorch_fp32_no_cache"  # the ratios' denominators
+SEQ2SEQ_FP32 = ("pytorch_fp32", "pytorch_fp32_one_thread")  # the answer is also divided by the faster of these
 PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")  # Optimum's `AutoQuantizationConfig` presets
 Preset = Literal[("auto", *PRESETS)]  # a variant's `preset` (ONNX Runtime int8 and seq2seq variants alike)
 PART = re.compile(r"embeddings|head|layer\.\d+")  # the parts of a network the sensitivity analysis names

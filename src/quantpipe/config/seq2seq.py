@@ -33,6 +33,12 @@ class Seq2seqTrainParams(Section):
     )
     seed: Seed = Field(42, description="seed of the new cross-attention weights, the sample and the batch order")
     threads: Threads = Field(2, description="torch threads while training")
+    loss: Literal["full", "source_words"] = Field(
+        "full",
+        description="`full`: cross-entropy over the whole vocabulary at each target token; `source_words` (with"
+        " seq2seq.evaluate.keep_source_words): over the tokens that decoding allows there only (the marks, the"
+        " source's next token, the end token), so training learns where the marks go, not how to spell the words",
+    )
 
 
 class Seq2seqModelParams(Section):
@@ -63,6 +69,12 @@ class Seq2seqDataParams(Section):
         ge=4,
         description="words per text (pairs: punctuation); at least 4: a clause needs a few words before its comma, and"
         " shorter texts leave a word's own marks to restore and little else",
+    )
+    train_words: Literal["first", "all"] = Field(
+        "first",
+        description="(pairs: punctuation) `first`: a train pair of each text's first `max_words` words, as the eval"
+        " pairs are; `all`: every text cut into windows of `max_words` words, each a train pair (more training text"
+        " from the same split)",
     )
     eval_samples: int | None = Field(
         400, gt=0, description="seeded sample of the eval split generated and scored (null: all of it)"
@@ -113,11 +125,13 @@ class Seq2seqEvaluateParams(Section):
         2,
         description="intra-op threads (ONNX Runtime, OpenVINO and torch) of every model whose variant sets none",
     )
-    metric: Literal["chrf", "rouge_l"] = Field(
-        "chrf", description="quality score, 0-100: sentence chrF (sacrebleu) or ROUGE-L F1 x 100 (rouge-score)"
+    metric: Literal["chrf", "rouge_l", "punctuation_f1"] = Field(
+        "chrf",
+        description="quality score, 0-100: sentence chrF (sacrebleu), ROUGE-L F1 x 100 (rouge-score), or"
+        " `punctuation_f1` (pairs: punctuation): the F1 x 100 of the marks restored at their word positions",
     )
     budget: AccuracyBudget = Field(
-        1.0, description="quality points a model may lose against PyTorch fp32 and still be the report's answer"
+        1.0, description="points of `metric` a model may lose against PyTorch fp32 and still be the report's answer"
     )
     references: list[str] = Field(
         default_factory=list,
@@ -125,6 +139,12 @@ class Seq2seqEvaluateParams(Section):
     )
     bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the quality CI")
     seed: Seed = Field(0, description="seed of the bootstrap")
+    keep_source_words: bool = Field(
+        False,
+        description="(pairs: punctuation) every model decodes keeping the source's words: at each greedy step a text"
+        " may take its source's next token, a punctuation mark, or, its source used up, the end token"
+        " (quantpipe.seq2seq.source_words); the model decides where the marks go, and cannot damage a word",
+    )
 
 
 class Seq2seqParams(Section):
@@ -168,6 +188,21 @@ def check_seq2seq(params: Params) -> None:
     if unknown:
         raise ValueError(
             f"seq2seq.evaluate.references: {unknown} are not seq2seq.variants ({sorted(seq2seq.variants)})"
+        )
+    if seq2seq.evaluate.keep_source_words and seq2seq.data.pairs != "punctuation":
+        raise ValueError(
+            "seq2seq.evaluate.keep_source_words: only punctuation restoration's outputs keep their source's words;"
+            f" pairs is {seq2seq.data.pairs}"
+        )
+    if seq2seq.model.train.loss == "source_words" and not seq2seq.evaluate.keep_source_words:
+        raise ValueError(
+            "seq2seq.model.train.loss: source_words trains for decoding that keeps the source's words; set"
+            " seq2seq.evaluate.keep_source_words: true (or loss: full)"
+        )
+    if seq2seq.evaluate.metric == "punctuation_f1" and seq2seq.data.pairs != "punctuation":
+        raise ValueError(
+            f"seq2seq.evaluate.metric: punctuation_f1 scores restored punctuation; pairs is {seq2seq.data.pairs}"
+            " (use chrf or rouge_l, or pairs: punctuation)"
         )
     if seq2seq.data.pairs == "fields" and seq2seq.data.target_field is None:
         raise ValueError("seq2seq.data.target_field: required with pairs: fields (the column of the reference output)")

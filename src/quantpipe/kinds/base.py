@@ -90,9 +90,10 @@ class Kind:
                 f"{section}.{variant_name}.kind: {self.name} needs {', '.join(missing)}, not installed{how}"
             )
 
-    def skip_reason(self, variant: VariantParams, cpu: dict) -> str | None:
-        """Why the variant cannot run as asked on this CPU (`quantpipe.environment.cpu_info`), in one line, or
-        None. A skipped variant is built as a note of the reason, and reported as skipped, not run otherwise."""
+    def skip_reason(self, variant: VariantParams | GenerateVariantParams, cpu: dict) -> str | None:
+        """Why the variant (of either task) cannot run as asked on this CPU (`quantpipe.environment.cpu_info`), in
+        one line, or None. A skipped variant is built as a note of the reason, and reported as skipped, not run
+        otherwise."""
         return None
 
     def build(self, name: str, variant: VariantParams, inputs: BuildInputs, out_dir: Path) -> dict:
@@ -110,10 +111,16 @@ class Kind:
         raise QuantpipeError(f"seq2seq.variants.{name}.kind: {self.name} is a baseline; nothing to build")
 
     def load_generate(
-        self, model_dir: Path, variant: GenerateVariantParams, threads: int, max_length: int | None
+        self,
+        model_dir: Path,
+        variant: GenerateVariantParams,
+        threads: int,
+        max_length: int | None,
+        keep_source_words: bool = False,
     ) -> Generator:
         """The seq2seq model of `model_dir`, served on the variant's threads (else `threads`), its sources
-        truncated to `max_length` tokens."""
+        truncated to `max_length` tokens, each step restricted by `quantpipe.seq2seq.source_words` with
+        `keep_source_words`."""
         raise QuantpipeError(f"{model_dir}: kind {self.name} does not serve generation")
 
     def precision(self, variant: VariantParams, resolved: dict) -> str:

@@ -67,8 +67,15 @@ class DynamicKind(OrtInt8Kind):
         )
         return {"resolved": resolved, "excluded": nodes}
 
-    def load_generate(self, model_dir: Path, variant: DynamicGenerateParams, threads: int, max_length: int | None):
-        return load_lean_ort(model_dir, variant, threads, max_length)
+    def load_generate(
+        self,
+        model_dir: Path,
+        variant: DynamicGenerateParams,
+        threads: int,
+        max_length: int | None,
+        keep_source_words: bool = False,
+    ):
+        return load_lean_ort(model_dir, variant, threads, max_length, keep_source_words)
 
 
 KIND = DynamicKind()

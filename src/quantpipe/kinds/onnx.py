@@ -89,7 +89,9 @@ class OnnxParams(VariantParams):
     kind: Literal["onnx"] = Field(description="`onnx`: the fp32 export, run by ONNX Runtime")
 
 
-def load_lean_ort(model_dir: Path, variant: LeanGenerateParams, threads: int, max_length: int | None):
+def load_lean_ort(
+    model_dir: Path, variant: LeanGenerateParams, threads: int, max_length: int | None, keep_source_words: bool
+):
     """A seq2seq export served by ONNX Runtime under the lean loop (neither torch nor transformers imported):
     one set of sessions per stream, each on its share of the variant's threads (else `threads`)."""
     from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
@@ -98,9 +100,8 @@ def load_lean_ort(model_dir: Path, variant: LeanGenerateParams, threads: int, ma
     check_model_dir(model_dir)
     with loading(model_dir, "seq2seq ONNX model"):
         per_stream = threads_per_stream(served["threads"], served["streams"])
-        return LeanSeq2seq(
-            model_dir, [ort_sessions(model_dir, per_stream) for _ in range(served["streams"])], max_length
-        )
+        sessions = [ort_sessions(model_dir, per_stream) for _ in range(served["streams"])]
+        return LeanSeq2seq(model_dir, sessions, max_length, keep_source_words)
 
 
 class OnnxGenerateParams(LeanGenerateParams):
@@ -116,8 +117,15 @@ class OnnxKind(Kind):
     params = OnnxParams
     generate_params = OnnxGenerateParams
 
-    def load_generate(self, model_dir: Path, variant: OnnxGenerateParams, threads: int, max_length: int | None):
-        return load_lean_ort(model_dir, variant, threads, max_length)
+    def load_generate(
+        self,
+        model_dir: Path,
+        variant: OnnxGenerateParams,
+        threads: int,
+        max_length: int | None,
+        keep_source_words: bool = False,
+    ):
+        return load_lean_ort(model_dir, variant, threads, max_length, keep_source_words)
 
     def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
         return load_onnx(model_dir, variant, cfg)

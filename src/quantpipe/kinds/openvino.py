@@ -159,6 +159,11 @@ class OpenVinoGenerateParams(LeanGenerateParams):
         default_factory=lambda: ["encoder", "decoder"], min_length=1, description="files whose weights are compressed"
     )
 
+    @property
+    def inference_precision(self) -> str:
+        """`precision` under the name the classification variants give it (`OpenVinoKind.skip_reason` reads it)."""
+        return self.precision
+
 
 class OpenVinoKind(Kind):
     name = "openvino"
@@ -189,9 +194,9 @@ class OpenVinoKind(Kind):
         copy_tokenizer(inputs.onnx, out_dir)
         return OpenVinoClassifier(out_dir, variant, variant.runtime_threads(inputs.params.evaluate)).computed_in()
 
-    def skip_reason(self, variant: OpenVinoParams, cpu: dict) -> str | None:
+    def skip_reason(self, variant: OpenVinoParams | OpenVinoGenerateParams, cpu: dict) -> str | None:
         if variant.inference_precision == "bf16" and not has_bf16(cpu):
-            return "inference_precision bf16: this CPU has neither AVX512_BF16 nor AMX-BF16 (OpenVINO would compute in f32)"
+            return "bf16 precision: this CPU has neither AVX512_BF16 nor AMX-BF16 (OpenVINO would compute in f32)"
         return None
 
     def load(self, model_dir: Path, variant: OpenVinoParams, cfg: EvaluateParams) -> OpenVinoClassifier:
@@ -232,7 +237,14 @@ class OpenVinoKind(Kind):
         copy_files(onnx_dir, out_dir, lambda item: item.suffix != ".onnx" and not item.name.endswith(".onnx_data"))
         return {"resolved": {"compressed": compressed}}
 
-    def load_generate(self, model_dir: Path, variant: OpenVinoGenerateParams, threads: int, max_length: int | None):
+    def load_generate(
+        self,
+        model_dir: Path,
+        variant: OpenVinoGenerateParams,
+        threads: int,
+        max_length: int | None,
+        keep_source_words: bool = False,
+    ):
         """The IR files compiled for OpenVINO's CPU plugin (one stream with the LATENCY hint, or `streams` with the
         THROUGHPUT hint, one set of infer requests each) under the lean loop."""
         from quantpipe.seq2seq.lean import LeanSeq2seq, openvino_sessions
@@ -241,7 +253,7 @@ class OpenVinoKind(Kind):
         check_model_dir(model_dir)
         with loading(model_dir, "seq2seq OpenVINO model"):
             sessions = openvino_sessions(model_dir, served["threads"], variant.precision, served["streams"])
-            return LeanSeq2seq(model_dir, sessions, max_length)
+            return LeanSeq2seq(model_dir, sessions, max_length, keep_source_words)
 
 
 KIND = OpenVinoKind()

@@ -103,7 +103,7 @@ class PytorchKind(Kind):
     engine = "pytorch"
     hub_class = "transformers.AutoModelForSequenceClassification"
 
-    def skip_reason(self, variant: PytorchParams, cpu: dict) -> str | None:
+    def skip_reason(self, variant: PytorchParams | PytorchGenerateParams, cpu: dict) -> str | None:
         if variant.autocast == "bf16" and not has_bf16(cpu):
             return "bf16 autocast: this CPU has neither AVX512_BF16 nor AMX-BF16 (bf16 would be emulated)"
         return None
@@ -164,10 +164,19 @@ class PytorchKind(Kind):
         copy_files(base_dir, out_dir, lambda item: item.name != "training.json")
         return {}
 
-    def load_generate(self, model_dir: Path, variant: PytorchGenerateParams, threads: int, max_length: int | None):
+    def load_generate(
+        self,
+        model_dir: Path,
+        variant: PytorchGenerateParams,
+        threads: int,
+        max_length: int | None,
+        keep_source_words: bool = False,
+    ):
         from quantpipe.seq2seq.runtime import TorchSeq2seq
 
-        return TorchSeq2seq(model_dir, variant.threads or threads, variant.use_cache, max_length, variant.autocast)
+        return TorchSeq2seq(
+            model_dir, variant.threads or threads, variant.use_cache, max_length, variant.autocast, keep_source_words
+        )
 
 
 KIND = PytorchKind()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from quantpipe.config.base import NestedParamError
+from quantpipe.config.base import NestedParamError, check_streams
 from quantpipe.config.registry import get_kind, variant_params
 from quantpipe.config.search import EXCLUDE_PARTS, SearchParams
 from quantpipe.config.sections import VariantParams
@@ -60,6 +60,11 @@ def make_candidate(raw: dict[str, Any], parts: tuple[str, ...], point: dict[str,
         variant = variant_params("trial", raw)
     except NestedParamError as exc:
         return Candidate(point, raw, parts, None, str(exc).removeprefix("trial.").removeprefix("trial: "))
+    if variant.threads is not None:  # a grid crossing streams with threads (threads null: checked at start)
+        try:
+            check_streams("trial", variant.streams, variant.threads, "evaluate.threads")
+        except ValueError as exc:
+            return Candidate(point, raw, parts, None, str(exc).removeprefix("trial."))
     if parts and not get_kind(variant.kind).excludable_parts:
         return Candidate(point, raw, parts, None, f"{EXCLUDE_PARTS}: a {variant.kind} variant has no nodes to exclude")
     unsupported = get_kind(variant.kind).skip_reason(variant, cpu_info())

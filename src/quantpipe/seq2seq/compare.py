@@ -8,7 +8,7 @@ from __future__ import annotations
 from quantpipe.config.constants import SEQ2SEQ_BASELINE as BASELINE
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import threads_per_stream
-from quantpipe.seq2seq.quality import generation_quality, punctuation_scores
+from quantpipe.seq2seq.quality import chrf, generation_quality, punctuation_scores
 from quantpipe.statistics import latency_percentiles, paired_ratio
 
 
@@ -46,9 +46,12 @@ def quality_by_model(
 COPY = "copy_source"  # doing nothing: the source itself as the output
 
 
-def task_fields(scores: dict) -> dict:
-    """`punctuation_scores` as the rows of metrics/seq2seq.json hold them (rounded)."""
+def task_fields(outputs: list[str], references: list[str], sources: list[str]) -> dict:
+    """Punctuation restoration's own scores (`punctuation_scores`) and chrF, as the rows of metrics/seq2seq.json
+    hold them (rounded): chrF stays beside whichever metric the budget applies to."""
+    scores = punctuation_scores(outputs, references, sources)
     return {
+        "chrf": round(float(chrf(outputs, references).mean()), 2),
         "punctuation_precision": round(scores["precision"], 4),
         "punctuation_recall": round(scores["recall"], 4),
         "punctuation_f1": round(scores["f1"], 4),
@@ -57,8 +60,8 @@ def task_fields(scores: dict) -> dict:
 
 
 def task_scores(outputs: dict[str, list[str]], references: list[str], sources: list[str]) -> dict[str, dict]:
-    """Per model, punctuation restoration's own scores (`punctuation_scores`), as row fields."""
-    return {name: task_fields(punctuation_scores(texts, references, sources)) for name, texts in outputs.items()}
+    """Per model, punctuation restoration's own scores and chrF (`task_fields`)."""
+    return {name: task_fields(texts, references, sources) for name, texts in outputs.items()}
 
 
 def copy_baseline(sources: list[str], references: list[str], metric: str, n_resamples: int, seed: int) -> dict:
@@ -69,7 +72,7 @@ def copy_baseline(sources: list[str], references: list[str], metric: str, n_resa
         "quality": round(quality["score"], 2),
         "quality_ci_low": round(quality["score_ci"][0], 2),
         "quality_ci_high": round(quality["score_ci"][1], 2),
-        **task_fields(punctuation_scores(sources, references, sources)),
+        **task_fields(sources, references, sources),
     }
 
 

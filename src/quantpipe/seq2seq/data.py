@@ -13,7 +13,8 @@ from quantpipe.errors import QuantpipeError
 
 
 def text_pairs(params: Params, role: str) -> pd.DataFrame:
-    """`source`, `target` of the train or eval split; rows with a blank source or target are dropped. The eval
+    """`source`, `target` of the train or eval split (`pairs: punctuation`, `train_words: all`: a train pair per
+    window of `max_words` words); rows with a blank source or target are dropped. The eval
     pairs are a seeded sample of `eval_samples` rows (a split's first rows may all come from one product domain),
     in the sample's order."""
     cfg = params.seq2seq.data
@@ -30,11 +31,20 @@ def text_pairs(params: Params, role: str) -> pd.DataFrame:
     if cfg.pairs == "fields":
         pairs = pd.DataFrame({"source": frame[cfg.source_field], "target": frame[cfg.target_field]}).astype(str)
     else:
-        targets = [first_words(text, cfg.max_words).lower() for text in frame[cfg.source_field].astype(str)]
+        texts = frame[cfg.source_field].astype(str)
+        if role == "train" and cfg.train_words == "all":
+            targets = [window.lower() for text in texts for window in word_windows(text, cfg.max_words)]
+        else:
+            targets = [first_words(text, cfg.max_words).lower() for text in texts]
         pairs = pd.DataFrame({"source": [without_punctuation(text) for text in targets], "target": targets})
     pairs = pairs[(pairs["source"].str.strip() != "") & (pairs["target"].str.strip() != "")].reset_index(drop=True)
     if pairs.empty:
         raise QuantpipeError(f"seq2seq.data: no non-blank pair of {cfg.source_field} in '{split}' (pairs: {cfg.pairs})")
+    if cfg.pairs == "punctuation" and (pairs["source"] == pairs["target"]).all():
+        raise QuantpipeError(
+            f"seq2seq.data.source_field: '{cfg.source_field}' of {cfg.dataset} ('{split}') has no punctuation in its"
+            f" first {cfg.max_words} words: pairs: punctuation has nothing to restore"
+        )
     if role == "eval" and cfg.eval_samples and cfg.eval_samples < len(pairs):
         pairs = pairs.sample(n=cfg.eval_samples, random_state=cfg.seed).reset_index(drop=True)
     return pairs
@@ -43,6 +53,13 @@ def text_pairs(params: Params, role: str) -> pd.DataFrame:
 def first_words(text: str, count: int) -> str:
     """The first `count` whitespace-separated words of `text`, joined by single spaces."""
     return " ".join(text.split()[:count])
+
+
+def word_windows(text: str, count: int) -> list[str]:
+    """`text` cut into consecutive runs of `count` whitespace-separated words (the last may be shorter), each
+    joined by single spaces."""
+    words = text.split()
+    return [" ".join(words[start : start + count]) for start in range(0, len(words), count)]
 
 
 def without_punctuation(text: str) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import strided_map
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, WITH_PAST_FILE
+from quantpipe.seq2seq.source_words import SourceWords
 
 Run = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # a session: named inputs -> named outputs
 # transformers' clean_up_tokenization (tokenizer_config `clean_up_tokenization_spaces`)
@@ -68,8 +69,10 @@ def greedy_ids(
     tokens: Tokens,
     max_new_tokens: int,
     fixed_length: bool = False,
+    keep: SourceWords | None = None,
 ) -> np.ndarray:
-    """[batch, 1 + generated] token ids, the start token first, as `generate(do_sample=False, num_beams=1)`."""
+    """[batch, 1 + generated] token ids, the start token first, as `generate(do_sample=False, num_beams=1)`;
+    `keep`: each step restricted to what that rule allows (`quantpipe.seq2seq.source_words`)."""
     if max_new_tokens < 1:
         raise QuantpipeError(f"max_new_tokens: must be at least 1 (got {max_new_tokens})")
     batch = input_ids.shape[0]
@@ -78,6 +81,7 @@ def greedy_ids(
     ]
     sequences = np.full((batch, 1), tokens.start, dtype=np.int64)
     ended = np.zeros(batch, dtype=bool)
+    sources = keep.sources(input_ids, attention_mask) if keep else None
     past: dict[str, np.ndarray] = {}
     for step in range(max_new_tokens):
         if step == 0 or sessions.with_past is None:
@@ -94,6 +98,8 @@ def greedy_ids(
                 {"past_key_values" + name[len("present") :]: v for name, v in outputs.items() if name != "logits"}
             )
         scores = outputs["logits"][:, -1, :]
+        if keep:
+            scores = np.where(keep.allowed(sources, sequences, scores.shape[-1]), scores, -np.inf)
         if fixed_length and tokens.eos:
             scores = scores.copy()
             scores[:, tokens.eos] = -np.inf
@@ -219,9 +225,16 @@ class LeanSeq2seq:
     (`quantpipe.inference.strided_map`; the engines release the GIL while they compute); `generate` uses the
     first."""
 
-    def __init__(self, model_dir: Path, sessions: Sessions | list[Sessions], max_length: int | None = None):
+    def __init__(
+        self,
+        model_dir: Path,
+        sessions: Sessions | list[Sessions],
+        max_length: int | None = None,
+        keep_source_words: bool = False,
+    ):
         self.tokenizer = LeanTokenizer(model_dir, max_length)
         self.tokens = Tokens.read(model_dir)
+        self.keep = SourceWords.of_tokenizers(self.tokenizer.tokenizer, self.tokens.eos) if keep_source_words else None
         self.replicas = sessions if isinstance(sessions, list) else [sessions]
         self.streams = len(self.replicas)
         self.pool = ThreadPoolExecutor(self.streams, thread_name_prefix="stream") if self.streams > 1 else None
@@ -245,5 +258,5 @@ class LeanSeq2seq:
 
     def _generate(self, sessions: Sessions, texts: list[str], max_new_tokens: int, fixed_length: bool):
         ids, mask = self.tokenizer.encode(texts)
-        sequences = greedy_ids(sessions, ids, mask, self.tokens, max_new_tokens, fixed_length)
-        return self.tokenizer.decode(sequences), sequences
+        sequences = greedy_ids(sessions, ids, mask, self.tokens, max_new_tokens, fixed_length, self.keep)
+        return (self.keep.texts(texts, sequences) if self.keep else self.tokenizer.decode(sequences)), sequences

@@ -1,12 +1,15 @@
-"""Generation quality on a 0-100 scale, example by example: sentence chrF (`sacrebleu`: character 6-grams and word
-2-grams, whitespace ignored, beta 2) or ROUGE-L F1 x 100 (`rouge-score`: lower-cased, ASCII letters and digits
-only, no stemming); its mean with a bootstrap 95% CI, and against a reference model (the fp32 model): the fraction
-of outputs identical to its outputs and the score difference, paired example by example, with its CI. For
-punctuation restoration, the task's own scores: the marks at their word positions and the words kept."""
+"""Generation quality on a 0-100 scale: sentence chrF (`sacrebleu`: character 6-grams and word 2-grams,
+whitespace ignored, beta 2) or ROUGE-L F1 x 100 (`rouge-score`: lower-cased, ASCII letters and digits only, no
+stemming), averaged over the examples, or punctuation restoration's F1 x 100 over the marks of all examples; the
+score with a bootstrap 95% CI, and against a reference model (the fp32 model): the fraction of outputs identical to
+its outputs and the score difference, paired example by example, with its CI. For punctuation restoration, the
+task's own scores besides: precision, recall and the words kept."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,17 +17,23 @@ from quantpipe.errors import QuantpipeError
 from quantpipe.statistics import bootstrap_ci
 
 
-def mean_ci(
-    values: list[float] | np.ndarray, n_resamples: int, seed: int, confidence: float = 0.95
+def statistic_ci(
+    statistic: Callable[[np.ndarray], float], count: int, n_resamples: int, seed: int, confidence: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of per-example scores, resampling examples with replacement.
-    (Beside its only user for now: statistics.py is a dependency of the committed classification stages.)"""
-    values = np.asarray(values, dtype=float)
+    """Percentile bootstrap CI of `statistic(indices)` over `count` examples, resampling the examples with
+    replacement (a paired statistic resamples the same examples for both of its sides)."""
+    indices = np.arange(count)
+    return bootstrap_ci(indices, indices, lambda chosen, _: statistic(chosen), n_resamples, seed, confidence)
 
-    def mean(scores: np.ndarray, _: np.ndarray, axis: int = -1) -> np.ndarray:  # bootstrap_ci resamples pairs
-        return np.mean(scores, axis=axis)
 
-    return bootstrap_ci(values, values, mean, n_resamples, seed, confidence, vectorized=True)
+@dataclass(frozen=True)
+class Metric:
+    """A quality score on a 0-100 scale: per-example statistics (`examples(predictions, references)`: one row per
+    example) and the score of any set of their rows (`score(rows)`): the mean of a sentence score, or a corpus
+    figure such as an F1 over counts summed across the examples."""
+
+    examples: Callable[[list[str], list[str]], np.ndarray]
+    score: Callable[[np.ndarray], float]
 
 
 def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
@@ -45,7 +54,17 @@ def chrf(predictions: list[str], references: list[str]) -> np.ndarray:
     return np.array([metric.sentence_score(pred, [ref]).score for pred, ref in zip(predictions, references)])
 
 
-METRICS = {"chrf": chrf, "rouge_l": rouge_l}
+def _mean(rows: np.ndarray) -> float:
+    return float(np.mean(rows))
+
+
+METRICS = {
+    "chrf": Metric(chrf, _mean),
+    "rouge_l": Metric(rouge_l, _mean),
+    "punctuation_f1": Metric(
+        lambda outputs, references: punctuation_counts(outputs, references), lambda rows: 100 * f1(rows)
+    ),
+}
 
 
 def identical_fraction(outputs: list[str], reference_outputs: list[str]) -> float:
@@ -62,27 +81,30 @@ def generation_quality(
     seed: int,
     reference_outputs: list[str] | None = None,
 ) -> dict:
-    """The mean `metric` score (METRICS) with its bootstrap 95% CI; the same outputs scored against the
-    references of other inputs (a seeded shuffle: what a model that ignored its input would score with these
-    outputs); the number of examples and, given a reference model's outputs, the fraction identical to them and
-    the mean per-example score difference to them (this model's minus the reference model's, on the same
-    references) with its bootstrap 95% CI."""
-    score = METRICS[metric]
-    scores = score(predictions, references)
-    low, high = mean_ci(scores, n_resamples, seed)
+    """The `metric` score (METRICS) with its bootstrap 95% CI; the same outputs scored against the references of
+    other inputs (a seeded shuffle: what a model that ignored its input would score with these outputs); the
+    number of examples and, given a reference model's outputs, the fraction identical to them and the score
+    difference to them (this model's minus the reference model's, on the same references) with its paired
+    bootstrap 95% CI."""
+    measure = METRICS[metric]
+    rows = measure.examples(predictions, references)
     shuffled = [references[i] for i in np.random.default_rng(seed).permutation(len(references))]
     out = {
         "metric": metric,
-        "score": float(scores.mean()),
-        "score_ci": [low, high],
-        "score_shuffled": float(score(predictions, shuffled).mean()),
-        "samples": len(scores),
+        "score": measure.score(rows),
+        "score_ci": list(statistic_ci(lambda chosen: measure.score(rows[chosen]), len(rows), n_resamples, seed)),
+        "score_shuffled": measure.score(measure.examples(predictions, shuffled)),
+        "samples": len(rows),
     }
     if reference_outputs is not None:
         out["identical_to_reference"] = identical_fraction(predictions, reference_outputs)
-        deltas = scores - score(reference_outputs, references)
-        out["delta"] = float(deltas.mean())
-        out["delta_ci"] = list(mean_ci(deltas, n_resamples, seed))
+        base = measure.examples(reference_outputs, references)
+
+        def delta(chosen: np.ndarray) -> float:
+            return measure.score(rows[chosen]) - measure.score(base[chosen])
+
+        out["delta"] = delta(np.arange(len(rows)))
+        out["delta_ci"] = list(statistic_ci(delta, len(rows), n_resamples, seed))
     return out
 
 
@@ -105,26 +127,40 @@ def marked_words(text: str) -> tuple[list[str], list[str]]:
     return words, marks
 
 
-def punctuation_scores(outputs: list[str], references: list[str], sources: list[str]) -> dict:
-    """Punctuation restoration's standard scores over all outputs: precision, recall and F1 of the marks at their
-    word positions (a mark counts when the reference has the same mark after the same word; an output whose words
-    differ from the reference's gets none right), and `words_kept`: the share of outputs whose words are the
-    source's (a damaged or changed word shows here)."""
+def punctuation_counts(outputs: list[str], references: list[str]) -> np.ndarray:
+    """Per output, [marks right, marks predicted, marks expected]: a mark is right when the reference has the same
+    mark after the same word; an output whose words differ from its reference's gets none right."""
     _same_length(outputs, references, "references")
-    _same_length(outputs, sources, "sources")
-    hits = predicted = expected = kept = 0
-    for output, reference, source in zip(outputs, references, sources):
+    counts = np.zeros((len(outputs), 3))
+    for row, (output, reference) in enumerate(zip(outputs, references)):
         words, marks = marked_words(output)
         reference_words, reference_marks = marked_words(reference)
-        kept += words == marked_words(source)[0]
-        if words == reference_words:
-            hits += sum(mark == wanted != "" for mark, wanted in zip(marks, reference_marks))
-        predicted += sum(mark != "" for mark in marks)
-        expected += sum(mark != "" for mark in reference_marks)
-    precision = hits / predicted if predicted else 0.0
-    recall = hits / expected if expected else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "words_kept": kept / len(outputs)}
+        right = (
+            sum(mark == wanted != "" for mark, wanted in zip(marks, reference_marks)) if words == reference_words else 0
+        )
+        counts[row] = right, sum(mark != "" for mark in marks), sum(mark != "" for mark in reference_marks)
+    return counts
+
+
+def f1(counts: np.ndarray) -> float:
+    """The F1 of `punctuation_counts` rows summed over the outputs: 2 x right / (predicted + expected)."""
+    right, predicted, expected = np.asarray(counts).reshape(-1, 3).sum(axis=0)
+    return float(2 * right / (predicted + expected)) if predicted + expected else 0.0
+
+
+def punctuation_scores(outputs: list[str], references: list[str], sources: list[str]) -> dict:
+    """Punctuation restoration's standard scores over all outputs: precision, recall and F1 of the marks at their
+    word positions (`punctuation_counts`), and `words_kept`: the share of outputs whose words are the source's (a
+    damaged or changed word shows here)."""
+    _same_length(outputs, sources, "sources")
+    right, predicted, expected = punctuation_counts(outputs, references).sum(axis=0)
+    kept = sum(marked_words(output)[0] == marked_words(source)[0] for output, source in zip(outputs, sources))
+    return {
+        "precision": float(right / predicted) if predicted else 0.0,
+        "recall": float(right / expected) if expected else 0.0,
+        "f1": f1(np.array([right, predicted, expected])),
+        "words_kept": kept / len(outputs),
+    }
 
 
 def _same_length(predictions: list[str], other: list[str], what: str) -> None:

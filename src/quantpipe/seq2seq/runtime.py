@@ -13,6 +13,7 @@ import numpy as np
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import check_model_dir, loading
 from quantpipe.seq2seq.export import seq2seq_config
+from quantpipe.seq2seq.source_words import SourceWords, SourceWordsProcessor
 
 
 class TorchSeq2seq:
@@ -20,7 +21,7 @@ class TorchSeq2seq:
     `threads` threads (set per call: torch's thread count is the process's, shared with other models in it);
     `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value cache); `autocast`
     `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns bf16 on;
-    sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
+    `keep_source_words`: each step restricted by `quantpipe.seq2seq.source_words`; sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
 
     def __init__(
         self,
@@ -29,6 +30,7 @@ class TorchSeq2seq:
         use_cache: bool = True,
         max_length: int | None = None,
         autocast: str = "none",
+        keep_source_words: bool = False,
     ):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -42,6 +44,7 @@ class TorchSeq2seq:
         self.max_length, self.autocast = max_length, autocast
         eos = self.model.generation_config.eos_token_id
         self.eos = [] if eos is None else list(np.atleast_1d(eos).tolist())
+        self.keep = SourceWords.of_transformers(self.tokenizer, self.eos) if keep_source_words else None
 
     def lengths(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
@@ -52,14 +55,23 @@ class TorchSeq2seq:
 
     def generate(self, texts: list[str], max_new_tokens: int, fixed_length: bool = False):
         import torch
+        from transformers import LogitsProcessorList
 
         config = greedy_config(self.model, max_new_tokens, fixed_length)
         encoded = encode_sources(self.tokenizer, texts, self.max_length)
         bf16 = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast == "bf16" else nullcontext()
         torch.set_num_threads(self.threads)
+        rules = LogitsProcessorList()
+        if self.keep:
+            rules.append(
+                SourceWordsProcessor(self.keep, encoded["input_ids"].numpy(), encoded["attention_mask"].numpy())
+            )
         with torch.inference_mode(), bf16:
-            sequences = self.model.generate(**encoded, generation_config=config)
-        return self.tokenizer.batch_decode(sequences, skip_special_tokens=True), sequences.numpy()
+            sequences = self.model.generate(**encoded, generation_config=config, logits_processor=rules)
+        sequences = sequences.numpy()
+        if self.keep:
+            return self.keep.texts(texts, sequences), sequences
+        return self.tokenizer.batch_decode(sequences, skip_special_tokens=True), sequences
 
 
 def encode_sources(tokenizer, texts: list[str], max_length: int | None):

@@ -12,6 +12,7 @@ import pandas as pd
 from quantpipe.config.seq2seq import Seq2seqTrainParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.model_loading import load_pretrained, resolve_model_ref
+from quantpipe.seq2seq.source_words import SourceWords
 from quantpipe.training import train_loop, training_sample
 
 COLUMNS = ("source", "target")
@@ -101,8 +102,10 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
     def batch(idx: np.ndarray):
         return seq2seq_batch(tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg)
 
+    rule = SourceWords.of_transformers(tokenizer, [eos_token_id]) if cfg.loss == "source_words" else None
+    loss = source_words_loss(rule) if rule else None
     start = time.perf_counter()
-    losses = train_loop(model, list(model.parameters()), lengths, batch, cfg, "fine-tune seq2seq")
+    losses = train_loop(model, list(model.parameters()), lengths, batch, cfg, "fine-tune seq2seq", loss)
     return {
         "train_samples": len(sources),
         "steps": len(losses),
@@ -110,6 +113,32 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
         "final_loss": float(np.mean(losses[-50:])),
         "seconds": time.perf_counter() - start,
     }
+
+
+def source_words_loss(rule: SourceWords):
+    """The loss of the choice decoding with `keep_source_words` makes (`quantpipe.seq2seq.source_words`): at each
+    target position, the cross-entropy over the tokens allowed there only (the marks, and the next token of the
+    target that is not a mark: the source's next token, or the end token), so that training spends itself on
+    where the marks go, not on spelling the words the rule copies."""
+    import torch
+
+    marks = torch.from_numpy(rule.marks)
+
+    def loss(model, batch: dict):
+        labels = batch["labels"]
+        logits = model(**batch).logits
+        valid = labels != -100
+        targets = labels.clamp(min=0)
+        # the next token that is not a mark, at or after each position (the end token ends every target)
+        following = targets.clone()
+        is_mark = torch.isin(targets, marks)
+        for position in range(labels.shape[1] - 2, -1, -1):
+            following[:, position] = torch.where(is_mark[:, position], following[:, position + 1], targets[:, position])
+        allowed = torch.cat([logits[..., marks], logits.gather(-1, following.unsqueeze(-1))], dim=-1)
+        chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return (torch.logsumexp(allowed, dim=-1) - chosen)[valid].mean()
+
+    return loss
 
 
 def save_seq2seq(model, tokenizer, out_dir: Path) -> Path:
