@@ -505,7 +505,7 @@ def generation_markdown(
     metric = METRIC_NAMES[cfg.metric]
     lines += [
         f"Greedy decoding of at most {cfg.max_new_tokens} new tokens. Quality: {metric} (0-100) of the {examples} eval",
-        "outputs (each stopping at its end token) against the references, mean with a bootstrap 95% CI; Δ: minus",
+        "outputs (each stopping at its end token) against the references, with a bootstrap 95% CI; Δ: minus",
         "PyTorch fp32's, paired per example, in points, bootstrap 95% CI; identical: the share of outputs equal to",
         f"PyTorch fp32's. Speed: all models in one process, {rounds} rounds in a balanced order; per-call speed-up:",
         "PyTorch fp32's p50 latency at batch size 1 divided by the model's, round by round, median [min, max];",
