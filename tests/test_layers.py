@@ -52,6 +52,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "quantpipe.distillation",
         "quantpipe.seq2seq",  # the generate task's tooling: data, fine-tuning, export with the cache, lean loop
         "quantpipe.seq2seq.data",
+        "quantpipe.seq2seq.source_words",
         "quantpipe.seq2seq.training",
         "quantpipe.seq2seq.bert_decoder",
         "quantpipe.seq2seq.export",
