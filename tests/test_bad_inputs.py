@@ -202,6 +202,18 @@ def test_bad_data_file_stops_download(tmp_path, file, content, cause):
     assert_download_refuses(tmp_path, file, content, cause)
 
 
+def test_a_dataset_loading_script_is_refused_in_one_line_and_never_run(tmp_path):
+    """Issue 36: a refused dataset script printed `datasets`' ERROR log lines before the error line."""
+    script = tmp_path / "reviews.py"
+    ran = tmp_path / "ran"
+    script.write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n")
+    params = write_params(tmp_path, lambda p: only_dataset(p, {"path": str(script), "text_fields": ["text"]}))
+    out = tmp_path / "raw"
+    proc = run_stage("download.py", "--params", params, "--out", str(out))
+    assert_refused(proc, out, f"error: data.datasets.tiny: cannot load split 'train' of '{script}': ")
+    assert not ran.exists()
+
+
 def test_empty_texts_stop_combine(tmp_path):
     params = write_params(tmp_path, lambda p: only_dataset(p, {"path": "json", "text_fields": ["title", "body"]}))
     raw = tmp_path / "raw" / "tiny"

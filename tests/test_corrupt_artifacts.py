@@ -367,6 +367,46 @@ def test_a_stage_sweeps_what_a_killed_run_of_it_left(project):
     assert f"WARNING quantpipe.cli: {litter}: removed (a temporary output of a run that did not finish)" in proc.stderr
 
 
+def test_the_sweep_stage_removes_litter_a_run_cache_restore_leaves(project):
+    """Issue 36: the litter of a killed quantize stayed after the next `dvc repro` restored that stage from DVC's
+    run-cache (the stage never started, so it never swept). The sweep stage, run on every repro, removes every
+    temporary whose process is gone under the output directories, and keeps a running one's."""
+    dead = dead_pid()
+    litter = [
+        project / f"models/quantized/.openvino_int8.tmp-{dead}",
+        project / f"metrics/seq2seq/eval/pytorch_fp32/.outputs.json.tmp-{dead}",
+        project / f"reports/.compare.md.tmp-{dead}",
+    ]
+    litter[0].mkdir(parents=True)
+    for path in litter[1:]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{")
+    running = project / f"models/quantized/.dynamic_int8.tmp-{os.getpid()}"
+    running.mkdir()
+    proc = run_in(project, "sweep.py")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(path.exists() for path in litter) and running.is_dir()
+    for path in litter:
+        assert f"WARNING quantpipe.cli: {path.relative_to(project)}: removed (a temporary" in proc.stderr
+    assert "sweep: 3 temporaries removed" in proc.stdout
+
+
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "seq2seq/dvc.yaml", "search/dvc.yaml"])
+def test_every_pipeline_sweeps_every_directory_it_writes_on_every_repro(pipeline):
+    from quantpipe.cli import output_roots
+
+    stages = [stage.get("do", stage) for stage in yaml.safe_load((REPO / pipeline).read_text())["stages"].values()]
+    sweeps = [stage for stage in stages if stage["cmd"] == "python stages/sweep.py"]
+    assert len(sweeps) == 1 and sweeps[0]["always_changed"] is True
+    outs = [
+        next(iter(out)) if isinstance(out, dict) else out
+        for stage in stages
+        for key in ("outs", "metrics", "plots")
+        for out in stage.get(key, [])
+    ]
+    assert outs and all(Path(out).parts[0] in {str(root) for root in output_roots()} for out in outs)
+
+
 def test_the_search_sweeps_a_trial_result_whose_write_did_not_finish(project):
     """Issue 36: a failed trial-cache write left a hidden `.t<id>.json.tmp-<pid>`."""
     litter = project / f"metrics/search/trials/.tabc.json.tmp-{dead_pid()}"

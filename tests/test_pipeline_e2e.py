@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,9 @@ from conftest import ENV, ran_stages, run
 
 pytestmark = pytest.mark.e2e
 NAMES = ["pytorch_fp32", "onnx_fp32"]
+# what `dvc status` lists with nothing changed: the stages that run on every repro (sweep, environment) and the
+# search, its own pipeline, which the default `dvc repro` does not run
+ALWAYS_STALE = {"sweep", "environment", "search/dvc.yaml:search_sweep", "search/dvc.yaml:search"}
 
 
 def variant_names(root: Path) -> list[str]:
@@ -95,9 +99,8 @@ def test_repro_writes_every_metrics_file_and_the_report(project):
 def test_second_repro_runs_only_the_environment_check(project):
     # the environment stage always runs (the machine may have changed); its output did not change, so nothing
     # downstream of it re-runs
-    # (the search, its own pipeline, is not run by the default `dvc repro`)
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
-    assert ran_stages(run(project, "dvc", "repro").stdout) == {"environment"}
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == ALWAYS_STALE
+    assert ran_stages(run(project, "dvc", "repro").stdout) == {"sweep", "environment"}
     assert run(project, "git", "status", "--porcelain").stdout == ""
 
 
@@ -116,8 +119,7 @@ def test_forced_reruns_reproduce_the_locked_outputs(project):
     ran = ran_stages(run(project, "dvc", "repro", "-f", "-s", *stages).stdout)
     assert ran == set(stages)
     assert run(project, "git", "status", "--porcelain").stdout == ""
-    # (the search, its own pipeline, is not run by the default `dvc repro`)
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == ALWAYS_STALE
 
 
 def test_another_cpu_makes_the_timing_stages_stale(project, tmp_path):
@@ -145,15 +147,9 @@ def test_one_variant_flag_reruns_only_that_variant(project):
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
     # side_by_side (it times every model together), compare and ship read the variant names, so they list
     # `variants` too; nothing upstream or in other variants changes (environment: always checked)
-    assert set(status) == {
-        "environment",
-        "quantize@dynamic_int8",
-        "side_by_side",
-        "compare",
-        "ship",
-        "search/dvc.yaml:search",
-    }
+    assert set(status) == ALWAYS_STALE | {"quantize@dynamic_int8", "side_by_side", "compare", "ship"}
     assert ran_stages(run(project, "dvc", "repro").stdout) == {
+        "sweep",
         "environment",
         "quantize@dynamic_int8",
         "evaluate@dynamic_int8",
@@ -176,9 +172,10 @@ def test_one_student_change_reruns_only_its_dependants(project):
     status = json.loads(run(project, "dvc", "status", "--json").stdout)
     # the student and, through its folder, its export and its variant; nothing of the base model's or the other
     # student's (side_by_side, compare and ship are downstream of every variant; the search reads every student)
-    assert set(status) == {"environment", "student@other", "search/dvc.yaml:search"}
+    assert set(status) == ALWAYS_STALE | {"student@other"}
     ran = ran_stages(run(project, "dvc", "repro").stdout)
     assert ran == {
+        "sweep",
         "environment",
         "student@other",
         "student_export@other",
@@ -204,8 +201,7 @@ def test_failing_stage_leaves_no_output(project):
     assert "quantize@dynamic_int8" in json.loads(run(project, "dvc", "status", "--json").stdout)
     run(project, "git", "checkout", "params.yaml")
     run(project, "dvc", "checkout", "models/quantized/dynamic_int8")
-    # (the search, its own pipeline, is not run by the default `dvc repro`)
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == ALWAYS_STALE
 
 
 @pytest.mark.parametrize(
@@ -234,9 +230,12 @@ def test_a_killed_stage_leaves_nothing_git_or_dvc_sees(project, stage, args, lef
     proc.wait()
     assert list((project / leftover).glob(f".*.tmp-{proc.pid}"))  # SIGKILL leaves its temporary output
     assert run(project, "git", "status", "--porcelain").stdout == ""
-    # (the search, its own pipeline, is not run by the default `dvc repro`)
-    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == {"environment", "search/dvc.yaml:search"}
-    subprocess.run(
-        [sys.executable, f"stages/{stage}.py", *args], cwd=project, env=ENV, check=True, capture_output=True
-    )  # the next run of the stage removes it
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == ALWAYS_STALE
+    # `dvc repro` after a kill finds the stage's output gone (DVC removes it before running the stage) and restores
+    # it from its run-cache without running the stage: the sweep stage removes the litter
+    out = project / args[args.index("--out") + 1]
+    shutil.rmtree(out) if out.is_dir() else out.unlink()
+    proc = run(project, "dvc", "repro")
+    assert ran_stages(proc.stdout) == {"sweep", "environment"} and out.exists()
     assert not list((project / leftover).glob(".*.tmp-*"))
+    assert run(project, "git", "status", "--porcelain").stdout == ""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import sweep_temporaries
+from quantpipe.io import sweep_temporaries, sweep_tree
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,25 @@ def stage_args(
         parser.add_argument("--out", type=Path, required=out is None, default=out, help="where the stage writes")
     args = parser.parse_args()
     if out is not False:
-        for path in sweep_temporaries(args.out.parent, glob.escape(args.out.name)):
-            log.warning(f"{path}: removed (a temporary output of a run that did not finish)")
+        removed(sweep_temporaries(args.out.parent, glob.escape(args.out.name)))
     return args
+
+
+def output_roots() -> list[Path]:
+    """The top directories of every path in PATHS: where the pipelines write."""
+    return sorted({Path(Path(default).parts[0]) for default, _ in PATHS.values()})
+
+
+def sweep_outputs() -> list[Path]:
+    """Remove the temporaries of killed runs under every output root (`quantpipe.io.sweep_tree`), each with a
+    one-line warning; returns them."""
+    return removed([path for root in output_roots() for path in sweep_tree(root)])
+
+
+def removed(paths: list[Path]) -> list[Path]:
+    for path in paths:
+        log.warning(f"{path}: removed (a temporary output of a run that did not finish)")
+    return paths
 
 
 def run_stage(main: Callable[[], None]) -> None:

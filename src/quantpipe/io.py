@@ -4,7 +4,8 @@ Atomic outputs: write into a temporary sibling, rename into place only when comp
 failing stage leaves nothing at the output path that a later run could take as done. Temporary siblings are
 named `.<name>.tmp-<pid>`: `.gitignore` and `.dvcignore` hide that pattern (a stage killed with SIGKILL leaves
 one that neither git nor DVC's hashes see), and the next write of the same output removes the leftovers; a stage
-also removes those of its `--out` whose process is gone when it starts (`sweep_temporaries`).
+also removes those of its `--out` whose process is gone when it starts (`sweep_temporaries`), and the sweep
+stages, which run on every `dvc repro`, remove them under every output directory (`sweep_tree`).
 
 Checked reads: a file that cannot be read (truncated, not the format, missing a part) is one `QuantpipeError`
 line naming the file, what is wrong with it, and the stage of `dvc.yaml` that writes it with the command that
@@ -57,6 +58,16 @@ def sweep_temporaries(directory: str | Path, name: str = "*") -> list[Path]:
         if pid.isdigit() and not _running(int(pid)):
             _remove(path)
             swept.append(path)
+    return swept
+
+
+def sweep_tree(root: str | Path) -> list[Path]:
+    """`sweep_temporaries` in `root` and every directory under it (none if `root` is not a directory): what killed
+    runs left where a later run does not write again (a stage restored from DVC's run-cache does not start)."""
+    swept: list[Path] = []
+    for directory, subdirectories, _ in os.walk(root):
+        swept += sweep_temporaries(directory)
+        subdirectories[:] = [name for name in subdirectories if ".tmp-" not in name]
     return swept
 
 
