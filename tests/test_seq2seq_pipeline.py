@@ -113,15 +113,15 @@ def test_every_model_is_measured_and_reported(s2s_project):
 
 
 def test_a_second_repro_runs_nothing_and_a_flag_reruns_only_its_variant(s2s_project, tmp_path):
-    assert ran_stages(run(s2s_project, "dvc", "repro", "seq2seq/dvc.yaml").stdout) == {"environment"}
+    always = {"environment", "seq2seq/dvc.yaml:seq2seq_sweep"}
+    assert ran_stages(run(s2s_project, "dvc", "repro", "seq2seq/dvc.yaml").stdout) == always
     root = tmp_path / "project"
     shutil.copytree(s2s_project, root, symlinks=True)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["seq2seq"]["variants"]["dynamic_int8"]["per_channel"] = True
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = ran_stages(run(root, "dvc", "repro", "seq2seq/dvc.yaml").stdout)
-    assert ran == {
-        "environment",
+    assert ran == always | {
         "seq2seq/dvc.yaml:seq2seq_quantize@dynamic_int8",
         "seq2seq/dvc.yaml:seq2seq_evaluate@dynamic_int8",
         "seq2seq/dvc.yaml:seq2seq_compare",
@@ -131,7 +131,7 @@ def test_a_second_repro_runs_nothing_and_a_flag_reruns_only_its_variant(s2s_proj
     params["seq2seq"]["evaluate"]["budget"] = 0.5  # read by the report alone: no model is measured again
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     ran = ran_stages(run(root, "dvc", "repro", "seq2seq/dvc.yaml").stdout)
-    assert ran == {"environment", "seq2seq/dvc.yaml:seq2seq_compare"}
+    assert ran == always | {"seq2seq/dvc.yaml:seq2seq_compare"}
 
 
 def test_a_classification_model_is_refused_in_one_line(s2s_project, tiny_model, tmp_path):
@@ -143,3 +143,81 @@ def test_a_classification_model_is_refused_in_one_line(s2s_project, tiny_model, 
     proc = run(root, "python", "stages/seq2seq_model.py", check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"error: seq2seq.model.pretrained: '{tiny_model}': not a seq2seq model (bert,")
+
+
+STAGES = {  # the command line of each seq2seq stage, as seq2seq/dvc.yaml runs it
+    "export": ["stages/seq2seq_export.py"],
+    "quantize_int8": [
+        "stages/seq2seq_quantize.py",
+        "--name",
+        "dynamic_int8",
+        "--out",
+        "models/seq2seq/quantized/dynamic_int8",
+    ],
+    "quantize_openvino": [
+        "stages/seq2seq_quantize.py",
+        "--name",
+        "openvino_int8",
+        "--out",
+        "models/seq2seq/quantized/openvino_int8",
+    ],
+    "evaluate_fp32": [
+        "stages/seq2seq_evaluate.py",
+        "--name",
+        "pytorch_fp32",
+        "--out",
+        "metrics/seq2seq/eval/pytorch_fp32",
+    ],
+    "evaluate_onnx": ["stages/seq2seq_evaluate.py", "--name", "onnx_fp32", "--out", "metrics/seq2seq/eval/onnx_fp32"],
+    "evaluate_int8": [
+        "stages/seq2seq_evaluate.py",
+        "--name",
+        "dynamic_int8",
+        "--out",
+        "metrics/seq2seq/eval/dynamic_int8",
+    ],
+    "evaluate_openvino": [
+        "stages/seq2seq_evaluate.py",
+        "--name",
+        "openvino_int8",
+        "--out",
+        "metrics/seq2seq/eval/openvino_int8",
+    ],
+    "compare": ["stages/seq2seq_compare.py"],
+}
+
+
+@pytest.mark.parametrize(
+    ("stage", "artifact"),
+    [
+        ("export", "models/seq2seq/base/model.safetensors"),
+        ("export", "models/seq2seq/base/config.json"),
+        ("quantize_int8", "models/seq2seq/onnx/encoder_model.onnx"),
+        ("quantize_openvino", "models/seq2seq/onnx/decoder_model.onnx"),
+        ("evaluate_fp32", "models/seq2seq/base/model.safetensors"),
+        ("evaluate_fp32", "models/seq2seq/base/generation_config.json"),
+        ("evaluate_onnx", "models/seq2seq/onnx/tokenizer.json"),
+        ("evaluate_int8", "models/seq2seq/quantized/dynamic_int8/decoder_with_past_model.onnx"),
+        ("evaluate_int8", "models/seq2seq/quantized/dynamic_int8/quantpipe_variant.json"),
+        ("evaluate_openvino", "models/seq2seq/quantized/openvino_int8/decoder_model.xml"),
+        ("evaluate_openvino", "models/seq2seq/quantized/openvino_int8/encoder_model.bin"),
+        ("compare", "metrics/seq2seq/eval/dynamic_int8/metrics.json"),
+        ("compare", "metrics/seq2seq/eval/onnx_fp32/outputs.json"),
+    ],
+)
+def test_a_corrupt_artifact_of_a_seq2seq_stage_is_one_line_naming_it(s2s_project, tmp_path, stage, artifact):
+    """Issue 36: every artifact a seq2seq stage reads is checked on load, as the classification stages' are: a
+    truncated file is one `error:` line naming it, no traceback."""
+    root = tmp_path / "project"
+    shutil.copytree(s2s_project, root, symlinks=True)
+    path = root / artifact
+    assert path.is_file(), sorted(p.name for p in path.parent.iterdir())
+    path.unlink()  # (the DVC cache's file is linked here: replace the link, do not write through it)
+    data = (s2s_project / artifact).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    proc = run(root, "python", *STAGES[stage], check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    # the file, or the model directory whose loader read it (ONNX Runtime and OpenVINO load a directory's files)
+    named = (f"error: {artifact}: ", f"error: {Path(artifact).parent}: not a valid ")
+    assert proc.returncode == 1 and len(errors) == 1 and errors[0].startswith(named), proc.stderr

@@ -247,8 +247,8 @@ def read_parquet(path: str | Path, columns: tuple[str, ...] = ()):
 
 
 def check_model_dir(model_dir: str | Path) -> None:
-    """A Hugging Face model directory that `from_pretrained` can read: config.json and the tokenizer's JSON files
-    are JSON objects, every safetensors file's header is whole and matches the file's size, and its weights are in
+    """A Hugging Face model directory that `from_pretrained` can read: config.json, generation_config.json and the
+    tokenizer's JSON files are JSON objects, every safetensors file's header is whole and matches the file's size, and its weights are in
     safetensors: `pytorch_model*.bin` alone is refused (a pickle, which can run code, and a loader that does not
     find the weights it expects may try another framework's)."""
     from safetensors import SafetensorError, safe_open
@@ -260,7 +260,13 @@ def check_model_dir(model_dir: str | Path) -> None:
             f"{pickled[0]}: weights are read from safetensors only (a .bin is a pickle); convert them with "
             "`model.save_pretrained(dir, safe_serialization=True)`"
         )
-    for name in ("config.json", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "tokenizer_config.json",
+        "tokenizer.json",
+        "special_tokens_map.json",
+    ):
         if (model_dir / name).is_file():
             read_json(model_dir / name, expect=dict)
     for weights in sorted(model_dir.glob("*.safetensors")):

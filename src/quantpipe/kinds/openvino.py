@@ -227,7 +227,8 @@ class OpenVinoKind(Kind):
         compressed = []
         for part, files in part_files(onnx_dir).items():
             for file in files:
-                model = ov.convert_model(str(onnx_dir / file))
+                with loading(onnx_dir / file, "ONNX model"):
+                    model = ov.convert_model(str(onnx_dir / file))
                 if variant.weights == "int8" and part in variant.parts:
                     import nncf
 

@@ -5,11 +5,10 @@ cache (`quantpipe.seq2seq.lean` and ORTModelForSeq2SeqLM both load them)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from quantpipe.errors import QuantpipeError
-from quantpipe.io import check_model_dir
+from quantpipe.io import check_model_dir, read_json
 
 ENCODER_FILE = "encoder_model.onnx"
 DECODER_FILE = "decoder_model.onnx"  # no cache: the whole prefix recomputed at each step (with cache: first step)
@@ -24,6 +23,8 @@ def seq2seq_config(model_dir: str | Path, param: str | None = None):
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES as SEQ2SEQ
 
     where = f"{param}: '{model_dir}'" if param else str(model_dir)
+    if (Path(model_dir) / "config.json").is_file():  # a local directory: its config is checked as every artifact
+        read_json(Path(model_dir) / "config.json", expect=dict)
     try:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:  # not found, or no model_type
@@ -122,7 +123,7 @@ def is_optimized(onnx_dir: Path) -> bool:
     """Whether an exported directory was optimized by ONNX Runtime (O1-O3: the exporter records it in
     ort_config.json)."""
     ort_config = Path(onnx_dir) / "ort_config.json"
-    return ort_config.is_file() and bool(json.loads(ort_config.read_text()).get("optimization"))
+    return ort_config.is_file() and bool(read_json(ort_config, expect=dict).get("optimization"))
 
 
 def part_files(onnx_dir: Path) -> dict[str, list[str]]:
