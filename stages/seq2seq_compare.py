@@ -57,13 +57,10 @@ def main() -> None:
         sources = pairs["source"].tolist()
         task = task_scores(outputs, references, sources)
         copy = copy_baseline(sources, references, cfg.metric, cfg.bootstrap_resamples, cfg.seed)
-    max_length = params.seq2seq.model.train.max_source_length
+    serving = cfg.serving(params.seq2seq.model.train.max_source_length)
     for name, (kind, _, _) in models.items():
         kind.check_available(name, "seq2seq.variants")
-    loaded = {
-        name: kind.load_generate(path, variant, cfg.threads, max_length, cfg.keep_source_words)
-        for name, (kind, variant, path) in models.items()
-    }
+    loaded = {name: kind.load_generate(path, variant, serving) for name, (kind, variant, path) in models.items()}
     texts = pairs["source"].tolist()[: cfg.latency_samples]
     timings = time_generate_side_by_side(loaded, texts, cfg.max_new_tokens, cfg.batch_size, cfg.rounds)
     # the other PyTorch fp32 (one thread) and the engines' defaults that ran here

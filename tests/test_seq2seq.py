@@ -13,6 +13,7 @@ import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5, save_with_tokenizer
 
 from quantpipe.config.registry import get_kind
+from quantpipe.config.seq2seq import GenerateServing
 from quantpipe.errors import QuantpipeError
 from quantpipe.kinds.dynamic import DynamicGenerateParams
 from quantpipe.kinds.openvino import OpenVinoGenerateParams
@@ -36,7 +37,7 @@ def build(variant, base_dir: Path, onnx_dir: Path, out_dir: Path) -> dict:
 
 def load(variant, model_dir: Path, threads: int = 1, max_length: int | None = 32):
     """The variant served by its kind, as the seq2seq_evaluate and seq2seq_compare stages serve it."""
-    return get_kind(variant.kind).load_generate(model_dir, variant, threads, max_length)
+    return get_kind(variant.kind).load_generate(model_dir, variant, GenerateServing(threads, max_length))
 
 
 @pytest.fixture(scope="module")

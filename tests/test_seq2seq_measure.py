@@ -14,7 +14,7 @@ import pytest
 from conftest import SEQ2SEQ_TEXTS, build_tiny_t5
 
 from quantpipe.config.registry import get_kind
-from quantpipe.config.seq2seq import Seq2seqEvaluateParams
+from quantpipe.config.seq2seq import GenerateServing, Seq2seqEvaluateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.memory import peak_rss_bytes
 from quantpipe.seq2seq.compare import quality_by_model, ratios_to_baseline
@@ -35,7 +35,7 @@ def fp32(kind, **overrides):
 
 
 def served(kind, model_dir: Path, **overrides):
-    return kind.load_generate(model_dir, fp32(kind, **overrides), 1, None)
+    return kind.load_generate(model_dir, fp32(kind, **overrides), GenerateServing(1))
 
 
 @pytest.fixture(scope="module")

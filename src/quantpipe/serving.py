@@ -110,7 +110,7 @@ def serve_generate(
         raise QuantpipeError(f"serving {model_dir}: no texts to generate from")
     rss_start = rss_bytes()
     start = time.perf_counter()
-    model = kind.load_generate(model_dir, variant, cfg.threads, max_length, cfg.keep_source_words)
+    model = kind.load_generate(model_dir, variant, cfg.serving(max_length))
     load_seconds = time.perf_counter() - start
     rss_loaded = rss_bytes()
 

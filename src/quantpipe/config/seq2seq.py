@@ -3,7 +3,7 @@ params.yaml."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -114,6 +114,16 @@ class LeanGenerateParams(GenerateVariantParams):
         return super().served_by(threads) | {"streams": self.streams}
 
 
+class GenerateServing(NamedTuple):
+    """How the seq2seq stages serve every model (a kind's `load_generate`): on `threads` threads unless the variant
+    says otherwise, sources truncated to `max_length` tokens (None: the tokenizer's limit), each step restricted by
+    `quantpipe.seq2seq.source_words` with `keep_source_words`."""
+
+    threads: int
+    max_length: int | None = None
+    keep_source_words: bool = False
+
+
 class Seq2seqEvaluateParams(Section):
     """Generation, timing, memory and quality of every seq2seq model (greedy decoding)."""
 
@@ -145,6 +155,10 @@ class Seq2seqEvaluateParams(Section):
         " may take its source's next token, a punctuation mark, or, its source used up, the end token"
         " (quantpipe.seq2seq.source_words); the model decides where the marks go, and cannot damage a word",
     )
+
+    def serving(self, max_length: int | None) -> GenerateServing:
+        """How the models are served: on these threads, with this decoding, sources truncated to `max_length`."""
+        return GenerateServing(self.threads, max_length, self.keep_source_words)
 
 
 class Seq2seqParams(Section):

@@ -15,7 +15,7 @@ from quantpipe.config import Params
 from quantpipe.config.base import Section
 from quantpipe.config.registry import CLASSIFY, GENERATE
 from quantpipe.config.sections import EvaluateParams, VariantParams
-from quantpipe.config.seq2seq import GenerateVariantParams
+from quantpipe.config.seq2seq import GenerateServing, GenerateVariantParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.io import VARIANT_FILE, read_json
 
@@ -110,17 +110,8 @@ class Kind:
         return what was resolved at build time."""
         raise QuantpipeError(f"seq2seq.variants.{name}.kind: {self.name} is a baseline; nothing to build")
 
-    def load_generate(
-        self,
-        model_dir: Path,
-        variant: GenerateVariantParams,
-        threads: int,
-        max_length: int | None,
-        keep_source_words: bool = False,
-    ) -> Generator:
-        """The seq2seq model of `model_dir`, served on the variant's threads (else `threads`), its sources
-        truncated to `max_length` tokens, each step restricted by `quantpipe.seq2seq.source_words` with
-        `keep_source_words`."""
+    def load_generate(self, model_dir: Path, variant: GenerateVariantParams, serving: GenerateServing) -> Generator:
+        """The seq2seq model of `model_dir`, served as `serving` says (the variant's own threads first)."""
         raise QuantpipeError(f"{model_dir}: kind {self.name} does not serve generation")
 
     def precision(self, variant: VariantParams, resolved: dict) -> str:

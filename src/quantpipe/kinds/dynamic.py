@@ -10,7 +10,7 @@ from pydantic import Field
 
 from quantpipe.config.constants import Preset
 from quantpipe.config.seq2seq import LeanGenerateParams
-from quantpipe.kinds.onnx import load_lean_ort
+from quantpipe.kinds.onnx import ServedByLeanOrt
 from quantpipe.kinds.ort_int8 import OrtInt8Kind
 
 
@@ -33,7 +33,7 @@ class DynamicGenerateParams(LeanGenerateParams):
     )
 
 
-class DynamicKind(OrtInt8Kind):
+class DynamicKind(ServedByLeanOrt, OrtInt8Kind):
     name = "dynamic"
     generate_params = DynamicGenerateParams
 
@@ -66,16 +66,6 @@ class DynamicKind(OrtInt8Kind):
             variant.quantize_embeddings,
         )
         return {"resolved": resolved, "excluded": nodes}
-
-    def load_generate(
-        self,
-        model_dir: Path,
-        variant: DynamicGenerateParams,
-        threads: int,
-        max_length: int | None,
-        keep_source_words: bool = False,
-    ):
-        return load_lean_ort(model_dir, variant, threads, max_length, keep_source_words)
 
 
 KIND = DynamicKind()

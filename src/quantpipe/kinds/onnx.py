@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from quantpipe.config.sections import EvaluateParams, VariantParams
-from quantpipe.config.seq2seq import LeanGenerateParams
+from quantpipe.config.seq2seq import GenerateServing, LeanGenerateParams
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
 from quantpipe.inference import Replicas, threads_per_stream
@@ -89,19 +89,20 @@ class OnnxParams(VariantParams):
     kind: Literal["onnx"] = Field(description="`onnx`: the fp32 export, run by ONNX Runtime")
 
 
-def load_lean_ort(
-    model_dir: Path, variant: LeanGenerateParams, threads: int, max_length: int | None, keep_source_words: bool
-):
-    """A seq2seq export served by ONNX Runtime under the lean loop (neither torch nor transformers imported):
-    one set of sessions per stream, each on its share of the variant's threads (else `threads`)."""
-    from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
+class ServedByLeanOrt:
+    """`load_generate` of the kinds whose seq2seq models are ONNX files run by ONNX Runtime (onnx, dynamic)."""
 
-    served = variant.served_by(threads)
-    check_model_dir(model_dir)
-    with loading(model_dir, "seq2seq ONNX model"):
-        per_stream = threads_per_stream(served["threads"], served["streams"])
-        sessions = [ort_sessions(model_dir, per_stream) for _ in range(served["streams"])]
-        return LeanSeq2seq(model_dir, sessions, max_length, keep_source_words)
+    def load_generate(self, model_dir: Path, variant: LeanGenerateParams, serving: GenerateServing):
+        """The export under the lean loop (neither torch nor transformers imported): one set of sessions per
+        stream, each on its share of the variant's threads (else the serving's)."""
+        from quantpipe.seq2seq.lean import LeanSeq2seq, ort_sessions
+
+        served = variant.served_by(serving.threads)
+        check_model_dir(model_dir)
+        with loading(model_dir, "seq2seq ONNX model"):
+            per_stream = threads_per_stream(served["threads"], served["streams"])
+            sessions = [ort_sessions(model_dir, per_stream) for _ in range(served["streams"])]
+            return LeanSeq2seq(model_dir, sessions, serving.max_length, serving.keep_source_words)
 
 
 class OnnxGenerateParams(LeanGenerateParams):
@@ -110,22 +111,12 @@ class OnnxGenerateParams(LeanGenerateParams):
     kind: Literal["onnx"] = Field("onnx", description="`onnx`: the fp32 export, run by ONNX Runtime")
 
 
-class OnnxKind(Kind):
+class OnnxKind(ServedByLeanOrt, Kind):
     name = "onnx"
     baseline = True
     hub_class = "optimum.onnxruntime.ORTModelForSequenceClassification"
     params = OnnxParams
     generate_params = OnnxGenerateParams
-
-    def load_generate(
-        self,
-        model_dir: Path,
-        variant: OnnxGenerateParams,
-        threads: int,
-        max_length: int | None,
-        keep_source_words: bool = False,
-    ):
-        return load_lean_ort(model_dir, variant, threads, max_length, keep_source_words)
 
     def load(self, model_dir: Path, variant: VariantParams, cfg: EvaluateParams) -> OnnxClassifier | Replicas:
         return load_onnx(model_dir, variant, cfg)

@@ -12,7 +12,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from quantpipe.config.sections import EvaluateParams, VariantParams, check_calibration
-from quantpipe.config.seq2seq import LeanGenerateParams
+from quantpipe.config.seq2seq import GenerateServing, LeanGenerateParams
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.export import MODEL_FILE
@@ -48,6 +48,11 @@ class OpenVinoParams(VariantParams):
         "computes in bf16 where the CPU has AVX512_BF16 or AMX, else f32; what it chose is recorded); `f32` "
         "forces fp32 arithmetic; `bf16` forces bf16 (skipped, with the reason in the report, on a CPU without it)",
     )
+
+    @property
+    def needs_bf16(self) -> bool:
+        """Whether it asks the CPU for bf16 arithmetic (`OpenVinoKind.skip_reason`)."""
+        return self.inference_precision == "bf16"
 
     @model_validator(mode="after")
     def _int8_options(self) -> OpenVinoParams:
@@ -160,9 +165,9 @@ class OpenVinoGenerateParams(LeanGenerateParams):
     )
 
     @property
-    def inference_precision(self) -> str:
-        """`precision` under the name the classification variants give it (`OpenVinoKind.skip_reason` reads it)."""
-        return self.precision
+    def needs_bf16(self) -> bool:
+        """Whether it asks the CPU for bf16 arithmetic (`OpenVinoKind.skip_reason`)."""
+        return self.precision == "bf16"
 
 
 class OpenVinoKind(Kind):
@@ -195,7 +200,7 @@ class OpenVinoKind(Kind):
         return OpenVinoClassifier(out_dir, variant, variant.runtime_threads(inputs.params.evaluate)).computed_in()
 
     def skip_reason(self, variant: OpenVinoParams | OpenVinoGenerateParams, cpu: dict) -> str | None:
-        if variant.inference_precision == "bf16" and not has_bf16(cpu):
+        if variant.needs_bf16 and not has_bf16(cpu):
             return "bf16 precision: this CPU has neither AVX512_BF16 nor AMX-BF16 (OpenVINO would compute in f32)"
         return None
 
@@ -238,23 +243,16 @@ class OpenVinoKind(Kind):
         copy_files(onnx_dir, out_dir, lambda item: item.suffix != ".onnx" and not item.name.endswith(".onnx_data"))
         return {"resolved": {"compressed": compressed}}
 
-    def load_generate(
-        self,
-        model_dir: Path,
-        variant: OpenVinoGenerateParams,
-        threads: int,
-        max_length: int | None,
-        keep_source_words: bool = False,
-    ):
+    def load_generate(self, model_dir: Path, variant: OpenVinoGenerateParams, serving: GenerateServing):
         """The IR files compiled for OpenVINO's CPU plugin (one stream with the LATENCY hint, or `streams` with the
         THROUGHPUT hint, one set of infer requests each) under the lean loop."""
         from quantpipe.seq2seq.lean import LeanSeq2seq, openvino_sessions
 
-        served = variant.served_by(threads)
+        served = variant.served_by(serving.threads)
         check_model_dir(model_dir)
         with loading(model_dir, "seq2seq OpenVINO model"):
             sessions = openvino_sessions(model_dir, served["threads"], variant.precision, served["streams"])
-            return LeanSeq2seq(model_dir, sessions, max_length, keep_source_words)
+            return LeanSeq2seq(model_dir, sessions, serving.max_length, serving.keep_source_words)
 
 
 KIND = OpenVinoKind()

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from quantpipe.config.sections import EvaluateParams, VariantParams
-from quantpipe.config.seq2seq import GenerateVariantParams
+from quantpipe.config.seq2seq import GenerateServing, GenerateVariantParams
 from quantpipe.environment import has_bf16
 from quantpipe.errors import QuantpipeError
 from quantpipe.inference import Replicas, threads_per_stream
@@ -164,18 +164,12 @@ class PytorchKind(Kind):
         copy_files(base_dir, out_dir, lambda item: item.name != "training.json")
         return {}
 
-    def load_generate(
-        self,
-        model_dir: Path,
-        variant: PytorchGenerateParams,
-        threads: int,
-        max_length: int | None,
-        keep_source_words: bool = False,
-    ):
+    def load_generate(self, model_dir: Path, variant: PytorchGenerateParams, serving: GenerateServing):
         from quantpipe.seq2seq.runtime import TorchSeq2seq
 
+        threads = variant.threads or serving.threads
         return TorchSeq2seq(
-            model_dir, variant.threads or threads, variant.use_cache, max_length, variant.autocast, keep_source_words
+            model_dir, threads, variant.use_cache, serving.max_length, variant.autocast, serving.keep_source_words
         )
 
 

@@ -21,7 +21,8 @@ class TorchSeq2seq:
     `threads` threads (set per call: torch's thread count is the process's, shared with other models in it);
     `use_cache` false: its generate recomputes the decoder's prefix at each step (no key/value cache); `autocast`
     `bf16`: generate under `torch.autocast("cpu", torch.bfloat16)`, as a PyTorch user turns bf16 on;
-    `keep_source_words`: each step restricted by `quantpipe.seq2seq.source_words`; sources are truncated to `max_length` tokens (None: the tokenizer's limit)."""
+    `keep_source_words`: each step restricted by `quantpipe.seq2seq.source_words`; sources are truncated to
+    `max_length` tokens (None: the tokenizer's limit)."""
 
     def __init__(
         self,
