@@ -19,7 +19,7 @@ from quantpipe.model_loading import package_model_dir
 from quantpipe.seq2seq.export import DECODER_FILE, ENCODER_FILE, export_seq2seq
 from quantpipe.seq2seq.generation import generate_texts
 from quantpipe.seq2seq.runtime import TorchSeq2seq
-from quantpipe.seq2seq.training import finetune_seq2seq, save_seq2seq, warm_start
+from quantpipe.seq2seq.training import finetune_seq2seq, mark_labels, save_seq2seq, warm_start
 
 TOKENS = {"decoder_start_token_id": 101, "bos_token_id": 101, "eos_token_id": 102, "pad_token_id": 0}
 PAIRS = pd.DataFrame(
@@ -103,6 +103,30 @@ def test_finetune_lowers_the_loss_and_saves_a_model_that_exports(encoder_dir, tm
     assert {ENCODER_FILE, DECODER_FILE, "generation_config.json"} <= {p.name for p in onnx.iterdir()}
 
 
+def test_mark_labels_name_the_mark_after_each_source_token():
+    import torch
+
+    marks, eos = torch.tensor([5, 7]), [2]  # two mark tokens (",", "."), the end token
+    # source [CLS] a b c [SEP] (pad); target "a, b c.." then the end token, cut short by padding
+    labels = torch.tensor([[10, 5, 11, 12, 7, 7, 2, -100], [10, 11, -100, -100, -100, -100, -100, -100]])
+    attention = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]])
+    wanted = mark_labels(labels, attention, marks, eos)
+    # a -> ",", b -> none, c -> "." (a run's first mark); [CLS], [SEP], padding and untaught tokens: -100
+    assert wanted.tolist() == [[-100, 1, 0, 2, -100, -100], [-100, 0, 0, -100, -100, -100]]
+
+
+def test_the_mark_head_trains_beside_the_model_and_is_not_saved(encoder_dir, tmp_path):
+    model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
+    pairs = pd.DataFrame({"target": ["a wonderful story, i read it twice.", "great sound. cheap, too"]})
+    pairs["source"] = ["a wonderful story i read it twice", "great sound cheap too"]
+    cfg = Seq2seqTrainParams(epochs=3, loss="source_words", mark_head_weight=1.0, **FAST)
+    stats = finetune_seq2seq(model, tokenizer, pairs, cfg)
+    assert stats["final_loss"] < stats["first_loss"]
+    plain, _ = warm_start(str(encoder_dir), "x", seed=0)
+    saved = save_seq2seq(model, tokenizer, tmp_path / "model")
+    assert TorchSeq2seq(saved, threads=1).model.state_dict().keys() == plain.state_dict().keys()
+
+
 def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
     model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
     cases = [
@@ -140,6 +164,7 @@ def test_bad_inputs_are_one_line(encoder_dir, tmp_path):
         ),
         ("optimization", "O3", r"^[^ ]*: seq2seq.optimization: O3 cannot apply to the model fine-tuned here"),
         ("task", "text-classification", r"seq2seq.task: .*'text2text-generation'"),
+        ("model.train.loss", "full", r"seq2seq.model.train.mark_head_weight: the mark head learns the marks of loss"),
     ],
 )
 def test_bad_seq2seq_params_are_one_line(tmp_path, key, value, message):

@@ -39,6 +39,13 @@ class Seq2seqTrainParams(Section):
         " seq2seq.evaluate.keep_source_words): over the tokens that decoding allows there only (the marks, the"
         " source's next token, the end token), so training learns where the marks go, not how to spell the words",
     )
+    mark_head_weight: float = Field(
+        0.0,
+        ge=0,
+        description="(loss: source_words) weight of a second loss while training: a linear head over the encoder's"
+        " outputs names, for each source token, the mark the target puts after it (or none), so that the encoder"
+        " states the decoder attends to carry where the marks go; the head is not saved (0: no head)",
+    )
 
 
 class Seq2seqModelParams(Section):
@@ -207,6 +214,11 @@ def check_seq2seq(params: Params) -> None:
         raise ValueError(
             "seq2seq.evaluate.keep_source_words: only punctuation restoration's outputs keep their source's words;"
             f" pairs is {seq2seq.data.pairs}"
+        )
+    if seq2seq.model.train.mark_head_weight and seq2seq.model.train.loss != "source_words":
+        raise ValueError(
+            "seq2seq.model.train.mark_head_weight: the mark head learns the marks of loss: source_words; set"
+            " seq2seq.model.train.loss: source_words (or mark_head_weight: 0)"
         )
     if seq2seq.model.train.loss == "source_words" and not seq2seq.evaluate.keep_source_words:
         raise ValueError(

@@ -102,10 +102,16 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
     def batch(idx: np.ndarray):
         return seq2seq_batch(tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg)
 
-    rule = SourceWords.of_transformers(tokenizer, [eos_token_id]) if cfg.loss == "source_words" else None
-    loss = source_words_loss(rule) if rule else None
+    parameters, loss = list(model.parameters()), None
+    if cfg.loss == "source_words":
+        rule = SourceWords.of_transformers(tokenizer, [eos_token_id])
+        head = None
+        if cfg.mark_head_weight:
+            head = torch.nn.Linear(model.config.encoder.hidden_size, 1 + len(rule.marks))
+            parameters += list(head.parameters())
+        loss = source_words_loss(rule, head, cfg.mark_head_weight)
     start = time.perf_counter()
-    losses = train_loop(model, list(model.parameters()), lengths, batch, cfg, "fine-tune seq2seq", loss)
+    losses = train_loop(model, parameters, lengths, batch, cfg, "fine-tune seq2seq", loss)
     return {
         "train_samples": len(sources),
         "steps": len(losses),
@@ -115,18 +121,20 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
     }
 
 
-def source_words_loss(rule: SourceWords):
+def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
     """The loss of the choice decoding with `keep_source_words` makes (`quantpipe.seq2seq.source_words`): at each
     target position, the cross-entropy over the tokens allowed there only (the marks, and the next token of the
     target that is not a mark: the source's next token, or the end token), so that training spends itself on
-    where the marks go, not on spelling the words the rule copies."""
+    where the marks go, not on spelling the words the rule copies. With `mark_head` (a linear layer over the
+    encoder's outputs, `1 + len(rule.marks)` classes), plus `weight` x its cross-entropy against `mark_labels`."""
     import torch
 
     marks = torch.from_numpy(rule.marks)
 
     def loss(model, batch: dict):
         labels = batch["labels"]
-        logits = model(**batch).logits
+        out = model(**batch)
+        logits = out.logits
         valid = labels != -100
         targets = labels.clamp(min=0)
         # the next token that is not a mark, at or after each position (the end token ends every target)
@@ -136,9 +144,35 @@ def source_words_loss(rule: SourceWords):
             following[:, position] = torch.where(is_mark[:, position], following[:, position + 1], targets[:, position])
         allowed = torch.cat([logits[..., marks], logits.gather(-1, following.unsqueeze(-1))], dim=-1)
         chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        return (torch.logsumexp(allowed, dim=-1) - chosen)[valid].mean()
+        value = (torch.logsumexp(allowed, dim=-1) - chosen)[valid].mean()
+        if mark_head is None:
+            return value
+        heads = mark_head(out.encoder_last_hidden_state).transpose(1, 2)  # [batch, classes, source tokens]
+        wanted = mark_labels(labels, batch["attention_mask"], marks, rule.eos)
+        return value + weight * torch.nn.functional.cross_entropy(heads, wanted, ignore_index=-100)
 
     return loss
+
+
+def mark_labels(labels, attention_mask, marks, eos):
+    """[batch, source tokens]: for each source token the encoder reads, the class of the mark the target puts right
+    after it (0: none; `1 + i`: `marks[i]`), -100 for [CLS], [SEP], padding and tokens the target does not reach.
+    The target's tokens that are neither marks nor its end are the source's tokens in order (a punctuation
+    restoration pair: the source is its target without the marks), the k-th of them the encoder's position k + 1."""
+    import torch
+
+    valid = labels != -100
+    targets = labels.clamp(min=0)
+    copied = valid & ~torch.isin(targets, marks) & ~torch.isin(targets, torch.as_tensor(eos))
+    position = torch.cumsum(copied, dim=1)  # the encoder position of the token copied at each target position
+    after = torch.cat([targets[:, 1:], torch.full_like(targets[:, :1], -1)], dim=1)
+    mark = torch.isin(after, marks)
+    classes = torch.where(mark, 1 + torch.searchsorted(marks, after.clamp(min=0)), 0)
+    keep = copied & (position < attention_mask.sum(dim=1, keepdim=True) - 1)  # not past the source's own tokens
+    wanted = torch.full(attention_mask.shape, -100, dtype=torch.long)
+    rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)
+    wanted[rows[keep], position[keep]] = classes[keep]
+    return wanted
 
 
 def save_seq2seq(model, tokenizer, out_dir: Path) -> Path:
