@@ -269,7 +269,7 @@ def as_fields(section: dict) -> None:
             lambda s: (
                 as_fields(s),
                 s["evaluate"].update(keep_source_words=False),
-                s["model"]["train"].update(loss="full"),
+                s["model"]["train"].update(loss="full", mark_head_weight=0),
             ),
             "seq2seq.evaluate.metric: punctuation_f1 scores restored punctuation; pairs is fields",
         ),
@@ -278,7 +278,7 @@ def as_fields(section: dict) -> None:
                 as_fields(s),
                 s["data"].pop("target_field", None),
                 s["evaluate"].update(keep_source_words=False, metric="chrf"),
-                s["model"]["train"].update(loss="full"),
+                s["model"]["train"].update(loss="full", mark_head_weight=0),
             ),
             "seq2seq.data.target_field: required with pairs: fields",
         ),

@@ -107,24 +107,37 @@ def test_mark_labels_name_the_mark_after_each_source_token():
     import torch
 
     marks, eos = torch.tensor([5, 7]), [2]  # two mark tokens (",", "."), the end token
-    # source [CLS] a b c [SEP] (pad); target "a, b c.." then the end token, cut short by padding
-    labels = torch.tensor([[10, 5, 11, 12, 7, 7, 2, -100], [10, 11, -100, -100, -100, -100, -100, -100]])
-    attention = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0]])
-    wanted = mark_labels(labels, attention, marks, eos)
-    # a -> ",", b -> none, c -> "." (a run's first mark); [CLS], [SEP], padding and untaught tokens: -100
-    assert wanted.tolist() == [[-100, 1, 0, 2, -100, -100], [-100, 0, 0, -100, -100, -100]]
+    source = torch.tensor([[1, 10, 11, 12, 2, 0]] * 3)  # [CLS] a b c [SEP] (padding)
+    attention = (source != 0).long()
+    labels = torch.tensor(
+        [
+            [10, 5, 11, 12, 7, 7, 2, -100],  # "a, b c.." then the end token
+            [10, 11, 2, -100, -100, -100, -100, -100],  # cut after "b": its mark is not known
+            [10, 5, 13, 12, 2, -100, -100, -100],  # a token the source does not have: nothing after it is known
+        ]
+    )
+    wanted = mark_labels(labels, source, attention, marks, eos)
+    # a -> ",", b -> none, c -> "." (a run's first mark); [CLS], [SEP], padding and the unknown: -100
+    assert wanted.tolist() == [
+        [-100, 1, 0, 2, -100, -100],
+        [-100, 0, -100, -100, -100, -100],
+        [-100, 1, -100, -100, -100, -100],
+    ]
 
 
-def test_the_mark_head_trains_beside_the_model_and_is_not_saved(encoder_dir, tmp_path):
-    model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
+def test_the_mark_head_trains_the_encoder_and_is_not_saved(encoder_dir, tmp_path):
     pairs = pd.DataFrame({"target": ["a wonderful story, i read it twice.", "great sound. cheap, too"]})
     pairs["source"] = ["a wonderful story i read it twice", "great sound cheap too"]
-    cfg = Seq2seqTrainParams(epochs=3, loss="source_words", mark_head_weight=1.0, **FAST)
-    stats = finetune_seq2seq(model, tokenizer, pairs, cfg)
-    assert stats["final_loss"] < stats["first_loss"]
-    plain, _ = warm_start(str(encoder_dir), "x", seed=0)
-    saved = save_seq2seq(model, tokenizer, tmp_path / "model")
-    assert TorchSeq2seq(saved, threads=1).model.state_dict().keys() == plain.state_dict().keys()
+    trained = {}
+    for weight in (0.0, 1.0):
+        model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
+        cfg = Seq2seqTrainParams(epochs=3, loss="source_words", mark_head_weight=weight, **FAST)
+        finetune_seq2seq(model, tokenizer, pairs, cfg)
+        trained[weight] = save_seq2seq(model, tokenizer, tmp_path / str(weight))
+    plain, with_head = (TorchSeq2seq(trained[w], threads=1).model.state_dict() for w in (0.0, 1.0))
+    assert with_head.keys() == plain.keys()  # the head is not in the saved model
+    encoder = [key for key in plain if key.startswith("encoder.encoder.layer.")]
+    assert any(not with_head[key].equal(plain[key]) for key in encoder)  # its loss reached the encoder
 
 
 def test_bad_inputs_are_one_line(encoder_dir, tmp_path):

@@ -148,27 +148,34 @@ def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
         if mark_head is None:
             return value
         heads = mark_head(out.encoder_last_hidden_state).transpose(1, 2)  # [batch, classes, source tokens]
-        wanted = mark_labels(labels, batch["attention_mask"], marks, rule.eos)
+        wanted = mark_labels(labels, batch["input_ids"], batch["attention_mask"], marks, rule.eos)
         return value + weight * torch.nn.functional.cross_entropy(heads, wanted, ignore_index=-100)
 
     return loss
 
 
-def mark_labels(labels, attention_mask, marks, eos):
+def mark_labels(labels, input_ids, attention_mask, marks, eos):
     """[batch, source tokens]: for each source token the encoder reads, the class of the mark the target puts right
-    after it (0: none; `1 + i`: `marks[i]`), -100 for [CLS], [SEP], padding and tokens the target does not reach.
-    The target's tokens that are neither marks nor its end are the source's tokens in order (a punctuation
-    restoration pair: the source is its target without the marks), the k-th of them the encoder's position k + 1."""
+    after it (0: none; `1 + i`: `marks[i]`), -100 where it is not known: [CLS], [SEP], padding, the tokens past
+    where the target was cut or where it stops matching the source. The target's tokens that are neither marks
+    nor its end are the source's tokens in order (a punctuation restoration pair: the source is its target
+    without the marks), the k-th of them the encoder's position k + 1 (after [CLS])."""
     import torch
 
     valid = labels != -100
     targets = labels.clamp(min=0)
     copied = valid & ~torch.isin(targets, marks) & ~torch.isin(targets, torch.as_tensor(eos))
     position = torch.cumsum(copied, dim=1)  # the encoder position of the token copied at each target position
+    words = attention_mask.sum(dim=1, keepdim=True) - 2  # the source's own tokens, [CLS] and [SEP] aside
+    inside = position <= words
+    same = input_ids.gather(1, position.clamp(max=input_ids.shape[1] - 1)) == targets
+    aligned = torch.cumprod((~copied | (inside & same)).long(), dim=1).bool()  # up to the first mismatch
+    cut = copied.sum(dim=1, keepdim=True) < words  # the target was truncated: its last word's mark is unknown
+    last = position == copied.sum(dim=1, keepdim=True)
     after = torch.cat([targets[:, 1:], torch.full_like(targets[:, :1], -1)], dim=1)
     mark = torch.isin(after, marks)
     classes = torch.where(mark, 1 + torch.searchsorted(marks, after.clamp(min=0)), 0)
-    keep = copied & (position < attention_mask.sum(dim=1, keepdim=True) - 1)  # not past the source's own tokens
+    keep = copied & aligned & ~(cut & last)
     wanted = torch.full(attention_mask.shape, -100, dtype=torch.long)
     rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)
     wanted[rows[keep], position[keep]] = classes[keep]
