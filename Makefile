@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	@echo 'quantpipe: with the shipped params.yaml, make run from a fresh clone took 22 to 31 minutes on 2-core'
+	@echo 'quantpipe: with the shipped params.yaml, make run from a fresh clone took 22 to 33 minutes on 2-core'
 	@echo '  AVX-512 VNNI/BF16 EPYCs (install included), longer on slower CPUs; a progress bar with its ETA follows each long stage'
 	dvc repro
 
