@@ -135,6 +135,11 @@ def run(cwd: Path, *cmd: str, check: bool = True, env: dict | None = None) -> su
     return proc
 
 
+# what `dvc status` lists with nothing changed: the stages that run on every repro (sweep, environment) and the
+# search's, its own pipeline, which the default `dvc repro` does not run
+ALWAYS_STALE = {"sweep", "environment", "search/dvc.yaml:search_sweep", "search/dvc.yaml:search"}
+
+
 def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ENV, ran_stages, run
+from conftest import ALWAYS_STALE, ENV, ran_stages, run
 
 pytestmark = pytest.mark.e2e
 NAMES = ["pytorch_fp32", "onnx_fp32"]
-# what `dvc status` lists with nothing changed: the stages that run on every repro (sweep, environment) and the
-# search, its own pipeline, which the default `dvc repro` does not run
-ALWAYS_STALE = {"sweep", "environment", "search/dvc.yaml:search_sweep", "search/dvc.yaml:search"}
 
 
 def variant_names(root: Path) -> list[str]:

@@ -211,7 +211,8 @@ def searched(built_project, tmp_path_factory) -> Path:
 
     shutil.copytree(built_project, root, symlinks=True)
     out = run(root, "dvc", "repro", "search/dvc.yaml").stdout
-    assert ran_stages(out) == {"environment", "search/dvc.yaml:search"}  # the CPU record is always checked
+    # the CPU record is always checked, the search's litter always swept
+    assert ran_stages(out) == {"environment", "search/dvc.yaml:search_sweep", "search/dvc.yaml:search"}
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "search")
     return root
@@ -245,7 +246,10 @@ def test_the_search_measures_every_valid_trial_and_picks_a_winner(searched):
 
 def test_a_second_repro_runs_nothing(searched):
     assert "search/dvc.yaml:search" not in json.loads(run(searched, "dvc", "status", "--json").stdout)
-    assert ran_stages(run(searched, "dvc", "repro", "search/dvc.yaml").stdout) == {"environment"}
+    assert ran_stages(run(searched, "dvc", "repro", "search/dvc.yaml").stdout) == {
+        "environment",
+        "search/dvc.yaml:search_sweep",
+    }
 
 
 def test_a_new_axis_value_runs_only_the_new_trials_and_a_failure_is_recorded(searched, tmp_path):
