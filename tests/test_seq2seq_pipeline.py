@@ -48,7 +48,7 @@ def tiny_seq2seq(params: dict, model_dir: Path) -> dict:
 def s2s_project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("s2s") / "project"
     model = build_tiny_t5(tmp_path_factory.mktemp("t5") / "model")
-    files = run(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
+    files = run_anywhere(REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard").stdout.split("\0")
     for name in filter(None, files):
         if name.endswith("dvc.lock") or name.startswith(("metrics/", "reports/")) or not (REPO / name).exists():
             continue

@@ -84,7 +84,8 @@ def test_tied_decoder_shares_the_encoder_weights_after_saving(encoder_dir, tmp_p
 def test_finetune_lowers_the_loss_and_saves_a_model_that_exports(encoder_dir, tmp_path):
     model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
     stats = finetune_seq2seq(model, tokenizer, PAIRS, Seq2seqTrainParams(epochs=3, **FAST))
-    assert stats.keys() == {"train_samples", "steps", "first_loss", "final_loss", "seconds"}
+    assert stats.keys() == {"train_samples", "steps", "loss", "first_loss", "final_loss", "seconds"}
+    assert stats["loss"] == Seq2seqTrainParams(**FAST).loss  # the default's loss, no mark head
     assert stats["train_samples"] == 4 and stats["steps"] == 3 and stats["seconds"] > 0
     assert stats["final_loss"] < stats["first_loss"]  # the mean of the 3 steps: the same batch, learnt
     assert not model.training
@@ -128,12 +129,13 @@ def test_mark_labels_name_the_mark_after_each_source_token():
 def test_the_mark_head_trains_the_encoder_and_is_not_saved(encoder_dir, tmp_path):
     pairs = pd.DataFrame({"target": ["a wonderful story, i read it twice.", "great sound. cheap, too"]})
     pairs["source"] = ["a wonderful story i read it twice", "great sound cheap too"]
-    trained = {}
+    trained, losses = {}, {}
     for weight in (0.0, 1.0):
         model, tokenizer = warm_start(str(encoder_dir), "x", seed=0)
         cfg = Seq2seqTrainParams(epochs=3, loss="source_words", mark_head_weight=weight, **FAST)
-        finetune_seq2seq(model, tokenizer, pairs, cfg)
+        losses[weight] = finetune_seq2seq(model, tokenizer, pairs, cfg)["loss"]
         trained[weight] = save_seq2seq(model, tokenizer, tmp_path / str(weight))
+    assert losses == {0.0: "source_words", 1.0: "source_words + 1 x mark head"}  # what training.json's losses are
     plain, with_head = (TorchSeq2seq(trained[w], threads=1).model.state_dict() for w in (0.0, 1.0))
     assert with_head.keys() == plain.keys()  # the head is not in the saved model
     encoder = [key for key in plain if key.startswith("encoder.encoder.layer.")]

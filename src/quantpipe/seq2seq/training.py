@@ -86,7 +86,8 @@ def seq2seq_batch(tokenizer, sources: list[str], targets: list[str], eos_token_i
 
 def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainParams) -> dict:
     """Fine-tune on CPU on `pairs` (columns source, target) with `quantpipe.training.train_loop`, per-batch
-    padding. Returns the loss statistics and the training time."""
+    padding. Returns the loss statistics (of the loss trained, `loss`: with the mark head, its weighted term
+    included) and the training time."""
     import torch
     from transformers import set_seed
 
@@ -102,19 +103,21 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
     def batch(idx: np.ndarray):
         return seq2seq_batch(tokenizer, [sources[i] for i in idx], [targets[i] for i in idx], eos_token_id, cfg)
 
-    parameters, loss = list(model.parameters()), None
+    parameters, loss, trained = list(model.parameters()), None, cfg.loss
     if cfg.loss == "source_words":
         rule = SourceWords.of_transformers(tokenizer, [eos_token_id])
         head = None
         if cfg.mark_head_weight:
             head = torch.nn.Linear(model.config.encoder.hidden_size, 1 + len(rule.marks))
             parameters += list(head.parameters())
+            trained += f" + {cfg.mark_head_weight:g} x mark head"
         loss = source_words_loss(rule, head, cfg.mark_head_weight)
     start = time.perf_counter()
     losses = train_loop(model, parameters, lengths, batch, cfg, "fine-tune seq2seq", loss)
     return {
         "train_samples": len(sources),
         "steps": len(losses),
+        "loss": trained,
         "first_loss": losses[0],
         "final_loss": float(np.mean(losses[-50:])),
         "seconds": time.perf_counter() - start,
@@ -135,11 +138,9 @@ def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
         labels = batch["labels"]
         out = model(**batch)
         logits = out.logits
-        valid = labels != -100
-        targets = labels.clamp(min=0)
+        valid, targets, is_mark = target_tokens(labels, marks)
         # the next token that is not a mark, at or after each position (the end token ends every target)
         following = targets.clone()
-        is_mark = torch.isin(targets, marks)
         for position in range(labels.shape[1] - 2, -1, -1):
             following[:, position] = torch.where(is_mark[:, position], following[:, position + 1], targets[:, position])
         allowed = torch.cat([logits[..., marks], logits.gather(-1, following.unsqueeze(-1))], dim=-1)
@@ -154,6 +155,15 @@ def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
     return loss
 
 
+def target_tokens(labels, marks):
+    """The labels' positions that have a token (`valid`), their tokens (0 where none) and which are marks."""
+    import torch
+
+    valid = labels != -100
+    targets = labels.clamp(min=0)
+    return valid, targets, torch.isin(targets, marks)
+
+
 def mark_labels(labels, input_ids, attention_mask, marks, eos):
     """[batch, source tokens]: for each source token the encoder reads, the class of the mark the target puts right
     after it (0: none; `1 + i`: `marks[i]`), -100 where it is not known: [CLS], [SEP], padding, the tokens past
@@ -162,19 +172,19 @@ def mark_labels(labels, input_ids, attention_mask, marks, eos):
     without the marks), the k-th of them the encoder's position k + 1 (after [CLS])."""
     import torch
 
-    valid = labels != -100
-    targets = labels.clamp(min=0)
-    copied = valid & ~torch.isin(targets, marks) & ~torch.isin(targets, torch.as_tensor(eos))
+    valid, targets, is_mark = target_tokens(labels, marks)
+    copied = valid & ~is_mark & ~torch.isin(targets, torch.as_tensor(eos))
+    count = copied.sum(dim=1, keepdim=True)
     position = torch.cumsum(copied, dim=1)  # the encoder position of the token copied at each target position
     words = attention_mask.sum(dim=1, keepdim=True) - 2  # the source's own tokens, [CLS] and [SEP] aside
     inside = position <= words
     same = input_ids.gather(1, position.clamp(max=input_ids.shape[1] - 1)) == targets
     aligned = torch.cumprod((~copied | (inside & same)).long(), dim=1).bool()  # up to the first mismatch
-    cut = copied.sum(dim=1, keepdim=True) < words  # the target was truncated: its last word's mark is unknown
-    last = position == copied.sum(dim=1, keepdim=True)
+    cut = count < words  # the target was truncated: its last word's mark is unknown
+    last = position == count
     after = torch.cat([targets[:, 1:], torch.full_like(targets[:, :1], -1)], dim=1)
-    mark = torch.isin(after, marks)
-    classes = torch.where(mark, 1 + torch.searchsorted(marks, after.clamp(min=0)), 0)
+    mark_after = torch.cat([is_mark[:, 1:], torch.zeros_like(is_mark[:, :1])], dim=1)
+    classes = torch.where(mark_after, 1 + torch.searchsorted(marks, after.clamp(min=0)), 0)
     keep = copied & aligned & ~(cut & last)
     wanted = torch.full(attention_mask.shape, -100, dtype=torch.long)
     rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(labels)
