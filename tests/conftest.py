@@ -140,6 +140,13 @@ def run(cwd: Path, *cmd: str, check: bool = True, env: dict | None = None) -> su
 ALWAYS_STALE = {"sweep", "environment", "search/dvc.yaml:search_sweep", "search/dvc.yaml:search"}
 
 
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 

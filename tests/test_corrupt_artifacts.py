@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, tiny_params
+from conftest import REPO, dead_pid, tiny_params
 from test_bad_inputs import assert_refused
 
 from quantpipe.errors import QuantpipeError
@@ -348,13 +348,6 @@ def test_a_directory_where_a_cached_trial_belongs_is_one_line_before_any_trial_r
         f"error: metrics/search/trials/{first}.json: not a file (the trial's cached result belongs there)",
     )
     assert "new trial(s) to run" not in proc.stdout
-
-
-def dead_pid() -> int:
-    """The id of a process that has ended."""
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def test_a_stage_sweeps_what_a_killed_run_of_it_left(project):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import dead_pid
 
 from quantpipe.calibration import calibrate
 from quantpipe.config.sections import CalibrationParams
@@ -32,15 +34,19 @@ def test_calibration_output_is_byte_identical_on_a_rerun(tiny_onnx, texts, tmp_p
 
 def test_leftovers_of_a_killed_write_are_removed_by_the_next_one(tmp_path):
     # what SIGKILL leaves: the temporary sibling of a directory output and of a file output
-    (tmp_path / ".ranges.tmp-4242").mkdir()
-    (tmp_path / ".ranges.tmp-4242/half.json").write_text("{")
-    (tmp_path / ".report.md.tmp-4242").write_text("half")
-    (tmp_path / ".other.tmp-4242").mkdir()  # another output's leftover: not this write's business
+    dead, running = dead_pid(), os.getppid()
+    (tmp_path / f".ranges.tmp-{dead}").mkdir()
+    (tmp_path / f".ranges.tmp-{dead}/half.json").write_text("{")
+    (tmp_path / f".report.md.tmp-{dead}").write_text("half")
+    (tmp_path / f".report.md.tmp-{running}").write_text("a running process's write")  # its own: kept
+    (tmp_path / f".report.md.tmp-{os.getpid()}").write_text("a failed write of this process")
+    (tmp_path / f".other.tmp-{dead}").mkdir()  # another output's leftover: not this write's business
     with atomic_dir(tmp_path / "ranges") as tmp:
         (tmp / "ranges.json").write_text("{}")
     with atomic_file(tmp_path / "report.md") as tmp:
         tmp.write_text("done")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-4242", "ranges", "report.md"]
+    left = [f".other.tmp-{dead}", f".report.md.tmp-{running}", "ranges", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(left)
     assert (tmp_path / "report.md").read_text() == "done"
 
 

@@ -80,6 +80,7 @@ def sweep_outputs() -> list[Path]:
 
 
 def removed(paths: list[Path]) -> list[Path]:
+    """`paths`, each named on a warning line as the removed temporary output of a run that did not finish."""
     for path in paths:
         log.warning(f"{path}: removed (a temporary output of a run that did not finish)")
     return paths

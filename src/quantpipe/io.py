@@ -72,11 +72,13 @@ def sweep_tree(root: str | Path) -> list[Path]:
 
 
 def temporary_sibling(target: Path) -> Path:
-    """`.<name>.tmp-<pid>` beside `target`, after removing what killed runs left under that pattern."""
+    """`.<name>.tmp-<pid>` beside `target`, after removing what killed runs left under that pattern
+    (`sweep_temporaries`: a running process's write is its own) and this process's own, if a failed write left it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.tmp-*"):
-        _remove(stale)
-    return target.parent / f".{target.name}.tmp-{os.getpid()}"
+    sweep_temporaries(target.parent, glob.escape(target.name))
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    _remove(tmp)
+    return tmp
 
 
 @contextmanager
@@ -248,8 +250,8 @@ def read_parquet(path: str | Path, columns: tuple[str, ...] = ()):
 
 def check_model_dir(model_dir: str | Path) -> None:
     """A Hugging Face model directory that `from_pretrained` can read: config.json, generation_config.json and the
-    tokenizer's JSON files are JSON objects, every safetensors file's header is whole and matches the file's size, and its weights are in
-    safetensors: `pytorch_model*.bin` alone is refused (a pickle, which can run code, and a loader that does not
+    tokenizer's JSON files are JSON objects, every safetensors file's header is whole and matches the file's size,
+    and its weights are in safetensors: `pytorch_model*.bin` alone is refused (a pickle, which can run code, and a loader that does not
     find the weights it expects may try another framework's)."""
     from safetensors import SafetensorError, safe_open
 

@@ -167,7 +167,7 @@ class PytorchKind(Kind):
     def load_generate(self, model_dir: Path, variant: PytorchGenerateParams, serving: GenerateServing):
         from quantpipe.seq2seq.runtime import TorchSeq2seq
 
-        threads = variant.threads or serving.threads
+        threads = variant.served_by(serving.threads)["threads"]
         return TorchSeq2seq(
             model_dir, threads, variant.use_cache, serving.max_length, variant.autocast, serving.keep_source_words
         )

@@ -23,8 +23,8 @@ def seq2seq_config(model_dir: str | Path, param: str | None = None):
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES as SEQ2SEQ
 
     where = f"{param}: '{model_dir}'" if param else str(model_dir)
-    if (Path(model_dir) / "config.json").is_file():  # a local directory: its config is checked as every artifact
-        read_json(Path(model_dir) / "config.json", expect=dict)
+    if Path(model_dir).is_dir():  # a local directory is checked as every artifact
+        check_model_dir(model_dir)
     try:
         config = AutoConfig.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:  # not found, or no model_type
