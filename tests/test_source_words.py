@@ -86,8 +86,17 @@ def test_the_source_words_loss_is_the_cross_entropy_over_the_allowed_tokens_only
     assert 0 < loss.item() < full.item()  # normalised over a few hundred tokens, not the whole vocabulary
     loss.backward()
     assert model.decoder.bert.encoder.layer[0].crossattention.self.query.weight.grad.abs().sum() > 0
-    logits = model(**batch).logits.detach()  # the first label ("dont") against the marks and itself alone
-    first = batch["labels"][0, 0]
+    logits = model(**batch).logits.detach()  # every label against the marks and the next word's token, by hand
+    marks, terms = torch.from_numpy(rule.marks), []
+    for row, labels in enumerate(batch["labels"].tolist()):
+        tokens = [token for token in labels if token != -100]
+        for position, token in enumerate(tokens):
+            following = next(t for t in tokens[position:] if t not in rule.marks)  # the end token at the latest
+            scores = logits[row, position]
+            allowed = torch.cat([scores[marks], scores[following : following + 1]])
+            terms.append(torch.logsumexp(allowed, 0) - scores[token])
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-5)
+    first = batch["labels"][0, 0]  # the first label ("dont") against the marks and itself alone
     allowed = torch.cat([logits[0, 0, torch.from_numpy(rule.marks)], logits[0, 0, first : first + 1]])
     expected = torch.logsumexp(allowed, 0) - logits[0, 0, first]
     labels = batch["labels"].clone()

@@ -4,6 +4,8 @@ from the packaged MiniLM by default), trained on the CPU on (source, target) tex
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -124,28 +126,58 @@ def finetune_seq2seq(model, tokenizer, pairs: pd.DataFrame, cfg: Seq2seqTrainPar
     }
 
 
+@contextmanager
+def projection_skipped(model) -> Iterator:
+    """Within: the model's `logits` are the states its output projection (the word embeddings' linear layer, the
+    projection yielded) would read, not the scores of the whole vocabulary; restored after."""
+    import torch
+
+    projection = model.get_output_embeddings()
+    parent, name = next(
+        (module, name) for module in model.modules() for name, child in module.named_children() if child is projection
+    )
+    setattr(parent, name, torch.nn.Identity())
+    try:
+        yield projection
+    finally:
+        setattr(parent, name, projection)
+
+
 def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
     """The loss of the choice decoding with `keep_source_words` makes (`quantpipe.seq2seq.source_words`): at each
     target position, the cross-entropy over the tokens allowed there only (the marks, and the next token of the
     target that is not a mark: the source's next token, or the end token), so that training spends itself on
-    where the marks go, not on spelling the words the rule copies. With `mark_head` (a linear layer over the
-    encoder's outputs, `1 + len(rule.marks)` classes), plus `weight` x its cross-entropy against `mark_labels`."""
+    where the marks go, not on spelling the words the rule copies. Only those tokens are scored
+    (`projection_skipped`): a vocabulary-wide projection at every position costs about as much as the encoder.
+    With `mark_head` (a linear layer over the encoder's outputs, `1 + len(rule.marks)` classes), plus `weight` x
+    its cross-entropy against `mark_labels`."""
     import torch
 
     marks = torch.from_numpy(rule.marks)
 
+    def scores(states, projection, tokens):
+        """The logits of `tokens` (one per position, or a list for every position) from the projection's input."""
+        if tokens.dim() == 1:
+            bias = projection.bias[tokens] if projection.bias is not None else None
+            return torch.nn.functional.linear(states, projection.weight[tokens], bias)
+        logits = (states * projection.weight[tokens]).sum(-1)
+        return logits + projection.bias[tokens] if projection.bias is not None else logits
+
     def loss(model, batch: dict):
         labels = batch["labels"]
-        out = model(**batch)
-        logits = out.logits
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        with projection_skipped(model) as projection:
+            out = model(**inputs, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels))
+        states = out.logits
         valid, targets, is_mark = target_tokens(labels, marks)
         # the next token that is not a mark, at or after each position (the end token ends every target)
         following = targets.clone()
         for position in range(labels.shape[1] - 2, -1, -1):
             following[:, position] = torch.where(is_mark[:, position], following[:, position + 1], targets[:, position])
-        allowed = torch.cat([logits[..., marks], logits.gather(-1, following.unsqueeze(-1))], dim=-1)
-        chosen = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        value = (torch.logsumexp(allowed, dim=-1) - chosen)[valid].mean()
+        allowed = torch.cat(
+            [scores(states, projection, marks), scores(states, projection, following).unsqueeze(-1)], dim=-1
+        )
+        value = (torch.logsumexp(allowed, dim=-1) - scores(states, projection, targets))[valid].mean()
         if mark_head is None:
             return value
         heads = mark_head(out.encoder_last_hidden_state).transpose(1, 2)  # [batch, classes, source tokens]
