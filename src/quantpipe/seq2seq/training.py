@@ -165,11 +165,15 @@ def source_words_loss(rule: SourceWords, mark_head=None, weight: float = 0.0):
 
     def loss(model, batch: dict):
         labels = batch["labels"]
+        valid, targets, is_mark = target_tokens(labels, marks)
+        decoder = {
+            "decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels=labels),
+            "decoder_attention_mask": valid.long(),  # the inputs that predict a label (the rest is padding)
+        }
         inputs = {key: value for key, value in batch.items() if key != "labels"}
         with projection_skipped(model) as projection:
-            out = model(**inputs, decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=labels))
+            out = model(**inputs, **decoder)
         states = out.logits
-        valid, targets, is_mark = target_tokens(labels, marks)
         # the next token that is not a mark, at or after each position (the end token ends every target)
         following = targets.clone()
         for position in range(labels.shape[1] - 2, -1, -1):
