@@ -283,6 +283,14 @@ def as_fields(section: dict) -> None:
             "seq2seq.data.target_field: required with pairs: fields",
         ),
         (
+            lambda s: s["data"].update(train_split="train+validation"),
+            "seq2seq.data.eval_split: 'validation' is also fine-tuned on (train_split: 'train+validation'); score a",
+        ),
+        (
+            lambda s: s["data"].update(train_split="validation[:200]"),
+            "seq2seq.data.eval_split: 'validation' is also fine-tuned on (train_split: 'validation[:200]')",
+        ),
+        (
             lambda s: s["evaluate"].update(metric="bleu"),
             "seq2seq.evaluate.metric: Input should be 'chrf', 'rouge_l' or 'punctuation_f1'",
         ),

@@ -198,6 +198,13 @@ class Seq2seqParams(Section):
     evaluate: Seq2seqEvaluateParams = Field(Seq2seqEvaluateParams(), description="measurement")
 
 
+def overlapping(split: str, other: str) -> bool:
+    """Whether two `datasets` split expressions surely share rows: the same split, one of them whole (two slices of
+    one split may not)."""
+    (name, *sliced), (other_name, *other_sliced) = (part.strip().split("[", 1) for part in (split, other))
+    return name == other_name and not (sliced and other_sliced)
+
+
 def check_seq2seq(params: Params) -> None:
     """Cross-checks of the `seq2seq` section (raise ValueError, one line naming the param)."""
     seq2seq = params.seq2seq
@@ -229,6 +236,14 @@ def check_seq2seq(params: Params) -> None:
         raise ValueError(
             f"seq2seq.evaluate.metric: punctuation_f1 scores restored punctuation; pairs is {seq2seq.data.pairs}"
             " (use chrf or rouge_l, or pairs: punctuation)"
+        )
+    data = seq2seq.data
+    if seq2seq.model.source == "finetune" and any(
+        overlapping(part, data.eval_split) for part in data.train_split.split("+")
+    ):
+        raise ValueError(
+            f"seq2seq.data.eval_split: '{data.eval_split}' is also fine-tuned on (train_split: '{data.train_split}');"
+            " score a split the model never saw"
         )
     if seq2seq.data.pairs == "fields" and seq2seq.data.target_field is None:
         raise ValueError("seq2seq.data.target_field: required with pairs: fields (the column of the reference output)")
