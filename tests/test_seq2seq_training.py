@@ -249,12 +249,13 @@ def test_train_words_all_makes_a_pair_of_every_window_and_a_column_without_punct
     firsts = text_pairs(
         params.model_copy(update={"seq2seq": params.seq2seq.model_copy(update={"data": first})}), "train"
     )
-    assert len(firsts) == 5100 and len(windows) > 5 * len(firsts)
+    assert len(firsts) == 5100 + 6000 and len(windows) > 5 * len(firsts)  # train_split: train+test
     assert set(firsts["target"]) <= set(windows["target"])  # each review's first window is its first words
     rows = pd.DataFrame({"content": ["no marks here at all", "nor here"], "title": ["a", "b"], "label": [0, 1]})
     rows.to_json(tmp_path / "plain.jsonl", orient="records", lines=True)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["datasets"]["amazon"]["data_files"] = {"train": str(tmp_path / "plain.jsonl")}
+    raw["seq2seq"]["data"]["train_split"] = "train"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(QuantpipeError, match=r"^seq2seq.data.source_field: 'content' of amazon \('train'\) has no pu"):
         text_pairs(load_seq2seq_params(tmp_path / "params.yaml"), "train")
